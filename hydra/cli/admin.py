@@ -1,0 +1,211 @@
+"""``hydra init``, ``hydra plot-type ...``, ``hydra user ...``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+
+plot_type_app = typer.Typer(help="Plot types and their labels.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their permissions.", no_args_is_help=True)
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def init(config: str = ConfigOption) -> None:
+    """Create HYDRA_HOME, its storage folders and the database, or upgrade it.
+
+    Safe to run any number of times: an up-to-date database is left as it is.
+
+    Example: HYDRA_DB_URL=mysql+pymysql://hydra:secret@db:3306/hydra hydra init
+    """
+    from hydra.db.migrate import upgrade_to_head
+
+    cfg = get_config(config)
+    cfg.ensure_dirs()
+    try:
+        before, after = upgrade_to_head(engine_for(cfg))
+    except Exception as exc:  # noqa: BLE001 - the database's own message is the useful part
+        fail(f"cannot initialise the database at {cfg.database_url}: {exc}")
+    state = "created" if before is None else ("up to date" if before == after else f"upgraded from {before}")
+    console.print(f"[green]database {state}[/] at revision {after}: {_safe_url(cfg.database_url)}")
+    console.print(f"HYDRA_HOME: {cfg.home.resolve()}  input: {cfg.input_dir}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@plot_type_app.command("add")
+def plot_type_add(
+    name: str = typer.Argument(..., help="Plot type name, e.g. fcal_occupancy."),
+    labels: str = typer.Option("Good,Bad,NoData", "--labels", help="Comma-separated labels."),
+    problem: str = typer.Option(None, "--problem", help="Labels that count as a problem (default: Bad)."),
+    colors: str = typer.Option(None, "--colors", help="Comma-separated colours, one per label (#rrggbb)."),
+    group: str = typer.Option(None, "--group", help="Plot group, usually the detector system."),
+    collect: float = typer.Option(0.0, "--collect", min=0, max=100, help="Percent of images kept at random."),
+    config: str = ConfigOption,
+) -> None:
+    """Add a plot type with its labels.
+
+    Example: hydra plot-type add fcal_occupancy --labels Good,Bad,NoData --problem Bad --group FCAL
+    """
+    from hydra.db.engine import session_scope
+    from hydra.db.queries import create_plot_type
+
+    cfg = get_config(config)
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            pt = create_plot_type(
+                name,
+                _split(labels),
+                session=session,
+                problem=_split(problem) if problem is not None else None,
+                colors=_split(colors) or None,
+                group=group,
+                collect_percent=collect,
+            )
+            console.print(f"[green]plot type {pt.name} added[/] (id {pt.id}) with labels {labels}")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@plot_type_app.command("list")
+def plot_type_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
+    """List plot types with their labels, group and active model.
+
+    Example: hydra plot-type list --json
+    """
+    from sqlmodel import select
+
+    from hydra.db.engine import session_scope
+    from hydra.db.models import PlotGroup, PlotType
+    from hydra.db.queries import active_models, labels_of
+
+    cfg = get_config(config)
+    with session_scope(engine_for(cfg)) as session:
+        groups = {g.id: g.name for g in session.exec(select(PlotGroup))}
+        active = active_models(session=session)
+        rows = []
+        for pt in session.exec(select(PlotType).order_by(PlotType.name)):
+            labels = labels_of(pt.id, session=session)
+            rows.append(
+                {
+                    "name": pt.name,
+                    "id": pt.id,
+                    "group": groups.get(pt.group_id),
+                    "labels": [lb.name for lb in labels],
+                    "problem_labels": [lb.name for lb in labels if lb.is_problem],
+                    "colors": {lb.name: lb.color for lb in labels},
+                    "collect_percent": pt.collect_percent,
+                    "active_model": active[pt.id].id if pt.id in active else None,
+                }
+            )
+    if json:
+        print_json_lines(rows)
+        return
+    from rich.table import Table
+
+    table = Table("name", "group", "labels", "problem", "active model")
+    for r in rows:
+        table.add_row(r["name"], r["group"] or "", ",".join(r["labels"]), ",".join(r["problem_labels"]), str(r["active_model"] or "-"))
+    from rich.console import Console
+
+    Console().print(table)
+
+
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(..., help="User name."),
+    admin: bool = typer.Option(False, "--admin", help="Give the admin role (may do everything)."),
+    role: str = typer.Option(None, "--role", help="admin, expert, labeler or viewer (default labeler)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    config: str = ConfigOption,
+) -> None:
+    """Add a user; the password is prompted for (or read from stdin) and stored hashed.
+
+    Example: echo 's3cret' | hydra user add alice --password-stdin
+    """
+    from hydra.auth import create_user
+    from hydra.db.engine import session_scope
+
+    cfg = get_config(config)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            user = create_user(name, password, session=session, role="admin" if admin else (role or "labeler"))
+            console.print(f"[green]user {user.name} added[/] with role {user.role}")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@user_app.command("grant")
+def user_grant(
+    name: str = typer.Argument(..., help="User name."),
+    plot_type: str = typer.Argument(..., help="Plot type name."),
+    label: bool = typer.Option(True, "--label/--no-label", help="May label images of this plot type."),
+    thresholds: bool = typer.Option(False, "--thresholds", help="May change this plot type's thresholds."),
+    config: str = ConfigOption,
+) -> None:
+    """Give a user rights on one plot type.
+
+    Example: hydra user grant alice fcal_occupancy --label --thresholds
+    """
+    from hydra.auth import grant
+    from hydra.db.engine import session_scope
+    from hydra.db.queries import NotFoundError
+
+    cfg = get_config(config)
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            grant(name, plot_type, session=session, label=label, thresholds=thresholds)
+    except NotFoundError as exc:
+        fail(str(exc))
+    console.print(f"[green]{name} on {plot_type}:[/] label={label} thresholds={thresholds}")
+
+
+@user_app.command("list")
+def user_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
+    """List users, their roles and permissions.
+
+    Example: hydra user list --json
+    """
+    from sqlmodel import select
+
+    from hydra.db.engine import session_scope
+    from hydra.db.models import Permission, PlotType, User
+
+    cfg = get_config(config)
+    with session_scope(engine_for(cfg)) as session:
+        names = {pt.id: pt.name for pt in session.exec(select(PlotType))}
+        rows = []
+        for user in session.exec(select(User).order_by(User.name)):
+            perms = session.exec(select(Permission).where(Permission.user_id == user.id)).all()
+            rows.append(
+                {
+                    "name": user.name,
+                    "role": user.role,
+                    "label": sorted(names[p.plot_type_id] for p in perms if p.can_label),
+                    "thresholds": sorted(names[p.plot_type_id] for p in perms if p.can_threshold),
+                }
+            )
+    if json:
+        print_json_lines(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['name']:20} {r['role']:8} label: {','.join(r['label']) or '-'}  thresholds: {','.join(r['thresholds']) or '-'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.add_typer(plot_type_app, name="plot-type")
+    app.add_typer(user_app, name="user")

@@ -1,0 +1,137 @@
+"""``hydra ingest`` and ``hydra images list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+
+images_app = typer.Typer(help="Images registered for training and labeling.", no_args_is_help=True)
+
+
+def ingest(
+    directory: Path = typer.Argument(..., help="Folder of plot images (searched recursively)."),
+    labels: Path = typer.Option(None, "--labels", help="CSV with at least the columns filename,label."),
+    plot_type: str = typer.Option(None, "--plot-type", help="Only register images of this plot type."),
+    json: bool = JsonOption,
+    config: str = ConfigOption,
+) -> None:
+    """Register every image under DIR that follows the naming convention, with its label.
+
+    Plot types that do not exist yet are created with the labels the CSV uses.
+    Ingesting the same folder twice adds nothing; a bad CSV row stops the run
+    with its line number and nothing is written.
+
+    Example: hydra ingest plots/ --labels plots/labels.csv
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from hydra.ingest import IngestError
+    from hydra.ingest import ingest as run_ingest
+
+    cfg = get_config(config)
+    columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def progress(done: int, total: int) -> None:
+            if done % 200 == 0 or done == total:
+                bar.update(task, completed=done, total=total)
+
+        try:
+            report = run_ingest(
+                directory,
+                engine=engine_for(cfg),
+                labels_csv=labels,
+                plot_type=plot_type,
+                pattern=cfg.naming_regex,
+                progress=progress,
+            )
+        except IngestError as exc:
+            fail(f"{exc}\nnothing was written")
+    summary = {
+        "scanned": report.scanned,
+        "added": report.added,
+        "labeled": report.labeled,
+        "relabeled": report.relabeled,
+        "already_known": report.already_known,
+        "skipped": len(report.skipped),
+        "created_plot_types": report.created_plot_types,
+    }
+    if json:
+        print_json_lines([summary])
+        return
+    console.print(
+        f"[green]{report.added} images added[/] ({report.labeled} labeled), "
+        f"{report.already_known} already known, {report.relabeled} relabeled"
+    )
+    if report.created_plot_types:
+        console.print(f"new plot types: {', '.join(report.created_plot_types)}")
+    if report.skipped:
+        shown = ", ".join(report.skipped[:5]) + (" ..." if len(report.skipped) > 5 else "")
+        console.print(f"[yellow]{len(report.skipped)} files skipped: names do not follow the convention[/] ({shown})")
+
+
+@images_app.command("list")
+def images_list(
+    plot_type: str = typer.Option(None, "--plot-type", help="Only this plot type."),
+    labeled: bool = typer.Option(None, "--labeled/--unlabeled", help="Only labeled or only unlabeled images."),
+    limit: int = typer.Option(0, "--limit", min=0, help="At most this many (0: all)."),
+    json: bool = JsonOption,
+    config: str = ConfigOption,
+) -> None:
+    """List registered images with their plot type, run and label.
+
+    Example: hydra images list --plot-type fcal_occupancy --unlabeled --json
+    """
+    from sqlmodel import col, select
+
+    from hydra.db.engine import session_scope
+    from hydra.db.models import Image, Label, PlotType
+    from hydra.db.queries import NotFoundError, get_plot_type
+
+    cfg = get_config(config)
+    with session_scope(engine_for(cfg)) as session:
+        query = (
+            select(Image, PlotType.name, Label.name)
+            .join(PlotType, PlotType.id == Image.plot_type_id)
+            .join(Label, Label.id == Image.label_id, isouter=True)
+            .order_by(Image.id)
+        )
+        if plot_type:
+            try:
+                query = query.where(Image.plot_type_id == get_plot_type(plot_type, session=session).id)
+            except NotFoundError as exc:
+                fail(str(exc))
+        if labeled is True:
+            query = query.where(col(Image.label_id).is_not(None))
+        elif labeled is False:
+            query = query.where(col(Image.label_id).is_(None))
+        if limit:
+            query = query.limit(limit)
+        rows = [
+            {
+                "id": im.id,
+                "path": im.path,
+                "plot_type": pt,
+                "run": im.run,
+                "chunk": im.chunk,
+                "label": label,
+                "kept_reason": im.kept_reason,
+                "created_at": im.created_at,
+            }
+            for im, pt, label in session.exec(query)
+        ]
+    if json:
+        print_json_lines(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:>7} {r['plot_type']:24} run {r['run']:>7} {r['label'] or '(unlabeled)':12} {r['path']}")
+    console.print(f"{len(rows)} images")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+    app.add_typer(images_app, name="images")

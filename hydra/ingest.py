@@ -1,0 +1,265 @@
+"""Register a folder of plot images (and their human labels) in the database.
+
+Ingest is validate-then-write: the labels CSV and every file are checked
+first, and only a clean run writes, in one transaction. Running it twice adds
+nothing.
+
+Example:
+    >>> from hydra.ingest import ingest
+    >>> report = ingest("plots/", engine=engine, labels_csv="plots/labels.csv")  # doctest: +SKIP
+    >>> report.added, report.labeled                                             # doctest: +SKIP
+    (160, 160)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image as PILImage
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hydra.data.naming import NamingError, ParsedName, parse_name
+from hydra.db.engine import session_scope
+from hydra.db.models import Image, ImageLabel, utcnow
+from hydra.db.queries import add_label, create_plot_type, labels_of, plot_types_by_name
+
+DEFAULT_LABELS = ("Good", "Bad", "NoData")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class IngestError(ValueError):
+    """The folder or the labels CSV cannot be ingested; nothing was written."""
+
+
+@dataclass
+class IngestReport:
+    scanned: int = 0
+    added: int = 0
+    labeled: int = 0
+    relabeled: int = 0
+    already_known: int = 0
+    skipped: list[str] = field(default_factory=list)  # files not following the convention
+    created_plot_types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    path: Path
+    parsed: ParsedName
+    label: str | None = None
+
+
+def read_labels_csv(csv_path: Path, root: Path, pattern: re.Pattern[str] | None) -> dict[str, str]:
+    """Read ``filename,label`` rows; the error names the line and the problem.
+
+    Returns:
+        The label of every listed file, keyed by its path relative to ``root``.
+    """
+    if not csv_path.is_file():
+        raise IngestError(f"labels CSV {csv_path} does not exist")
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            missing = [c for c in ("filename", "label") if c not in columns]
+            if missing:
+                raise IngestError(
+                    f"{csv_path}: missing column(s) {', '.join(missing)}; "
+                    f"the header has {columns or 'nothing'} (need at least filename,label)"
+                )
+            labels: dict[str, str] = {}
+            first_line: dict[str, int] = {}
+            for row in reader:
+                line = reader.line_num
+                row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+                name, label = row.get("filename", ""), row.get("label", "")
+                if not name:
+                    raise IngestError(f"{csv_path} line {line}: empty filename")
+                if not label:
+                    raise IngestError(f"{csv_path} line {line}: empty label for {name!r}")
+                if not re.fullmatch(r"[A-Za-z0-9_ .+-]{1,64}", label):
+                    raise IngestError(f"{csv_path} line {line}: label {label!r} has characters a label cannot have")
+                rel = os.path.normpath(name)
+                if rel in labels:
+                    raise IngestError(
+                        f"{csv_path} line {line}: duplicate filename {name!r} (first on line {first_line[rel]})"
+                    )
+                try:
+                    parse_name(rel, pattern)
+                except NamingError as exc:
+                    raise IngestError(f"{csv_path} line {line}: {exc}") from None
+                if not (root / rel).is_file():
+                    raise IngestError(f"{csv_path} line {line}: file {name!r} does not exist under {root}")
+                labels[rel] = label
+                first_line[rel] = line
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{csv_path}: not a UTF-8 text file ({exc.reason})") from None
+    except csv.Error as exc:
+        raise IngestError(f"{csv_path}: not a valid CSV file ({exc})") from None
+    return labels
+
+
+def _scan(root: Path, pattern: re.Pattern[str] | None, report: IngestReport) -> list[_Candidate]:
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for fname in sorted(files):
+            if Path(fname).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            report.scanned += 1
+            path = Path(dirpath) / fname
+            try:
+                found.append(_Candidate(path, parse_name(fname, pattern)))
+            except NamingError:
+                report.skipped.append(str(path.relative_to(root)))
+    return found
+
+
+def _check_image(path: Path) -> tuple[str, datetime]:
+    """Hash a file and check that its header is an image's; returns (hash, mtime)."""
+    data = path.read_bytes()
+    if not data:
+        raise IngestError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with PILImage.open(path) as img:
+            img.verify()
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds
+        raise IngestError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+    return hashlib.sha256(data).hexdigest(), mtime
+
+
+def _ordered_labels(used: Iterable[str]) -> list[str]:
+    used = set(used)
+    first = [x for x in DEFAULT_LABELS if x in used]
+    return first + sorted(used - set(first))
+
+
+def _resolve_labels(
+    candidates: list[_Candidate], session: Session, report: IngestReport
+) -> dict[tuple[str, str], int]:
+    """Create missing plot types; map (plot type, label name) to label id."""
+    by_type: dict[str, set[str]] = {}
+    for c in candidates:
+        by_type.setdefault(c.parsed.plot_type, set())
+        if c.label:
+            by_type[c.parsed.plot_type].add(c.label)
+    existing = plot_types_by_name(session=session)
+    label_ids: dict[tuple[str, str], int] = {}
+    for name, used in sorted(by_type.items()):
+        pt = existing.get(name)
+        if pt is None:
+            pt = create_plot_type(name, _ordered_labels(used) or list(DEFAULT_LABELS), session=session)
+            report.created_plot_types.append(name)
+        known = {lb.name: lb for lb in labels_of(pt.id, session=session)}
+        for label in sorted(used - set(known)):
+            known[label] = add_label(pt.id, label, session=session)
+        label_ids.update({(name, lb.name): lb.id for lb in known.values()})
+        label_ids[(name, "")] = pt.id  # plot type id, under an impossible label name
+    return label_ids
+
+
+def ingest(
+    directory: str | Path,
+    *,
+    engine: Engine,
+    labels_csv: str | Path | None = None,
+    plot_type: str | None = None,
+    pattern: re.Pattern[str] | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """Register every image under ``directory`` that follows the naming convention.
+
+    Args:
+        directory: the folder, searched recursively.
+        engine: the database.
+        labels_csv: optional CSV with at least ``filename,label`` (filename
+            relative to ``directory``).
+        plot_type: only register images of this plot type.
+        pattern: the deployment's naming regex (default convention otherwise).
+        progress: called with (done, total) while files are checked.
+
+    Raises:
+        IngestError: anything wrong; the message names the file or CSV line,
+            and nothing has been written.
+    """
+    root = Path(directory).resolve()
+    if not root.is_dir():
+        raise IngestError(f"{directory} is not a directory")
+    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    report = IngestReport()
+    candidates = _scan(root, regex, report)
+    if labels_csv is not None:
+        labels = read_labels_csv(Path(labels_csv), root, regex)
+        by_rel = {os.path.normpath(c.path.relative_to(root)): c for c in candidates}
+        for rel, label in labels.items():
+            by_rel[rel].label = label
+    if plot_type is not None:
+        candidates = [c for c in candidates if c.parsed.plot_type == plot_type]
+        if not candidates:
+            raise IngestError(f"no image of plot type {plot_type!r} under {root}")
+
+    with session_scope(engine) as session:
+        paths = [str(c.path) for c in candidates]
+        known: dict[str, Image] = {}
+        for i in range(0, len(paths), 500):
+            chunk = paths[i : i + 500]
+            known.update({im.path: im for im in session.exec(select(Image).where(col(Image.path).in_(chunk)))})
+        label_ids = _resolve_labels(candidates, session, report)
+        rows, history = [], []
+        now = utcnow()
+        for done, c in enumerate(candidates, 1):
+            if progress:
+                progress(done, len(candidates))
+            key = (c.parsed.plot_type, c.label) if c.label else None
+            existing = known.get(str(c.path))
+            if existing is not None:
+                report.already_known += 1
+                if key and existing.label_id != label_ids[key]:
+                    existing.label_id, existing.labeled_at = label_ids[key], now
+                    session.add(existing)
+                    history.append((existing.id, label_ids[key]))
+                    report.relabeled += 1
+                continue
+            digest, mtime = _check_image(c.path)
+            rows.append(
+                {
+                    "path": str(c.path),
+                    "filename": c.path.name,
+                    "plot_type_id": label_ids[(c.parsed.plot_type, "")],
+                    "run": c.parsed.run,
+                    "chunk": c.parsed.chunk,
+                    "created_at": mtime,
+                    "content_hash": digest,
+                    "kept_reason": "ingest",
+                    "label_id": label_ids[key] if key else None,
+                    "labeled_at": now if key else None,
+                    "train_weight": 1.0,
+                    "doubt": 0.0,
+                }
+            )
+        if rows:
+            session.execute(insert(Image), rows)
+            report.added = len(rows)
+            labeled_paths = [r["path"] for r in rows if r["label_id"] is not None]
+            report.labeled = len(labeled_paths)
+            for i in range(0, len(labeled_paths), 500):
+                chunk = labeled_paths[i : i + 500]
+                history.extend(
+                    session.exec(select(Image.id, Image.label_id).where(col(Image.path).in_(chunk))).all()
+                )
+        if history:
+            session.execute(
+                insert(ImageLabel),
+                [{"image_id": i, "label_id": lb, "source": "ingest", "created_at": now} for i, lb in history],
+            )
+    return report
+
