@@ -1,0 +1,57 @@
+"""The classifier's plain network: a timm backbone, importable without Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def build_backbone(backbone: str, num_classes: int, in_chans: int = 3, drop_rate: float = 0.0) -> nn.Module:
+    """A timm model by name, from scratch (``pretrained=False``: nothing is downloaded)."""
+    import timm
+
+    if not timm.is_model(backbone):
+        close = timm.list_models(f"*{backbone.split('_')[0]}*")[:10]
+        raise ValueError(f"timm has no model {backbone!r}; similar names: {', '.join(close) or 'none'}")
+    return timm.create_model(
+        backbone, pretrained=False, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate
+    )
+
+
+def load_init_weights(model: nn.Module, weights_file: str | Path) -> list[str]:
+    """Initialise from a user's weights file (safetensors or a tensors-only state dict).
+
+    Tensors whose shape does not fit (e.g. an ImageNet classifier layer) are
+    skipped, so a pretrained backbone can start a plot classifier. Returns the
+    names that were not loaded.
+    """
+    path = Path(weights_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights_file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, never code
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
+
+
+def cam_layer(model: nn.Module) -> nn.Module:
+    """The last feature stage of a timm model (its last ``feature_info`` entry)."""
+    info = getattr(model, "feature_info", None)
+    if info:
+        last = info[-1] if isinstance(info, list) else info.get_dicts()[-1]
+        name = last.get("module")
+        if name:
+            return model.get_submodule(name)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no conv layer for Grad-CAM")
+    return convs[-1]
