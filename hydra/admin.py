@@ -1,0 +1,278 @@
+"""The Admin page's service layer: configuration without touching the database.
+
+Every function that changes something takes the acting user first and calls
+``require(user, "admin", ...)`` before anything else, so only admins can
+change plot types, labels, users, permissions and active models, whatever
+the page shows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from sqlmodel import Session, col, select
+
+from hydra.auth import ROLES, PermissionDenied, create_user, get_user, grant, require
+from hydra.db.models import Image, Label, Model, Permission, PlotType, User
+from hydra.db.queries import (
+    NotFoundError,
+    activate_model,
+    add_label,
+    create_plot_type,
+    get_model,
+    get_or_create_group,
+    labels_of,
+)
+
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+__all__ = [
+    "PermissionDenied",
+    "AdminError",
+    "PermissionRow",
+    "add_plot_type",
+    "add_plot_type_label",
+    "add_user",
+    "mask_preview",
+    "permissions",
+    "recent_image_path",
+    "revoke",
+    "set_active_model",
+    "set_label",
+    "set_permission",
+    "set_role",
+    "update_plot_type",
+    "users",
+    "validate_mask",
+]
+
+
+class AdminError(ValueError):
+    """An admin request with a value that cannot be stored; the message says why."""
+
+
+@dataclass(frozen=True)
+class PermissionRow:
+    user: str
+    plot_type: str
+    can_label: bool
+    can_threshold: bool
+
+
+def _admin(user: User | None, *, session: Session) -> None:
+    require(user, "admin", None, session=session)
+
+
+def validate_mask(mask: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Check rectangles ``[x0, y0, x1, y1]`` in fractions of the image (0..1, x0 < x1, y0 < y1)."""
+    out = []
+    for i, rect in enumerate(mask):
+        if len(rect) != 4:
+            raise AdminError(f"mask rectangle {i + 1} needs 4 numbers [x0, y0, x1, y1], got {list(rect)}")
+        x0, y0, x1, y1 = (float(v) for v in rect)
+        if not all(0.0 <= v <= 1.0 for v in (x0, y0, x1, y1)):
+            raise AdminError(
+                f"mask rectangle {i + 1}: values are fractions of the image, 0 to 1; got {list(rect)}"
+            )
+        if x0 >= x1 or y0 >= y1:
+            raise AdminError(f"mask rectangle {i + 1}: needs x0 < x1 and y0 < y1; got {list(rect)}")
+        out.append([x0, y0, x1, y1])
+    return out
+
+
+def _plot_type(plot_type_id: int, *, session: Session) -> PlotType:
+    pt = session.get(PlotType, plot_type_id)
+    if pt is None:
+        raise NotFoundError(f"unknown plot type id {plot_type_id}")
+    return pt
+
+
+def add_plot_type(
+    user: User | None,
+    name: str,
+    labels: Sequence[str],
+    *,
+    session: Session,
+    problem: Sequence[str] | None = None,
+    group: str | None = None,
+    collect_percent: float = 0.0,
+) -> PlotType:
+    """Create a plot type with its labels (admin only)."""
+    _admin(user, session=session)
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,128}", name or ""):
+        raise AdminError(f"plot type name {name!r}: use letters, digits and _ (it is part of the file names)")
+    if not 0 <= collect_percent <= 100:
+        raise AdminError(f"collect percent is 0 to 100, not {collect_percent}")
+    try:
+        return create_plot_type(
+            name, labels, session=session, problem=problem, group=group, collect_percent=collect_percent
+        )
+    except ValueError as exc:
+        raise AdminError(str(exc)) from exc
+
+
+def update_plot_type(
+    user: User | None,
+    plot_type_id: int,
+    *,
+    session: Session,
+    collect_percent: float | None = None,
+    mask: Sequence[Sequence[float]] | None = None,
+    hidden: bool | None = None,
+    description: str | None = None,
+    group: str | None = None,
+) -> PlotType:
+    """Change a plot type's settings; arguments left None stay as they are."""
+    _admin(user, session=session)
+    pt = _plot_type(plot_type_id, session=session)
+    if collect_percent is not None:
+        if not 0 <= collect_percent <= 100:
+            raise AdminError(f"collect percent is 0 to 100, not {collect_percent}")
+        pt.collect_percent = float(collect_percent)
+    if mask is not None:
+        pt.mask = validate_mask(mask)
+    if hidden is not None:
+        pt.hidden = hidden
+    if description is not None:
+        pt.description = description[:512]
+    if group is not None:
+        pt.group_id = get_or_create_group(group, session=session).id if group else None
+    session.add(pt)
+    session.flush()
+    return pt
+
+
+def set_label(
+    user: User | None,
+    label_id: int,
+    *,
+    session: Session,
+    color: str | None = None,
+    is_problem: bool | None = None,
+    ordinal: int | None = None,
+) -> Label:
+    """Change a label's colour (``#rrggbb``), whether it counts as a problem, or its place in the palette."""
+    _admin(user, session=session)
+    label = session.get(Label, label_id)
+    if label is None:
+        raise NotFoundError(f"unknown label id {label_id}")
+    if color is not None:
+        if not _COLOR.match(color):
+            raise AdminError(f"colour {color!r} is not of the form #rrggbb")
+        label.color = color.lower()
+    if is_problem is not None:
+        label.is_problem = is_problem
+    if ordinal is not None:
+        label.ordinal = ordinal
+    session.add(label)
+    session.flush()
+    return label
+
+
+def add_plot_type_label(user: User | None, plot_type_id: int, name: str, *, session: Session) -> Label:
+    """Add a label to a plot type's palette (admin only)."""
+    _admin(user, session=session)
+    _plot_type(plot_type_id, session=session)
+    if not re.fullmatch(r"[A-Za-z0-9_ -]{1,64}", name or ""):
+        raise AdminError(f"label name {name!r}: 1 to 64 letters, digits, space, _ or -")
+    if any(lb.name == name for lb in labels_of(plot_type_id, session=session)):
+        raise AdminError(f"the plot type already has a label {name!r}")
+    return add_label(plot_type_id, name, session=session)
+
+
+def users(*, session: Session) -> list[tuple[str, str]]:
+    """Every user with their role, by name."""
+    return [(u.name, u.role) for u in session.exec(select(User).order_by(User.name)).all()]
+
+
+def add_user(user: User | None, name: str, password: str, role: str, *, session: Session) -> User:
+    _admin(user, session=session)
+    try:
+        return create_user(name, password, session=session, role=role)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from exc
+
+
+def set_role(user: User | None, name: str, role: str, *, session: Session) -> User:
+    """Change a user's role; the last admin cannot stop being one."""
+    _admin(user, session=session)
+    if role not in ROLES:
+        raise AdminError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    target = get_user(name, session=session)
+    if target.role == "admin" and role != "admin":
+        admins = session.exec(select(User.id).where(User.role == "admin")).all()
+        if len(admins) <= 1:
+            raise AdminError(f"{name} is the last admin; make someone else admin first")
+    target.role = role
+    session.add(target)
+    session.flush()
+    return target
+
+
+def permissions(*, session: Session) -> list[PermissionRow]:
+    rows = session.exec(
+        select(User.name, PlotType.name, Permission.can_label, Permission.can_threshold)
+        .join(User, User.id == Permission.user_id)
+        .join(PlotType, PlotType.id == Permission.plot_type_id)
+        .order_by(User.name, PlotType.name)
+    ).all()
+    return [PermissionRow(*r) for r in rows]
+
+
+def set_permission(
+    user: User | None, name: str, plot_type: str, *, session: Session, label: bool, thresholds: bool
+) -> Permission:
+    _admin(user, session=session)
+    return grant(name, plot_type, session=session, label=label, thresholds=thresholds)
+
+
+def revoke(user: User | None, name: str, plot_type: str, *, session: Session) -> bool:
+    """Remove a user's rights on a plot type; False if there were none."""
+    _admin(user, session=session)
+    target = get_user(name, session=session)
+    perm = session.exec(
+        select(Permission)
+        .join(PlotType, PlotType.id == Permission.plot_type_id)
+        .where(Permission.user_id == target.id, PlotType.name == plot_type)
+    ).first()
+    if perm is None:
+        return False
+    session.delete(perm)
+    session.flush()
+    return True
+
+
+def set_active_model(user: User | None, model_id: int, *, session: Session) -> Model:
+    """Make a model the one its plot type serves (admin only)."""
+    model = get_model(model_id, session=session)
+    require(user, "admin", model.plot_type_id, session=session)
+    return activate_model(model_id, session=session)
+
+
+def recent_image_path(plot_type_id: int, *, session: Session) -> str | None:
+    """The newest kept image of a plot type whose file still exists (for the mask preview)."""
+    rows = session.exec(
+        select(Image.path)
+        .where(Image.plot_type_id == plot_type_id)
+        .order_by(col(Image.created_at).desc())
+        .limit(20)
+    ).all()
+    return next((p for p in rows if Path(p).is_file()), None)
+
+
+def mask_preview(image: PILImage.Image, mask: Sequence[Sequence[float]]) -> PILImage.Image:
+    """The image with the mask's rectangles drawn on it (hatched red outlines)."""
+    rects = validate_mask(mask)
+    out = image.convert("RGB")
+    overlay = PILImage.new("RGBA", out.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    w, h = out.size
+    for x0, y0, x1, y1 in rects:
+        box = (x0 * w, y0 * h, x1 * w - 1, y1 * h - 1)
+        draw.rectangle(box, fill=(214, 39, 40, 90), outline=(214, 39, 40, 255), width=2)
+    return PILImage.alpha_composite(out.convert("RGBA"), overlay).convert("RGB")
