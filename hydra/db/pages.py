@@ -1,0 +1,402 @@
+"""The queries behind the web app's shift-crew pages (Run, Log, Status, Trends).
+
+Pages never run SQL themselves: they call these functions, which return plain
+dataclasses and dicts (no pandas, so the serve layer can reuse them). Every
+function takes a keyword-only ``session``; the one that changes state,
+:func:`acknowledge_alarm`, checks the user itself, so a tampered page cannot
+acknowledge anonymously.
+
+The Run page's queries stay fast with millions of inferences because the newest
+row of each plot type is found by one correlated ``ORDER BY created_at DESC
+LIMIT 1`` per plot type, which walks the ``(plot_type_id, created_at)`` index
+instead of grouping the whole table.
+
+Example:
+    >>> with session_scope(engine) as session:  # doctest: +SKIP
+    ...     frames = run_frames(session=session)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlmodel import Session, col
+
+from hydra.auth import PermissionDenied
+from hydra.db.models import (
+    Alarm,
+    ErrorRecord,
+    Heartbeat,
+    Image,
+    Inference,
+    Label,
+    PlotGroup,
+    PlotType,
+    RunTime,
+    User,
+    utcnow,
+)
+from hydra.db.queries import active_models, thresholds_of
+
+# The stages whose durations the serve layer stores in Inference.timings, in
+# pipeline order, as "<stage>_ms" keys (milliseconds spent in that stage).
+STAGES: tuple[str, ...] = ("feeder", "balancer", "queue", "predict", "cam", "keeper")
+NO_MODEL_COLOR = "#5a5a5a"
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """The same instant as an aware UTC datetime (SQLite hands back naive ones)."""
+    if dt is None or dt.tzinfo is not None:
+        return dt
+    return dt.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Frame:
+    """One tile of the Run page: the newest image of one plot type."""
+
+    plot_type_id: int
+    plot_type: str
+    group: str | None
+    has_model: bool
+    source: str  # "runtime", "history", "image" or "none"
+    run: int | None = None
+    chunk: int | None = None
+    label: str | None = None
+    weight: float | None = None
+    confirmed: bool = False
+    is_problem: bool = False
+    color: str = NO_MODEL_COLOR
+    image_path: str | None = None
+    heatmap_path: str | None = None
+    created_at: datetime | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        """0: confirmed problem, 1: unconfirmed, 2: fine, 3: no model, 4: nothing yet."""
+        if self.source == "none":
+            return 4
+        if not self.has_model or self.source == "image":
+            return 3
+        if self.confirmed and self.is_problem:
+            return 0
+        return 1 if not self.confirmed else 2
+
+    def age(self, now: datetime | None = None) -> timedelta | None:
+        if self.created_at is None:
+            return None
+        return (now or utcnow()) - self.created_at
+
+    def is_stale(self, stale_after_min: float, now: datetime | None = None) -> bool:
+        age = self.age(now)
+        return age is None or age > timedelta(minutes=stale_after_min)
+
+
+def _newest_ids(table: Any, plot_type_ids: Sequence[int], *, session: Session) -> dict[int, int]:
+    """The id of the newest row of ``table`` per plot type, one index probe each."""
+    if not plot_type_ids:
+        return {}
+    newest = (
+        select(table.id)
+        .where(table.plot_type_id == PlotType.id)
+        .order_by(table.created_at.desc(), table.id.desc())
+        .limit(1)
+        .correlate(PlotType)
+        .scalar_subquery()
+    )
+    rows = session.execute(select(PlotType.id, newest).where(col(PlotType.id).in_(plot_type_ids))).all()
+    return {pt_id: row_id for pt_id, row_id in rows if row_id is not None}
+
+
+def _by_ids(table: Any, ids: Iterable[int], *, session: Session) -> list[Any]:
+    ids = list(ids)
+    return list(session.scalars(select(table).where(table.id.in_(ids)))) if ids else []
+
+
+def label_colors(*, session: Session) -> dict[tuple[int, str], Label]:
+    """Every label by (plot type id, name), for frame colours and legends."""
+    return {(lb.plot_type_id, lb.name): lb for lb in session.scalars(select(Label))}
+
+
+def plot_groups(*, session: Session) -> list[PlotGroup]:
+    return list(session.scalars(select(PlotGroup).order_by(PlotGroup.name)))
+
+
+def plot_types(*, session: Session, include_hidden: bool = True) -> list[PlotType]:
+    query = select(PlotType).order_by(PlotType.name)
+    if not include_hidden:
+        query = query.where(col(PlotType.hidden).is_(False))
+    return list(session.scalars(query))
+
+
+def run_frames(*, session: Session, group_id: int | None = None, include_hidden: bool = False) -> list[Frame]:
+    """The newest image of every plot type, problems and unconfirmed first.
+
+    The source is RunTime (the Keeper's recent window); plot types whose
+    RunTime rows were pruned fall back to their newest Inference, and plot
+    types without an active model show their newest kept Image.
+    """
+    query = select(PlotType, PlotGroup.name).outerjoin(PlotGroup, PlotGroup.id == PlotType.group_id)
+    if group_id is not None:
+        query = query.where(PlotType.group_id == group_id)
+    if not include_hidden:
+        query = query.where(col(PlotType.hidden).is_(False))
+    pts = session.execute(query).all()
+    models = active_models(session=session)
+    colors = label_colors(session=session)
+    frames: dict[int, Frame] = {
+        pt.id: Frame(pt.id, pt.name, group, pt.id in models, "none") for pt, group in pts
+    }
+    with_model = [i for i, f in frames.items() if f.has_model]
+    without = [i for i, f in frames.items() if not f.has_model]
+
+    runtime_ids = _newest_ids(RunTime, with_model, session=session)
+    for rt in _by_ids(RunTime, runtime_ids.values(), session=session):
+        _fill(frames[rt.plot_type_id], "runtime", rt, rt.image_path, colors)
+    missing = [i for i in with_model if i not in runtime_ids]
+    for inf in _by_ids(Inference, _newest_ids(Inference, missing, session=session).values(), session=session):
+        _fill(frames[inf.plot_type_id], "history", inf, inf.path, colors)
+        frames[inf.plot_type_id].weights = dict(inf.weights)
+    for img in _by_ids(Image, _newest_ids(Image, without, session=session).values(), session=session):
+        frame = frames[img.plot_type_id]
+        frame.source, frame.run, frame.chunk = "image", img.run, img.chunk
+        frame.image_path, frame.created_at = img.path, aware(img.created_at)
+    return sorted(frames.values(), key=lambda f: (f.rank, f.plot_type))
+
+
+def _fill(frame: Frame, source: str, row: Any, path: str, colors: dict[tuple[int, str], Label]) -> None:
+    frame.source, frame.run, frame.chunk = source, row.run, row.chunk
+    frame.label, frame.weight = row.label, row.weight
+    frame.confirmed, frame.is_problem = row.confirmed, row.is_problem
+    frame.image_path, frame.heatmap_path = path, row.heatmap_path
+    frame.created_at = aware(row.created_at)
+    label = colors.get((row.plot_type_id, row.label))
+    frame.color = label.color if label else "#888888"
+
+
+@dataclass
+class RunHeader:
+    run: int | None
+    last_update: datetime | None
+
+
+def run_header(*, session: Session) -> RunHeader:
+    """The run of the newest inference and when it was made."""
+    row = session.execute(
+        select(Inference.run, Inference.created_at)
+        .order_by(col(Inference.created_at).desc(), col(Inference.id).desc())
+        .limit(1)
+    ).first()
+    return RunHeader(row[0], aware(row[1])) if row else RunHeader(None, None)
+
+
+@dataclass
+class AlarmView:
+    id: int
+    plot_type: str
+    run: int
+    label: str
+    message: str
+    condition: str | None
+    created_at: datetime
+
+
+def open_alarms(*, session: Session, limit: int = 50) -> list[AlarmView]:
+    """Raised alarms nobody has acknowledged yet, newest first."""
+    rows = session.execute(
+        select(Alarm, PlotType.name)
+        .join(PlotType, PlotType.id == Alarm.plot_type_id)
+        .where(col(Alarm.raised).is_(True), col(Alarm.acknowledged_at).is_(None))
+        .order_by(col(Alarm.created_at).desc())
+        .limit(limit)
+    ).all()
+    return [
+        AlarmView(a.id, name, a.run, a.label, a.message, a.condition, aware(a.created_at)) for a, name in rows
+    ]
+
+
+def acknowledge_alarm(alarm_id: int, *, user_id: int | None, session: Session) -> Alarm:
+    """Mark an alarm acknowledged by a logged-in user.
+
+    Raises:
+        PermissionDenied: without a user (or with one that does not exist).
+        LookupError: the alarm does not exist.
+    """
+    user = session.get(User, user_id) if user_id is not None else None
+    if user is None:
+        raise PermissionDenied("acknowledging an alarm needs a logged-in user")
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is None:
+        raise LookupError(f"unknown alarm id {alarm_id}")
+    if alarm.acknowledged_at is None:
+        alarm.acknowledged_by, alarm.acknowledged_at = user.id, utcnow()
+        session.add(alarm)
+        session.flush()
+    return alarm
+
+
+@dataclass
+class HeartbeatView:
+    process: str
+    pid: int
+    host: str
+    info: dict[str, Any]
+    last_seen: datetime
+
+
+def heartbeats(*, session: Session) -> list[HeartbeatView]:
+    """The last sign of life of every serve process, by process name."""
+    rows = session.scalars(select(Heartbeat).order_by(Heartbeat.process))
+    return [HeartbeatView(h.process, h.pid, h.host, dict(h.info), aware(h.last_seen)) for h in rows]
+
+
+@dataclass
+class LogEntry:
+    inference_id: int
+    plot_type_id: int
+    plot_type: str
+    run: int
+    chunk: int | None
+    label: str
+    weight: float
+    confirmed: bool
+    is_problem: bool
+    weights: dict[str, float]
+    image_path: str
+    heatmap_path: str | None
+    created_at: datetime
+
+
+def log_entries(
+    *,
+    session: Session,
+    since: datetime,
+    until: datetime | None = None,
+    plot_type_ids: Sequence[int] | None = None,
+    include_unconfirmed: bool = True,
+    limit: int = 5000,
+) -> list[LogEntry]:
+    """Confirmed problems (and unconfirmed verdicts) in a time window, newest first."""
+    wanted: ColumnElement[bool] = and_(
+        col(Inference.confirmed).is_(True), col(Inference.is_problem).is_(True)
+    )
+    if include_unconfirmed:
+        wanted = or_(wanted, col(Inference.confirmed).is_(False))
+    query = (
+        select(Inference, PlotType.name)
+        .join(PlotType, PlotType.id == Inference.plot_type_id)
+        .where(Inference.created_at >= since, wanted)
+    )
+    if until is not None:
+        query = query.where(Inference.created_at < until)
+    if plot_type_ids:
+        query = query.where(col(Inference.plot_type_id).in_(plot_type_ids))
+    rows = session.execute(query.order_by(col(Inference.created_at).desc()).limit(limit)).all()
+    return [
+        LogEntry(
+            i.id, i.plot_type_id, name, i.run, i.chunk, i.label, i.weight, i.confirmed, i.is_problem,
+            dict(i.weights), i.path, i.heatmap_path, aware(i.created_at),
+        )
+        for i, name in rows
+    ]  # fmt: skip
+
+
+def stage_durations(timings: dict[str, Any]) -> dict[str, float]:
+    """Milliseconds per stage from one Inference.timings dict (unknown keys ignored)."""
+    out: dict[str, float] = {}
+    for stage in STAGES:
+        value = timings.get(f"{stage}_ms")
+        if isinstance(value, int | float):
+            out[stage] = float(value)
+    return out
+
+
+@dataclass
+class TimingRow:
+    created_at: datetime
+    run: int
+    plot_type_id: int
+    stages: dict[str, float]
+
+
+def timing_rows(*, session: Session, since: datetime, limit: int = 50_000) -> list[TimingRow]:
+    """Per-stage durations of the newest inferences since ``since`` (capped at ``limit``)."""
+    rows = session.execute(
+        select(Inference.created_at, Inference.run, Inference.plot_type_id, Inference.timings)
+        .where(Inference.created_at >= since)
+        .order_by(col(Inference.created_at).desc())
+        .limit(limit)
+    ).all()
+    return [TimingRow(aware(t), run, pt, stage_durations(timings or {})) for t, run, pt, timings in rows]
+
+
+@dataclass
+class ErrorView:
+    created_at: datetime
+    stage: str
+    kind: str
+    filename: str
+    message: str
+    quarantine_path: str | None
+
+
+def recent_errors(*, session: Session, since: datetime, limit: int = 500) -> list[ErrorView]:
+    """Error records since ``since``, newest first."""
+    rows = session.scalars(
+        select(ErrorRecord)
+        .where(ErrorRecord.created_at >= since)
+        .order_by(col(ErrorRecord.created_at).desc())
+        .limit(limit)
+    )
+    return [
+        ErrorView(aware(e.created_at), e.stage, e.kind, e.filename, e.message, e.quarantine_path)
+        for e in rows
+    ]
+
+
+@dataclass
+class WeightPoint:
+    created_at: datetime
+    run: int
+    chunk: int | None
+    model_id: int
+    label: str
+    confirmed: bool
+    weights: dict[str, float]
+
+
+@dataclass
+class WeightSeries:
+    points: list[WeightPoint]
+    labels: list[Label]
+    thresholds: dict[int, dict[str, float]]  # model id -> label -> value
+
+
+def weight_series(
+    plot_type_id: int,
+    *,
+    session: Session,
+    since: datetime,
+    until: datetime | None = None,
+    limit: int = 20_000,
+) -> WeightSeries:
+    """Output weights of one plot type over a window, with its labels and thresholds."""
+    query = select(Inference).where(Inference.plot_type_id == plot_type_id, Inference.created_at >= since)
+    if until is not None:
+        query = query.where(Inference.created_at < until)
+    rows = session.scalars(query.order_by(col(Inference.created_at).desc()).limit(limit))
+    points = [
+        WeightPoint(aware(i.created_at), i.run, i.chunk, i.model_id, i.label, i.confirmed, dict(i.weights))
+        for i in rows
+    ]
+    points.reverse()
+    model_ids = sorted({p.model_id for p in points})
+    labels = list(
+        session.scalars(select(Label).where(Label.plot_type_id == plot_type_id).order_by(Label.ordinal))
+    )
+    return WeightSeries(points, labels, {m: thresholds_of(m, session=session) for m in model_ids})
