@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from sqlmodel import Session, col, func, select
 
+from hydra import thresholds as th
 from hydra.auth import require
 from hydra.db.models import (
     Image,
@@ -152,6 +154,49 @@ def confusion_cells(rows: list[Classification], labels: list[str]) -> dict[tuple
     for r in rows:
         cells.setdefault((r.human, r.predicted), []).append(r.weight)
     return cells
+
+
+@dataclass(frozen=True)
+class LiveMetrics:
+    """What a set of thresholds does on the held-out images (the sliders' live readout)."""
+
+    per_label: dict[str, dict[str, float]]
+    unconfirmed: int
+    total: int
+
+
+def as_arrays(rows: list[Classification], labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """N x L weights and N human label indices; images whose human label the model lacks are left out."""
+    index = {lb: i for i, lb in enumerate(labels)}
+    kept = [r for r in rows if r.human in index]
+    weights = np.array([[float(r.weights.get(lb, 0.0)) for lb in labels] for r in kept], dtype=np.float64)
+    truth = np.array([index[r.human] for r in kept], dtype=np.int64)
+    return weights.reshape(len(kept), len(labels)), truth
+
+
+def live_metrics(
+    rows: list[Classification], labels: list[str], thresholds: Mapping[str, float]
+) -> LiveMetrics:
+    """Precision, recall, F1 per label and the unconfirmed count at ``thresholds``."""
+    weights, truth = as_arrays(rows, labels)
+    return LiveMetrics(
+        per_label=th.label_metrics(weights, truth, labels, thresholds),
+        unconfirmed=th.unconfirmed_count(weights, labels, thresholds) if len(truth) else 0,
+        total=len(truth),
+    )
+
+
+def default_thresholds(
+    model_id: int, rows: list[Classification], labels: list[str], *, session: Session
+) -> dict[str, float]:
+    """The stored thresholds, with any missing label filled by its max-F1 value on ``rows``."""
+    stored = thresholds_of(model_id, session=session)
+    missing = [lb for lb in labels if lb not in stored]
+    if missing:
+        weights, truth = as_arrays(rows, labels)
+        best = th.max_f1_thresholds(weights, truth, labels)
+        stored.update({lb: best[lb].value for lb in missing})
+    return {lb: stored[lb] for lb in labels}
 
 
 def save_thresholds(

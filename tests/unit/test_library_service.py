@@ -169,3 +169,20 @@ def test_activate_is_admin_only(lib):
     with session_scope(engine) as s:
         assert active_model(ids["pt"], session=s).id == ids["new"]
         assert not s.get(Model, ids["old"]).active
+
+
+def test_live_metrics_follow_the_thresholds(lib):
+    engine, ids = lib
+    with session_scope(engine) as s:
+        rows = library.classifications(ids["new"], session=s)
+        defaults = library.default_thresholds(ids["new"], rows, ["Good", "Bad"], session=s)
+    assert defaults["Good"] == 0.5  # stored
+    assert 0.0 <= defaults["Bad"] <= 0.99  # filled by max-F1
+    low = library.live_metrics(rows, ["Good", "Bad"], {"Good": 0.5, "Bad": 0.5})
+    high = library.live_metrics(rows, ["Good", "Bad"], {"Good": 0.85, "Bad": 0.5})
+    assert low.total == 8 and low.unconfirmed == 0
+    # raising Good's threshold leaves the Good verdicts at 0.55, 0.6 and 0.8 unconfirmed
+    assert high.unconfirmed == 3
+    assert low.per_label["Good"]["precision"] == pytest.approx(3 / 5)
+    assert high.per_label["Good"]["precision"] == pytest.approx(1 / 2)
+    assert high.per_label["Good"]["recall"] == pytest.approx(1 / 4)
