@@ -1,0 +1,56 @@
+"""Hydra's web app: the one entry file; ``hydra app`` starts Streamlit on it.
+
+It sets the page up, checks the database, draws the sidebar (deployment name,
+login, serve health) and runs the chosen page through ``st.navigation``.
+Pages are scripts under ``pages/``; only the files that exist are listed,
+so the shift-crew pages work before the expert pages are written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # lets pages `import shell` however Streamlit was started
+    sys.path.insert(0, str(HERE))
+
+import shell  # noqa: E402
+
+# (file, title, icon, section); Run is the default page.
+PAGES = (
+    ("run.py", "Run", ":material/videocam:", "Shift"),
+    ("log.py", "Log", ":material/list_alt:", "Shift"),
+    ("status.py", "Status", ":material/monitor_heart:", "Shift"),
+    ("trends.py", "Trends", ":material/show_chart:", "Shift"),
+    ("labeler.py", "Labeler", ":material/brush:", "Experts"),
+    ("training_report.py", "Training report", ":material/fact_check:", "Experts"),
+    ("library.py", "Library", ":material/model_training:", "Experts"),
+    ("admin.py", "Admin", ":material/admin_panel_settings:", "Experts"),
+)
+VIEWING_PAGES = {"run.py", "log.py", "status.py", "trends.py"}
+
+
+def navigation() -> tuple[st.navigation, str]:
+    sections: dict[str, list] = {}
+    files: dict[str, str] = {}
+    for file, title, icon, section in PAGES:
+        if not (HERE / "pages" / file).is_file():
+            continue
+        page = st.Page(f"pages/{file}", title=title, icon=icon, default=file == "run.py")
+        sections.setdefault(section, []).append(page)
+        files[page.url_path] = file
+    nav = st.navigation(sections)
+    return nav, files.get(nav.url_path, "")
+
+
+cfg = shell.config()
+st.set_page_config(page_title=cfg.name, page_icon=":material/visibility:", layout="wide")
+shell.check_database()
+page, file = navigation()
+shell.sidebar()
+if file in VIEWING_PAGES:
+    shell.require_viewing()
+page.run()
