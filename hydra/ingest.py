@@ -87,7 +87,9 @@ def read_labels_csv(csv_path: Path, root: Path, pattern: re.Pattern[str] | None)
                 if not label:
                     raise IngestError(f"{csv_path} line {line}: empty label for {name!r}")
                 if not re.fullmatch(r"[A-Za-z0-9_ .+-]{1,64}", label):
-                    raise IngestError(f"{csv_path} line {line}: label {label!r} has characters a label cannot have")
+                    raise IngestError(
+                        f"{csv_path} line {line}: label {label!r} has characters a label cannot have"
+                    )
                 rel = os.path.normpath(name)
                 if rel in labels:
                     raise IngestError(
@@ -212,7 +214,9 @@ def ingest(
         known: dict[str, Image] = {}
         for i in range(0, len(paths), 500):
             chunk = paths[i : i + 500]
-            known.update({im.path: im for im in session.exec(select(Image).where(col(Image.path).in_(chunk)))})
+            known.update(
+                {im.path: im for im in session.exec(select(Image).where(col(Image.path).in_(chunk)))}
+            )
         label_ids = _resolve_labels(candidates, session, report)
         rows, history = [], []
         now = utcnow()
@@ -262,4 +266,3 @@ def ingest(
                 [{"image_id": i, "label_id": lb, "source": "ingest", "created_at": now} for i, lb in history],
             )
     return report
-

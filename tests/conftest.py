@@ -25,7 +25,11 @@ def _mysql_server_error() -> str | None:
     url = make_url(MYSQL_URL)
     try:
         conn = pymysql.connect(
-            host=url.host, port=url.port or 3306, user=url.username, password=url.password or "", connect_timeout=3
+            host=url.host,
+            port=url.port or 3306,
+            user=url.username,
+            password=url.password or "",
+            connect_timeout=3,
         )
         conn.close()
         return None

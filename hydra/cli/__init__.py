@@ -11,7 +11,7 @@ import importlib
 
 import typer
 
-app = typer.Typer(
+_root = typer.Typer(
     name="hydra",
     help="Hydra: computer vision for data quality monitoring. Run 'hydra COMMAND --help' for examples.",
     no_args_is_help=True,
@@ -28,8 +28,11 @@ for _name in _MODULES:
         if exc.name != f"hydra.cli.{_name}":
             raise
         continue
-    _mod.register(app)
+    _mod.register(_root)
+
+# importing hydra.cli.app binds the submodule's name on this package: rebind it
+app = _root
 
 
 def main() -> None:
-    app()
+    _root()

@@ -114,7 +114,13 @@ def plot_type_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
 
     table = Table("name", "group", "labels", "problem", "active model")
     for r in rows:
-        table.add_row(r["name"], r["group"] or "", ",".join(r["labels"]), ",".join(r["problem_labels"]), str(r["active_model"] or "-"))
+        table.add_row(
+            r["name"],
+            r["group"] or "",
+            ",".join(r["labels"]),
+            ",".join(r["problem_labels"]),
+            str(r["active_model"] or "-"),
+        )
     from rich.console import Console
 
     Console().print(table)
@@ -125,7 +131,9 @@ def user_add(
     name: str = typer.Argument(..., help="User name."),
     admin: bool = typer.Option(False, "--admin", help="Give the admin role (may do everything)."),
     role: str = typer.Option(None, "--role", help="admin, expert, labeler or viewer (default labeler)."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
     config: str = ConfigOption,
 ) -> None:
     """Add a user; the password is prompted for (or read from stdin) and stored hashed.
@@ -142,7 +150,9 @@ def user_add(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         with session_scope(engine_for(cfg)) as session:
-            user = create_user(name, password, session=session, role="admin" if admin else (role or "labeler"))
+            user = create_user(
+                name, password, session=session, role="admin" if admin else (role or "labeler")
+            )
             console.print(f"[green]user {user.name} added[/] with role {user.role}")
     except ValueError as exc:
         fail(str(exc))
@@ -202,7 +212,9 @@ def user_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
         print_json_lines(rows)
     else:
         for r in rows:
-            typer.echo(f"{r['name']:20} {r['role']:8} label: {','.join(r['label']) or '-'}  thresholds: {','.join(r['thresholds']) or '-'}")
+            typer.echo(
+                f"{r['name']:20} {r['role']:8} label: {','.join(r['label']) or '-'}  thresholds: {','.join(r['thresholds']) or '-'}"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Iterable
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import typer
@@ -15,11 +14,15 @@ from rich.console import Console
 from hydra.config import ConfigError, HydraConfig, load_config
 
 console = Console(stderr=True)
-ConfigOption = typer.Option(None, "--config", "-c", help="Deployment YAML (default: $HYDRA_CONFIG, $HYDRA_HOME/hydra.yaml, ./configs/hydra.yaml).")
+ConfigOption = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="Deployment YAML (default: $HYDRA_CONFIG, $HYDRA_HOME/hydra.yaml, ./configs/hydra.yaml).",
+)
 JsonOption = typer.Option(False, "--json", help="Print one JSON object per line.")
 
 
-@lru_cache(maxsize=4)
 def get_config(path: str | None = None) -> HydraConfig:
     try:
         return load_config(path)

@@ -71,13 +71,17 @@ def ingest(
         console.print(f"new plot types: {', '.join(report.created_plot_types)}")
     if report.skipped:
         shown = ", ".join(report.skipped[:5]) + (" ..." if len(report.skipped) > 5 else "")
-        console.print(f"[yellow]{len(report.skipped)} files skipped: names do not follow the convention[/] ({shown})")
+        console.print(
+            f"[yellow]{len(report.skipped)} files skipped: names do not follow the convention[/] ({shown})"
+        )
 
 
 @images_app.command("list")
 def images_list(
     plot_type: str = typer.Option(None, "--plot-type", help="Only this plot type."),
-    labeled: bool = typer.Option(None, "--labeled/--unlabeled", help="Only labeled or only unlabeled images."),
+    labeled: bool = typer.Option(
+        None, "--labeled/--unlabeled", help="Only labeled or only unlabeled images."
+    ),
     limit: int = typer.Option(0, "--limit", min=0, help="At most this many (0: all)."),
     json: bool = JsonOption,
     config: str = ConfigOption,
@@ -128,7 +132,9 @@ def images_list(
         print_json_lines(rows)
         return
     for r in rows:
-        typer.echo(f"{r['id']:>7} {r['plot_type']:24} run {r['run']:>7} {r['label'] or '(unlabeled)':12} {r['path']}")
+        typer.echo(
+            f"{r['id']:>7} {r['plot_type']:24} run {r['run']:>7} {r['label'] or '(unlabeled)':12} {r['path']}"
+        )
     console.print(f"{len(rows)} images")
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_BYTES = 50_000_000
@@ -78,6 +78,8 @@ def decode(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageError(
             "too_large", f"{name}: declared size {w}x{h} is over the limit of {max_pixels} pixels"
         )
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # a library may have switched it on globally
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -88,7 +90,9 @@ def decode(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXEL
     return img
 
 
-def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
+def load_image(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Image.Image:
     """Read and decode an image file."""
     return decode(read_bytes(path, max_bytes), Path(path).name, max_pixels)
 

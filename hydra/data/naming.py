@@ -44,7 +44,9 @@ def parse_name(name: str | PurePath, pattern: re.Pattern[str] | str | None = Non
         )
     groups = match.groupdict()
     chunk = groups.get("chunk")
-    return ParsedName(groups["plot_type"], int(groups["run"]), int(chunk) if chunk not in (None, "") else None)
+    return ParsedName(
+        groups["plot_type"], int(groups["run"]), int(chunk) if chunk not in (None, "") else None
+    )
 
 
 def make_name(plot_type: str, run: int, chunk: int | None = None, ext: str = "png") -> str:

@@ -38,9 +38,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     connect_args = {}
     if parsed.get_backend_name() in ("mysql", "mariadb"):
         connect_args = {"charset": "utf8mb4", "connect_timeout": 5}
-    return create_engine(
-        url, echo=echo, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args
-    )
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args)
 
 
 @lru_cache(maxsize=8)

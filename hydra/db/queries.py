@@ -87,7 +87,9 @@ def create_plot_type(
     session.flush()
     for i, label in enumerate(labels):
         color = colors[i] if colors else default_color(label, i)
-        session.add(Label(plot_type_id=pt.id, name=label, color=color, is_problem=label in problem, ordinal=i))
+        session.add(
+            Label(plot_type_id=pt.id, name=label, color=color, is_problem=label in problem, ordinal=i)
+        )
     session.flush()
     return pt
 

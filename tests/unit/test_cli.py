@@ -1,0 +1,135 @@
+"""The ``hydra`` command line: help for every verb, and the foundation verbs end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer.main
+from PIL import Image
+from typer.testing import CliRunner
+
+from hydra.cli import app
+
+runner = CliRunner()
+
+
+def _all_commands(group, prefix=()):
+    yield prefix
+    if hasattr(group, "commands"):
+        for name, cmd in group.commands.items():
+            yield from _all_commands(cmd, (*prefix, name))
+
+
+COMMANDS = list(_all_commands(typer.main.get_command(app)))
+
+
+def test_expected_verbs_exist():
+    names = {" ".join(c) for c in COMMANDS}
+    for verb in [
+        "init",
+        "plot-type add",
+        "plot-type list",
+        "user add",
+        "user grant",
+        "ingest",
+        "images list",
+    ]:
+        assert verb in names
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=lambda c: " ".join(c) or "hydra")
+def test_help_for_every_verb(words):
+    result = runner.invoke(app, [*words, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    if words:  # every verb explains itself
+        assert len(result.output.strip().splitlines()) > 3
+
+
+class _Result:
+    def __init__(self, result):
+        self.returncode = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+
+
+def hydra(*args: str, stdin: str | None = None, env=None) -> _Result:
+    """Run the real CLI in-process (the environment is the test's)."""
+    return _Result(runner.invoke(app, list(args), input=stdin))
+
+
+def test_foundation_flow(hydra_home: Path, tmp_path, monkeypatch):
+    import os
+
+    env = dict(os.environ)
+    assert hydra("init", env=env).returncode == 0
+    again = hydra("init", env=env)
+    assert again.returncode == 0 and "up to date" in again.stderr
+    r = hydra(
+        "plot-type",
+        "add",
+        "fcal_occupancy",
+        "--labels",
+        "Good,Bad,NoData",
+        "--problem",
+        "Bad",
+        "--group",
+        "FCAL",
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    dup = hydra("plot-type", "add", "fcal_occupancy", env=env)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    bad = hydra("plot-type", "add", "x", "--labels", "Good,Bad", "--problem", "Broken", env=env)
+    assert bad.returncode == 1 and "not among the labels" in bad.stderr
+    listed = [json.loads(line) for line in hydra("plot-type", "list", "--json", env=env).stdout.splitlines()]
+    assert listed[0]["name"] == "fcal_occupancy" and listed[0]["group"] == "FCAL"
+    assert listed[0]["problem_labels"] == ["Bad"]
+
+    assert hydra("user", "add", "alice", "--password-stdin", stdin="pw\n", env=env).returncode == 0
+    assert hydra("user", "grant", "alice", "fcal_occupancy", "--thresholds", env=env).returncode == 0
+    nope = hydra("user", "grant", "bob", "fcal_occupancy", env=env)
+    assert nope.returncode == 1 and "unknown user 'bob'" in nope.stderr
+    users = [json.loads(x) for x in hydra("user", "list", "--json", env=env).stdout.splitlines()]
+    assert users == [
+        {"name": "alice", "role": "labeler", "label": ["fcal_occupancy"], "thresholds": ["fcal_occupancy"]}
+    ]
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((20, 20, 3), i * 40, np.uint8)).save(
+            plots / f"fcal_occupancy-000100_{i:04d}.png"
+        )
+    (plots / "labels.csv").write_text("filename,label\nfcal_occupancy-000100_0000.png,Bad\n")
+    r = hydra("ingest", str(plots), "--labels", str(plots / "labels.csv"), env=env)
+    assert r.returncode == 0 and "4 images added" in r.stderr, r.stderr
+    images = [json.loads(x) for x in hydra("images", "list", "--json", env=env).stdout.splitlines()]
+    assert len(images) == 4
+    unlabeled = hydra("images", "list", "--unlabeled", "--json", env=env).stdout.splitlines()
+    assert len(unlabeled) == 3
+    (plots / "bad.csv").write_text(
+        "filename,label\nfcal_occupancy-000100_0001.png,Good\nmissing-000001.png,Good\n"
+    )
+    r = hydra("ingest", str(plots), "--labels", str(plots / "bad.csv"), env=env)
+    assert r.returncode == 1 and "line 3" in r.stderr and "nothing was written" in r.stderr
+
+
+def test_bad_config_fails_at_start(tmp_path):
+    import os
+
+    cfg = tmp_path / "hydra.yaml"
+    cfg.write_text("serve:\n  workers: -3\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "hydra.cli", "init", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HYDRA_HOME=str(tmp_path)),
+        timeout=120,
+    )
+    assert r.returncode == 1 and "serve.workers" in r.stderr
