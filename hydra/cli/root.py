@@ -1,0 +1,98 @@
+"""``hydra render-root``: ROOT histograms in, naming-convention PNGs out."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+from hydra.cli.common import JsonOption, console, fail, print_json_lines
+
+
+def render_root(
+    files: list[Path] = typer.Argument(
+        ..., help="ROOT files to render; with --watch, folders to watch for new ROOT files."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs (e.g. Hydra's input folder)."),
+    hist: str = typer.Option(
+        "*", "--hist", help="Glob over histogram paths in the file, e.g. 'occupancy/*'."
+    ),
+    run: int | None = typer.Option(
+        None, "--run", min=0, help="Run number (default: digits of the file name)."
+    ),
+    chunk: int | None = typer.Option(
+        None,
+        "--chunk",
+        min=0,
+        help="Chunk number (default: the digits after the run in the file name, if any).",
+    ),
+    watch: bool = typer.Option(
+        False, "--watch", help="Watch the folders and render each new ROOT file once complete."
+    ),
+    json_out: bool = JsonOption,
+) -> None:
+    """Render TH1/TH2 histograms of ROOT files to PNGs that follow the naming convention.
+
+    Each histogram becomes PLOTTYPE-RUN[_CHUNK].png, the plot type being its path in the file with characters other than A-Z, a-z, 0-9 and _ replaced by '_'. Every plot type gets the same 800x600 style; 2D histograms use a log colour scale. A bad file is reported and the others carry on (exit code 1 at the end).
+
+    Examples:
+      hydra render-root hd_root_041230_003.root --out var/input
+      hydra render-root run_5123.root --out var/input --hist 'occupancy/*' --run 5123
+      hydra render-root /data/monitoring --out var/input --watch
+    """
+    from hydra.data.root import RenderedPlot, RootError, render_files
+    from hydra.data.root import watch as watch_folders
+
+    failures: list[str] = []
+
+    def on_error(path: Path, exc: RootError) -> None:
+        failures.append(str(path))
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+
+    def on_render(plot: RenderedPlot) -> None:
+        if json_out:
+            row = {
+                "source": str(plot.source),
+                "histogram": plot.histogram,
+                "plot_type": plot.plot_type,
+                "run": plot.run,
+                "chunk": plot.chunk,
+                "path": str(plot.path),
+            }
+            print_json_lines([row])
+        else:
+            console.print(f"{plot.source}:{plot.histogram} -> {plot.path}", highlight=False)
+
+    if watch:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        console.print(f"watching {', '.join(map(str, files))} for ROOT files (Ctrl-C stops)", highlight=False)
+        try:
+            watch_folders(
+                files,
+                out,
+                pattern=hist,
+                run=run,
+                chunk=chunk,
+                stop=stop,
+                on_render=on_render,
+                on_error=on_error,
+            )
+        except RootError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            stop.set()
+        return
+    try:
+        for plot in render_files(files, out, pattern=hist, run=run, chunk=chunk, on_error=on_error):
+            on_render(plot)
+    except OSError as exc:
+        fail(f"cannot write to {out}: {exc}")
+    if failures:
+        fail(f"{len(failures)} of {len(files)} file(s) not rendered: {', '.join(failures)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render-root")(render_root)
