@@ -171,3 +171,19 @@ def accuracy(weights: np.ndarray, truth: np.ndarray) -> float:
     """The fraction of images whose largest weight is the human label."""
     t = np.asarray(truth)
     return float((predicted(weights) == t).mean()) if t.size else 0.0
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for ``positive`` (ties count half); NaN if one class is absent."""
+    s = np.asarray(scores, dtype=np.float64)
+    pos = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0  # average rank of each tie group
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -1,0 +1,239 @@
+"""``hydra synth``, ``hydra train`` and ``hydra models list|activate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+
+models_app = typer.Typer(help="Trained models: list them, choose the active one.", no_args_is_help=True)
+
+
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder for the PNGs and labels.csv (created)."),
+    plot_types: int = typer.Option(1, "--plot-types", min=1, help="How many synthetic plot types."),
+    images: int = typer.Option(100, "--images", min=1, help="Images per plot type."),
+    seed: int = typer.Option(0, "--seed", help="The same seed writes the same files."),
+    fault_rate: float = typer.Option(0.5, "--fault-rate", min=0.0, max=1.0, help="Share of faulty plots."),
+    run_start: int = typer.Option(1000, "--run-start", min=0, help="First run number."),
+    json: bool = JsonOption,
+) -> None:
+    """Write synthetic monitoring plots with labelled faults, and labels.csv for 'hydra ingest'.
+
+    Example: hydra synth plots/ --plot-types 3 --images 200 && hydra ingest plots/ --labels plots/labels.csv
+    """
+    import time
+
+    from hydra.data.synthetic import PLOT_SPECS, generate
+
+    if plot_types > len(PLOT_SPECS):
+        fail(
+            f"--plot-types is at most {len(PLOT_SPECS)} (the synthetic plot types: "
+            f"{', '.join(s.name for s in PLOT_SPECS)})"
+        )
+    t0 = time.perf_counter()
+    labels = generate(
+        out_dir, plot_types=plot_types, images=images, seed=seed, fault_rate=fault_rate, run_start=run_start
+    )
+    names = [s.name for s in PLOT_SPECS[:plot_types]]
+    summary = {
+        "labels_csv": str(labels),
+        "images": images * plot_types,
+        "plot_types": names,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if json:
+        print_json_lines([summary])
+    else:
+        console.print(
+            f"[green]{summary['images']} plots[/] of {', '.join(names)} in {summary['seconds']} s; "
+            f"labels in {labels}"
+        )
+
+
+def train(
+    plot_type: str = typer.Argument(..., help="The plot type to train a model for."),
+    head: str = typer.Option(
+        None, "--head", help="Head name or preset (default: classifier, CPU or GPU preset)."
+    ),
+    preset: str = typer.Option(None, "--config", help="Head preset YAML (head: NAME plus its arguments)."),
+    sampling: str = typer.Option("all", "--sampling", help="all | undersample | oversample | recent."),
+    max_images: int = typer.Option(
+        None, "--max-images", min=1, help="At most N images (N newest for recent)."
+    ),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Most epochs (early stopping may end sooner)."),
+    parent: int = typer.Option(None, "--parent", help="Fine-tune from this model id (same labels)."),
+    activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
+    devices: str = typer.Option("auto", "--devices", help="Lightning devices (e.g. 4, or 0,1)."),
+    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Lightning num_nodes."),
+    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy (e.g. ddp)."),
+    accelerator: str = typer.Option("auto", "--accelerator", help="cpu | gpu | auto."),
+    precision: str = typer.Option(None, "--precision", help="Default: bf16-mixed on GPUs, 32-true on CPU."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the sampling and the weights."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    train_labels: str = typer.Option(
+        None,
+        "--train-labels",
+        help="Train on these labels only (comma list); "
+        "the others all go to the test split (e.g. Good for an anomaly head).",
+    ),
+    val_fraction: float = typer.Option(0.15, "--val-fraction"),
+    test_fraction: float = typer.Option(0.15, "--test-fraction"),
+    json: bool = JsonOption,
+    deployment: str = typer.Option(
+        None, "--deployment", help="Deployment YAML (default: $HYDRA_CONFIG, ...)."
+    ),
+) -> None:
+    """Train a model for PLOT_TYPE from its labelled images; set max-F1 thresholds; register it.
+
+    Example: hydra train cdc_occupancy --sampling undersample --epochs 20 --activate
+    """
+    from hydra.db.queries import NotFoundError
+    from hydra.train import TrainError, TrainOptions
+    from hydra.train import train as run_train
+
+    cfg = get_config(deployment)
+    devices_arg: str | int = int(devices) if devices.isdigit() else devices
+    opts = TrainOptions(
+        plot_type=plot_type,
+        head=head,
+        config=preset,
+        sampling=sampling,
+        max_images=max_images,
+        epochs=epochs,
+        parent=parent,
+        activate=activate,
+        devices=devices_arg,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        accelerator=accelerator,
+        precision=precision,
+        seed=seed,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        train_labels=[x.strip() for x in train_labels.split(",")] if train_labels else None,
+        progress=not json,
+    )
+    try:
+        result = run_train(opts, cfg=cfg, engine=engine_for(cfg))
+    except (TrainError, NotFoundError, FileNotFoundError) as exc:
+        fail(f"{exc}\nnothing was recorded")
+    except KeyError as exc:  # an unknown head name lists the known ones
+        fail(f"{exc}\nnothing was recorded")
+    if result is None:  # a non-zero rank of a multi-process training
+        return
+    if json:
+        print_json_lines([result.to_dict()])
+        return
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    from rich.table import Table
+
+    m = result.metrics
+    table = Table(title=f"model {result.model_id} ({result.head}) for {result.plot_type}: held-out split")
+    for col in ("label", "precision", "recall", "F1", "images", "threshold"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for label in result.labels:
+        row = m["per_label"][label]
+        table.add_row(
+            label,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+            f"{result.thresholds[label]:.2f}",
+        )
+    console.print(table)
+    auc = m.get("problem_roc_auc")
+    console.print(
+        f"accuracy [bold]{m['accuracy']:.3f}[/] on {m['n_test']} held-out images"
+        + (f", problem ROC AUC {auc:.3f}" if auc is not None else "")
+        + f"; {m['unconfirmed']} unconfirmed at these thresholds; {m['epochs']} epochs in {m['train_seconds']:.1f} s"
+    )
+    state = (
+        "[green]active[/]"
+        if result.active
+        else "not active (hydra models activate " + str(result.model_id) + ")"
+    )
+    console.print(f"model id [bold]{result.model_id}[/], {state}; training set {result.training_set_id}")
+    console.print(f"files: {', '.join(result.files)}")
+
+
+@models_app.command("list")
+def models_list(
+    plot_type: str = typer.Option(None, "--plot-type", help="Only models of this plot type."),
+    json: bool = JsonOption,
+    config: str = ConfigOption,
+) -> None:
+    """List trained models, newest first (the active one of each plot type marked)."""
+    from hydra.db.engine import session_scope
+    from hydra.db.training import list_models
+
+    cfg = get_config(config)
+    with session_scope(engine_for(cfg)) as session:
+        rows = [
+            {
+                "id": m.id,
+                "plot_type": name,
+                "head": m.head,
+                "active": m.active,
+                "labels": m.labels,
+                "input": [m.input_height, m.input_width, m.channels],
+                "accuracy": (m.metrics or {}).get("accuracy"),
+                "training_set_id": m.training_set_id,
+                "parent_id": m.parent_id,
+                "path": m.path,
+                "created_at": m.created_at,
+            }
+            for m, name in list_models(session=session, plot_type=plot_type)
+        ]
+    if json:
+        print_json_lines(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="models")
+    for col in ("id", "plot type", "head", "active", "accuracy", "labels", "created"):
+        table.add_column(col)
+    for r in rows:
+        acc = f"{r['accuracy']:.3f}" if isinstance(r["accuracy"], float) else "-"
+        table.add_row(
+            str(r["id"]),
+            r["plot_type"],
+            r["head"],
+            "*" if r["active"] else "",
+            acc,
+            ",".join(r["labels"]),
+            r["created_at"].strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@models_app.command("activate")
+def models_activate(
+    model_id: int = typer.Argument(..., help="The model to make active for its plot type."),
+    config: str = ConfigOption,
+) -> None:
+    """Make a model the active one of its plot type (the previous one is deactivated)."""
+    from hydra.db.engine import session_scope
+    from hydra.db.queries import NotFoundError, activate_model
+
+    cfg = get_config(config)
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            model = activate_model(model_id, session=session)
+            pt_id = model.plot_type_id
+    except NotFoundError as exc:
+        fail(str(exc))
+    console.print(f"model {model_id} is now active for plot type id {pt_id}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth)
+    app.command("train")(train)
+    app.add_typer(models_app, name="models")
