@@ -41,7 +41,6 @@ import math
 import os
 import re
 import struct
-import subprocess
 import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,6 +60,7 @@ from hydra.db.engine import get_engine, session_scope
 from hydra.db.migrate import current_revision
 from hydra.db.models import User, utcnow
 from hydra.db.pages import heartbeats
+from hydra.serve.conditions import CommandCondition, Condition
 
 T = TypeVar("T")
 USER_KEY = "hydra_user_id"
@@ -302,17 +302,20 @@ def beep_wav(freq: float = 880.0, seconds: float = 0.4, rate: int = 8000) -> byt
     return out.getvalue()
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def run_condition(command: str) -> tuple[float | None, str]:
-    """The run-condition value (e.g. beam current) printed by the configured command."""
-    try:
-        proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=3, check=False)
-    except subprocess.TimeoutExpired:
-        return None, "the condition command took longer than 3 s"
-    try:
-        return float(proc.stdout.split()[0]), ""
-    except (IndexError, ValueError):
-        return None, f"the condition command printed no number (exit {proc.returncode})"
+@st.cache_resource(show_spinner=False)
+def _condition_source(command: str, minimum: float, name: str, cache_s: float) -> CommandCondition:
+    return CommandCondition(command, minimum, name, cache_s=cache_s)
+
+
+def run_condition() -> Condition | None:
+    """The run conditions (e.g. beam current) as the Keeper sees them; None when not configured."""
+    cfg = config()
+    if not cfg.alarms.condition_command:
+        return None
+    a = cfg.alarms
+    return _condition_source(
+        a.condition_command, a.condition_min, a.condition_name, cfg.app.refresh_s
+    ).check()
 
 
 def safe_color(color: str, default: str = "#888888") -> str:

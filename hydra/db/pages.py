@@ -42,9 +42,11 @@ from hydra.db.models import (
 )
 from hydra.db.queries import active_models, thresholds_of
 
-# The stages whose durations the serve layer stores in Inference.timings, in
-# pipeline order, as "<stage>_ms" keys (milliseconds spent in that stage).
+# The pipeline stages, in order, whose per-image durations (ms) the Keeper
+# stores in Inference.timings under these keys (hydra.serve.messages.TIMING_KEYS,
+# which also holds "wait": file written -> seen, and "total": file -> committed).
 STAGES: tuple[str, ...] = ("feeder", "balancer", "queue", "predict", "cam", "keeper")
+TIMING_KEYS: tuple[str, ...] = ("wait", *STAGES, "total")
 NO_MODEL_COLOR = "#5a5a5a"
 
 
@@ -307,13 +309,8 @@ def log_entries(
 
 
 def stage_durations(timings: dict[str, Any]) -> dict[str, float]:
-    """Milliseconds per stage from one Inference.timings dict (unknown keys ignored)."""
-    out: dict[str, float] = {}
-    for stage in STAGES:
-        value = timings.get(f"{stage}_ms")
-        if isinstance(value, int | float):
-            out[stage] = float(value)
-    return out
+    """Milliseconds per stage (and wait/total) from one Inference.timings dict; other keys ignored."""
+    return {k: float(v) for k in TIMING_KEYS if isinstance(v := timings.get(k), int | float)}
 
 
 @dataclass

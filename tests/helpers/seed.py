@@ -56,7 +56,17 @@ from hydra.db.queries import activate_model, create_plot_type, labels_of
 LABELS = ("Good", "Bad", "NoData")
 THRESHOLDS = {"Good": 0.7, "Bad": 0.6, "NoData": 0.8}
 FIRST_RUN = 71000
-STAGE_MS = {"feeder": 22.0, "balancer": 0.01, "queue": 3.0, "predict": 600.0, "cam": 120.0, "keeper": 40.0}
+# per-stage durations stored in Inference.timings, keys as hydra.serve.messages.TIMING_KEYS
+STAGE_MS = {
+    "wait": 150.0,
+    "feeder": 22.0,
+    "balancer": 0.01,
+    "queue": 3.0,
+    "predict": 600.0,
+    "cam": 120.0,
+    "keeper": 40.0,
+    "total": 900.0,
+}
 
 
 @dataclass(frozen=True)
@@ -235,9 +245,9 @@ def _seed_model_history(session, seeded: Seeded, spec: PlotSpec, rng: random.Ran
         heat = None
         if problem or not confirmed:
             heat = str(write_heatmap_png(seeded.home / "heatmaps" / f"{stem}.png", seed=i))
-        timings = {f"{k}_ms": round(v * rng.uniform(0.7, 1.3), 3) for k, v in STAGE_MS.items()}
+        timings = {k: round(v * rng.uniform(0.7, 1.3), 3) for k, v in STAGE_MS.items()}
         if heat is None:
-            timings["cam_ms"] = 0.0
+            del timings["cam"]  # no Grad-CAM for a confident Good
         inf = Inference(
             source_key=hashlib.sha256(stem.encode()).hexdigest(),
             path=str(png),
@@ -340,3 +350,21 @@ def _seed_operations(session, seeded: Seeded) -> None:
         session.add(Heartbeat(process=name, pid=1000 + len(name), host="counting-house",
                               info={"queue": 0}, last_seen=now - timedelta(seconds=age_s)))  # fmt: skip
     session.flush()
+
+
+def prepare_home(home: Path, *, seed: bool = True, **kwargs) -> Seeded | None:
+    """Create ``home`` as a HYDRA_HOME with its SQLite database migrated (and seeded).
+
+    The database is at ``home/hydra.db``, where the default configuration looks
+    for it, so setting ``HYDRA_HOME=home`` points the app and the CLI at it.
+    ``kwargs`` go to :func:`seed_database`.
+    """
+    from hydra.db import make_engine, upgrade_to_head
+
+    home.mkdir(parents=True, exist_ok=True)
+    eng = make_engine(f"sqlite:///{home / 'hydra.db'}")
+    try:
+        upgrade_to_head(eng)
+        return seed_database(eng, home, **kwargs) if seed else None
+    finally:
+        eng.dispose()

@@ -54,14 +54,10 @@ def _header(header: q.RunHeader, now: datetime) -> None:
         f"{shell.age_text(now - when)} ago" if when else "never",
         help=when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else None,
     )
-    if cfg.alarms.condition_command:
-        value, problem = shell.run_condition(cfg.alarms.condition_command)
-        state = "" if value is None else (" (on)" if value >= cfg.alarms.condition_min else " (off)")
-        cols[2].metric(
-            cfg.alarms.condition_name.capitalize(), f"{value:g}{state}" if value is not None else "?"
-        )
-        if problem:
-            cols[2].caption(problem)
+    condition = shell.run_condition()
+    if condition is not None:
+        cols[2].metric("Run conditions", "alarms armed" if condition.ok else "alarms off")
+        cols[2].caption(condition.text or "")
 
 
 def _alarms(alarms: list[q.AlarmView], now: datetime) -> None:
