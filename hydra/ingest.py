@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,7 +100,7 @@ def read_labels_csv(csv_path: Path, root: Path, pattern: re.Pattern[str] | None)
                     parse_name(rel, pattern)
                 except NamingError as exc:
                     raise IngestError(f"{csv_path} line {line}: {exc}") from None
-                if not (root / rel).is_file():
+                if not os.path.isfile(os.path.join(root, rel)):
                     raise IngestError(f"{csv_path} line {line}: file {name!r} does not exist under {root}")
                 labels[rel] = label
                 first_line[rel] = line
@@ -220,36 +221,41 @@ def ingest(
         label_ids = _resolve_labels(candidates, session, report)
         rows, history = [], []
         now = utcnow()
-        for done, c in enumerate(candidates, 1):
-            if progress:
-                progress(done, len(candidates))
+        fresh = []
+        for c in candidates:
             key = (c.parsed.plot_type, c.label) if c.label else None
             existing = known.get(str(c.path))
-            if existing is not None:
-                report.already_known += 1
-                if key and existing.label_id != label_ids[key]:
-                    existing.label_id, existing.labeled_at = label_ids[key], now
-                    session.add(existing)
-                    history.append((existing.id, label_ids[key]))
-                    report.relabeled += 1
+            if existing is None:
+                fresh.append((c, key))
                 continue
-            digest, mtime = _check_image(c.path)
-            rows.append(
-                {
-                    "path": str(c.path),
-                    "filename": c.path.name,
-                    "plot_type_id": label_ids[(c.parsed.plot_type, "")],
-                    "run": c.parsed.run,
-                    "chunk": c.parsed.chunk,
-                    "created_at": mtime,
-                    "content_hash": digest,
-                    "kept_reason": "ingest",
-                    "label_id": label_ids[key] if key else None,
-                    "labeled_at": now if key else None,
-                    "train_weight": 1.0,
-                    "doubt": 0.0,
-                }
-            )
+            report.already_known += 1
+            if key and existing.label_id != label_ids[key]:
+                existing.label_id, existing.labeled_at = label_ids[key], now
+                session.add(existing)
+                history.append((existing.id, label_ids[key]))
+                report.relabeled += 1
+        # hashing and header checks read every file: overlap them (hashlib and zlib release the GIL)
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            checked = pool.map(_check_image, [c.path for c, _ in fresh])
+            for done, ((c, key), (digest, mtime)) in enumerate(zip(fresh, checked), 1):
+                if progress:
+                    progress(done, len(fresh))
+                rows.append(
+                    {
+                        "path": str(c.path),
+                        "filename": c.path.name,
+                        "plot_type_id": label_ids[(c.parsed.plot_type, "")],
+                        "run": c.parsed.run,
+                        "chunk": c.parsed.chunk,
+                        "created_at": mtime,
+                        "content_hash": digest,
+                        "kept_reason": "ingest",
+                        "label_id": label_ids[key] if key else None,
+                        "labeled_at": now if key else None,
+                        "train_weight": 1.0,
+                        "doubt": 0.0,
+                    }
+                )
         if rows:
             session.execute(insert(Image), rows)
             report.added = len(rows)
