@@ -1,0 +1,92 @@
+"""The Labeler's paint grid: a static bidirectional Streamlit component (no build step).
+
+Painting, shift-click ranges, "paint all unpainted" and the keyboard
+shortcuts (1-9 choose a label, A fills, C clears, Enter applies) all run in
+the browser, so labeling a page costs no server round trip until Apply.
+Apply returns ``{"event", "token", "labels": {image_id: label_id}}`` once;
+the page must ignore an event id it has handled (the component keeps its
+last value across reruns) and pass that id back as ``ack``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import streamlit.components.v1 as components
+from PIL import Image as PILImage
+
+FRONTEND = Path(__file__).resolve().parent / "frontend"
+RAW_LIMIT = 48_000  # embed small files as they are; shrink bigger ones
+_component = components.declare_component("hydra_labeler_grid", path=str(FRONTEND))
+
+
+@lru_cache(maxsize=4096)
+def _thumbnail(path: str, mtime: float, max_px: int) -> str:
+    p = Path(path)
+    data = p.read_bytes()
+    suffix = p.suffix.lower()
+    if len(data) <= RAW_LIMIT and suffix in (".png", ".jpg", ".jpeg"):
+        mime = "image/png" if suffix == ".png" else "image/jpeg"
+        return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    with PILImage.open(io.BytesIO(data)) as img:
+        img = img.convert("RGB")
+        img.thumbnail((max_px, max_px))
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=85)
+    return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}"
+
+
+def thumbnail_uri(path: Path | None, max_px: int = 320) -> str:
+    """A data URI of the image, small enough for a grid cell; "" if the file is gone or unreadable."""
+    if path is None:
+        return ""
+    try:
+        return _thumbnail(str(path), path.stat().st_mtime, max_px)
+    except (OSError, ValueError):
+        return ""
+
+
+def page_token(image_ids: Sequence[int], extra: str = "") -> str:
+    """Identifies one page of images: a new token makes the grid drop its painting."""
+    digest = hashlib.sha1((",".join(map(str, image_ids)) + "|" + extra).encode()).hexdigest()
+    return digest[:16]
+
+
+def labeler_grid(
+    images: list[dict[str, Any]],
+    labels: list[dict[str, Any]],
+    *,
+    token: str,
+    columns: int = 8,
+    ack: str | None = None,
+    hint: str | None = None,
+    key: str = "labeler_grid",
+) -> dict[str, Any] | None:
+    """Draw the grid; returns the last Apply event (or None before the first).
+
+    Args:
+        images: ``{"id", "src", "caption", "title", "label_id"}`` per cell
+            (``label_id``: the current label, shown in Editor mode).
+        labels: the palette, ``{"id", "name", "color"}`` in palette order.
+        token: :func:`page_token` of the images shown.
+        columns: cells per row.
+        ack: the id of the last event the page handled (ends "Applying…").
+        hint: the line under the palette.
+        key: the widget key.
+    """
+    return _component(
+        images=images,
+        labels=labels,
+        token=token,
+        columns=int(columns),
+        ack=ack,
+        hint=hint,
+        key=key,
+        default=None,
+    )

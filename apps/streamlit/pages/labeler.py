@@ -1,0 +1,197 @@
+"""Labeler: paint a page of unlabeled images with a plot type's labels, then Apply.
+
+The grid (``components/labeler_grid``) paints in the browser; only Apply
+reaches the server. Its event is read from ``st.session_state`` *before* the
+grid is drawn, so one script run stores the labels (``hydra.labeling``, one
+transaction, permission checked there) and draws the next page. Editor mode
+shows labeled images filtered by time window, label and run range and
+relabels them the same way, keeping the history.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import shell
+import streamlit as st
+from components.labeler_grid import labeler_grid, page_token, thumbnail_uri
+
+from hydra import labeling
+from hydra.auth import can
+from hydra.db import pages as q
+from hydra.db.models import utcnow
+from hydra.db.queries import labels_of
+
+GRID_KEY = "labeler_grid"
+WINDOWS = {"24 hours": 1, "7 days": 7, "30 days": 30, "365 days": 365, "all time": None}
+ORDER_NAMES = {"Oldest first": "oldest", "Most doubtful first": "doubtful", "Newest first": "newest"}
+
+st.title("Labeler")
+user = shell.require_login("Log in to label images.")
+with shell.session() as s:
+    types = q.plot_types(session=s)
+if not types:
+    shell.empty_state(
+        "No plot types yet.",
+        "Create one on the Admin page or with `hydra plot-type add`, then ingest images with `hydra ingest DIR`.",
+    )
+    st.stop()
+
+c1, c2, c3, c4, c5 = st.columns([2, 1.2, 1.5, 1.2, 1])
+by_name = {pt.name: pt for pt in types}
+pt = by_name[c1.selectbox("Plot type", list(by_name), key="labeler_plot_type")]
+mode = c2.radio("Mode", ["Label", "Editor"], horizontal=True, key="labeler_mode")
+order = ORDER_NAMES[c3.selectbox("Order", list(ORDER_NAMES), key="labeler_order", disabled=mode == "Editor")]
+columns = c4.slider("Columns", 3, 12, 8, key="labeler_columns")
+per_page = c5.selectbox("Per page", [48, 72, 96], key="labeler_per_page")
+
+with shell.session() as s:
+    labels = labels_of(pt.id, session=s)
+    allowed = can(user, "label", pt.id, session=s)
+if not labels:
+    shell.empty_state("This plot type has no labels.", "Add labels on the Admin page first.")
+    st.stop()
+if not allowed:
+    st.warning(
+        f"{user.name} ({user.role}) has no label permission on {pt.name}: you can look, but Apply will be "
+        "refused. Ask an admin for the permission."
+    )
+palette = [{"id": lb.id, "name": lb.name, "color": shell.safe_color(lb.color)} for lb in labels]
+label_names = {lb.id: lb.name for lb in labels}
+
+# Editor filters (read before the Apply event is handled: they decide which page comes next).
+filters: dict = {}
+if mode == "Editor":
+    f1, f2, f3, f4 = st.columns([2, 1.3, 1, 1])
+    chosen = f1.multiselect("Labels", [lb.name for lb in labels], key="editor_labels")
+    window = f2.selectbox("Time window", list(WINDOWS), index=1, key="editor_window")
+    run_min = f3.number_input("Run from", min_value=0, value=None, step=1, key="editor_run_min")
+    run_max = f4.number_input("Run to", min_value=0, value=None, step=1, key="editor_run_max")
+    days = WINDOWS[window]
+    filters = dict(
+        label_ids=[lb.id for lb in labels if lb.name in chosen],
+        start=utcnow() - timedelta(days=days) if days else None,
+        run_min=int(run_min) if run_min is not None else None,
+        run_max=int(run_max) if run_max is not None else None,
+    )
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _board(plot_type_id: int) -> list[tuple[str, int]]:
+    with shell.session() as s2:
+        return labeling.leaderboard(plot_type_id, session=s2)
+
+
+source = "editor" if mode == "Editor" else "labeler"
+
+
+def store(assignments: dict[int, int]) -> bool:
+    """Apply painted labels through the service (permission and plot type checked there)."""
+    result = shell.run_service(labeling.apply_labels, user, pt.id, assignments, source=source)
+    if result is None:
+        return False
+    note = f"Stored {result.stored} label{'s' if result.stored != 1 else ''} on {pt.name}."
+    if result.skipped:
+        note += f" {len(result.skipped)} skipped (labeled by someone else meanwhile, or unchanged)."
+    st.toast(note)
+    st.session_state["labeler_note"] = note
+    return True
+
+
+# An Apply from the grid: handle each event once (the component keeps its last value).
+event = st.session_state.get(GRID_KEY)
+done: list = st.session_state.setdefault("labeler_done", [])
+if isinstance(event, dict) and event.get("event") and event["event"] not in done:
+    done.append(event["event"])
+    del done[:-50]
+    st.session_state["labeler_ack"] = event["event"]
+    if event.get("token") != st.session_state.get("labeler_token"):
+        st.error("The page changed before Apply arrived; nothing was stored. Paint again.")
+    else:
+        store({int(k): int(v) for k, v in (event.get("labels") or {}).items()})
+
+with shell.session() as s:
+    if mode == "Editor":
+        page = labeling.editor_page(pt.id, session=s, limit=per_page, **filters)
+        waiting = None
+    else:
+        page = labeling.next_page(pt.id, session=s, order=order, limit=per_page)
+        waiting = labeling.count_unlabeled(pt.id, session=s)
+
+note = st.session_state.pop("labeler_note", None)
+if note:
+    st.success(note)
+main, side = st.columns([5, 1.2])
+with side:
+    if waiting is not None:
+        st.metric("Waiting for a label", f"{waiting:,}")
+    st.markdown("**Leaderboard**")
+    board = _board(pt.id)
+    if board:
+        st.dataframe(pd.DataFrame(board, columns=["Labeller", "Labels"]), hide_index=True, width="stretch")
+    else:
+        st.caption("Nobody has labeled this plot type yet.")
+
+with main:
+    if not page:
+        if mode == "Editor":
+            shell.empty_state("No labeled images match.", "Widen the time window or choose other labels.")
+        else:
+            shell.empty_state(
+                f"Nothing left to label on {pt.name}.",
+                "New images arrive as the Keeper keeps them (problems, unconfirmed, collect percentage) or "
+                "with `hydra ingest DIR`.",
+            )
+        st.stop()
+    token = page_token([g.id for g in page], f"{pt.id}|{mode}")
+    st.session_state["labeler_token"] = token
+    cells = [
+        {
+            "id": g.id,
+            "src": thumbnail_uri(shell.resolve_path(g.path)),
+            "caption": f"run {g.run}" + (f" · {g.chunk}" if g.chunk is not None else ""),
+            "title": f"{g.filename} · {g.created_at:%Y-%m-%d %H:%M} · kept: {g.kept_reason}"
+            + (f" · doubt {g.doubt:.2f}" if g.doubt else ""),
+            "label_id": g.label_id,
+        }
+        for g in page
+    ]
+    hint = (
+        "Keys 1-9 choose a label, A paints all unpainted, C clears, Enter applies; click paints, "
+        "shift-click paints a range."
+    )
+    labeler_grid(
+        cells,
+        palette,
+        token=token,
+        columns=columns,
+        ack=st.session_state.get("labeler_ack"),
+        hint=hint if mode == "Label" else "Editor: the corner tag is the current label. " + hint,
+        key=GRID_KEY,
+    )
+
+    with st.expander("Label without the grid (keyboard-free form)"):
+        names = {f"{g.filename} (#{g.id})": g.id for g in page}
+        with st.form("labeler_form"):
+            picked = st.multiselect("Images", list(names), key="labeler_form_images")
+            target = st.selectbox("Label", [lb.name for lb in labels], key="labeler_form_label")
+            if st.form_submit_button("Apply the label to the selected images"):
+                label_id = next(i for i, n in label_names.items() if n == target)
+                if store({names[n]: label_id for n in picked}):
+                    st.rerun()
+    if mode == "Editor":
+        with st.expander("History of one image"):
+            chosen_image = st.selectbox(
+                "Image", [f"{g.filename} (#{g.id})" for g in page], key="editor_history"
+            )
+            image_id = int(chosen_image.rsplit("#", 1)[1].rstrip(")"))
+            with shell.session() as s:
+                steps = labeling.history(image_id, session=s)
+            st.dataframe(
+                pd.DataFrame(
+                    [(h.label, h.user or "-", h.source, f"{h.created_at:%Y-%m-%d %H:%M:%S}") for h in steps],
+                    columns=["Label", "By", "Source", "When (UTC)"],
+                ),
+                hide_index=True,
+            )

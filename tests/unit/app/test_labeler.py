@@ -1,0 +1,119 @@
+"""AppTest of the Labeler page on a seeded database (the grid itself is driven in tests/e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from hydra.db import make_engine, session_scope
+from hydra.db.models import Image, ImageLabel
+
+APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def seeded(hydra_home):
+    from hydra.config import load_config
+    from tests.helpers.seed import seed_database
+
+    eng = make_engine(load_config().database_url)
+    try:
+        yield eng, seed_database(eng, hydra_home, history=6)
+    finally:
+        eng.dispose()
+
+
+def _open(user_id: int | None, **state):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    if user_id is not None:
+        at.session_state["hydra_user_id"] = user_id
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.switch_page("pages/labeler.py")
+    return at.run()
+
+
+def _no_exception(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_labeler_needs_login(seeded):
+    at = _open(None)
+    _no_exception(at)
+    assert any("Log in to label" in i.value for i in at.info)
+
+
+def test_labeler_applies_with_permission(seeded):
+    engine, seed = seeded
+    at = _open(seed.users["labeler"], labeler_plot_type="BCAL_energy")
+    _no_exception(at)
+    assert at.title[0].value == "Labeler"
+    assert not at.warning  # the labeler may label BCAL_energy
+    waiting = next(m for m in at.metric if m.label == "Waiting for a label")
+    before = int(waiting.value.replace(",", ""))
+    images = at.multiselect(key="labeler_form_images")
+    if not images.options:
+        pytest.skip("the seed keeps no unlabeled BCAL_energy images")
+    picked = images.options[:2]
+    images.set_value(picked)
+    at.selectbox(key="labeler_form_label").set_value("Bad")
+    submit = next(b for b in at.button if b.label.startswith("Apply the label"))
+    submit.click().run()
+    _no_exception(at)
+    assert any("Stored 2 labels" in m.value for m in at.success)
+    waiting = next(m for m in at.metric if m.label == "Waiting for a label")
+    assert int(waiting.value.replace(",", "")) == before - 2
+    with session_scope(engine) as s:
+        rows = s.exec(select(ImageLabel).where(ImageLabel.user_id == seed.users["labeler"])).all()
+        assert len(rows) == 2 and {r.source for r in rows} == {"labeler"}
+        assert all(s.get(Image, r.image_id).label_id == r.label_id for r in rows)
+
+
+def test_labeler_refuses_without_permission(seeded):
+    engine, seed = seeded
+    at = _open(seed.users["viewer"], labeler_plot_type="BCAL_energy")
+    _no_exception(at)
+    assert any("no label permission" in w.value for w in at.warning)
+    images = at.multiselect(key="labeler_form_images")
+    images.set_value(images.options[:1])
+    next(b for b in at.button if b.label.startswith("Apply the label")).click().run()
+    assert any("Refused: viewer may not label" in e.value for e in at.error)
+    with session_scope(engine) as s:
+        assert not s.exec(select(ImageLabel).where(ImageLabel.user_id == seed.users["viewer"])).all()
+
+
+def test_editor_relabels_and_shows_history(seeded):
+    engine, seed = seeded
+    at = _open(
+        seed.users["admin"],
+        labeler_plot_type="FCAL_occupancy",
+        labeler_mode="Editor",
+        editor_window="all time",
+    )
+    _no_exception(at)
+    images = at.multiselect(key="labeler_form_images")
+    assert images.options, "the seed labels some FCAL_occupancy images"
+    first = images.options[0]
+    image_id = int(first.rsplit("#", 1)[1].rstrip(")"))
+    with session_scope(engine) as s:
+        old = s.get(Image, image_id).label_id
+    from hydra.db.queries import labels_of
+
+    with session_scope(engine) as s:
+        new = next(lb for lb in labels_of(seed.plot_types["FCAL_occupancy"], session=s) if lb.id != old)
+    images.set_value([first])
+    at.selectbox(key="labeler_form_label").set_value(new.name)
+    next(b for b in at.button if b.label.startswith("Apply the label")).click().run()
+    _no_exception(at)
+    with session_scope(engine) as s:
+        assert s.get(Image, image_id).label_id == new.id
+        sources = [r.source for r in s.exec(select(ImageLabel).where(ImageLabel.image_id == image_id)).all()]
+        assert sources[-1] == "editor" and len(sources) >= 2
+    at.selectbox(key="editor_history").set_value(first).run()
+    table = next(d.value for d in at.dataframe if "Source" in d.value.columns)
+    assert list(table["Label"])[-1] == new.name and list(table["Source"])[-1] == "editor"
