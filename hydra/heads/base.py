@@ -190,14 +190,11 @@ class Head(pl.LightningModule):
         return (values * w).sum() / w.sum().clamp_min(1e-12)
 
     def training_loss(self, batch: Any) -> torch.Tensor:
-        """Weighted cross-entropy of the (jittered) batch; heads may override."""
+        """Weighted cross-entropy of the (jittered) batch, without logging; heads may override."""
         images, targets, sw = self.unpack(batch)
         x = self.normalize(self.augment(self.to_unit(images)))
         logits = self(x)
-        loss = self.weighted_mean(F.cross_entropy(logits.float(), targets.long(), reduction="none"), sw)
-        acc = (logits.argmax(-1) == targets).float().mean()
-        self.log("train_acc", acc, prog_bar=True, batch_size=len(targets))
-        return loss
+        return self.weighted_mean(F.cross_entropy(logits.float(), targets.long(), reduction="none"), sw)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(batch)
