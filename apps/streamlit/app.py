@@ -51,6 +51,6 @@ st.set_page_config(page_title=cfg.name, page_icon=":material/visibility:", layou
 shell.check_database()
 page, file = navigation()
 shell.sidebar()
-if file in VIEWING_PAGES:
+if file in VIEWING_PAGES:  # the page checks again when it runs on its own
     shell.require_viewing()
 page.run()

@@ -1,8 +1,13 @@
 """The web app's shell: configuration, database, login, sidebar and shared widgets.
 
 Every page is a script under ``pages/`` that ``app.py`` runs through
-``st.navigation`` after it has set the page up, drawn the sidebar and checked
-that viewing is allowed. A page imports this module and uses:
+``st.navigation`` after it has set the page up and drawn the sidebar. A page
+imports this module, calls ``shell.page()`` first, and uses:
+
+``page(viewing=True)``
+    Draws the sidebar if ``app.py`` did not (a page run on its own) and, for
+    a viewing page, applies ``app.open_viewing``. Expert pages call
+    ``shell.page(viewing=False)`` and then ``require_login``/``require_permission``.
 
 ``config() -> HydraConfig``
     The deployment configuration (``$HYDRA_CONFIG`` / ``$HYDRA_HOME``, as
@@ -64,6 +69,7 @@ from hydra.serve.conditions import CommandCondition, Condition
 
 T = TypeVar("T")
 USER_KEY = "hydra_user_id"
+SHELL_DRAWN_KEY = "_hydra_shell_drawn"
 HEARTBEAT_STALE_S = 60.0
 
 
@@ -130,16 +136,25 @@ def log_out() -> None:
     st.session_state.pop(USER_KEY, None)
 
 
+def _submit_login(key: str) -> None:
+    # a callback: runs before the script, so the whole run sees the new user
+    name = st.session_state.get(f"login_name_{key}", "")
+    password = st.session_state.get(f"login_password_{key}", "")
+    if log_in(name, password) is None:
+        st.session_state[f"login_error_{key}"] = "Wrong user name or password."
+    else:
+        st.session_state.pop(f"login_error_{key}", None)
+
+
 def login_form(where: Any, key: str) -> None:
     """A user name / password form; ``where`` is ``st`` or ``st.sidebar``."""
     with where.form(f"login_{key}", clear_on_submit=False):
-        name = st.text_input("User name", key=f"login_name_{key}")
-        password = st.text_input("Password", type="password", key=f"login_password_{key}")
-        if st.form_submit_button("Log in", key=f"login_submit_{key}"):
-            if log_in(name, password) is None:
-                st.error("Wrong user name or password.")
-            else:
-                st.rerun()
+        st.text_input("User name", key=f"login_name_{key}")
+        st.text_input("Password", type="password", key=f"login_password_{key}")
+        st.form_submit_button("Log in", key=f"login_submit_{key}", on_click=_submit_login, args=(key,))
+        error = st.session_state.pop(f"login_error_{key}", None)
+        if error:
+            st.error(error)
 
 
 def require_login(reason: str = "This page needs a logged-in user.") -> User:
@@ -184,8 +199,30 @@ def run_service(fn: Callable[..., T], *args: Any, success: str | None = None, **
     return result
 
 
-def sidebar() -> None:
-    """Deployment name, login state, serve health and links."""
+def page(*, viewing: bool = True) -> None:
+    """Call first in every page script: the shell's sidebar and the viewing gate.
+
+    ``app.py`` normally draws the sidebar before it runs the page; when the
+    page runs on its own (Streamlit's first run of a deep link, AppTest
+    reruns of a multipage app) this draws it instead, so it appears exactly
+    once either way. ``viewing=True`` marks a shift-crew page that
+    ``app.open_viewing: false`` closes to anonymous users.
+    """
+    if not st.session_state.pop(SHELL_DRAWN_KEY, False):
+        check_database()
+        sidebar(mark=False)
+    if viewing:
+        require_viewing()
+
+
+def sidebar(*, mark: bool = True) -> None:
+    """Deployment name, login state, serve health and links.
+
+    ``app.py`` draws it with ``mark=True`` so that the page's ``page()`` call
+    knows not to draw it a second time in the same run.
+    """
+    if mark:
+        st.session_state[SHELL_DRAWN_KEY] = True
     cfg = config()
     bar = st.sidebar
     bar.markdown(f"### {cfg.name}")
@@ -194,9 +231,7 @@ def sidebar() -> None:
         login_form(bar, "sidebar")
     else:
         bar.markdown(f"Logged in as **{user.name}** ({user.role})")
-        if bar.button("Log out", key="logout"):
-            log_out()
-            st.rerun()
+        bar.button("Log out", key="logout", on_click=log_out)
     bar.markdown("**Serve processes**")
     with session() as s:
         beats = heartbeats(session=s)

@@ -20,6 +20,7 @@ from hydra.db.models import utcnow
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168}
 THUMBS_PER_GROUP = 24
 
+shell.page()
 st.title("Log")
 with shell.session() as s:
     types = q.plot_types(session=s)

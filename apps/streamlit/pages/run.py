@@ -20,6 +20,7 @@ from hydra.db.models import utcnow
 
 cfg = shell.config()
 NONE = "—"
+shell.page()
 
 with shell.session() as s:
     groups = q.plot_groups(session=s)

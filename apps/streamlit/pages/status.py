@@ -19,6 +19,7 @@ from hydra.db.models import utcnow
 
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72}
 
+shell.page()
 st.title("Status")
 window = st.selectbox("Window", list(WINDOWS), index=2, key="status_window")
 since = utcnow() - timedelta(hours=WINDOWS[window])

@@ -20,6 +20,7 @@ from hydra.db.models import utcnow
 
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168, "30 days": 720}
 
+shell.page()
 st.title("Trends")
 with shell.session() as s:
     types = q.plot_types(session=s)
