@@ -45,7 +45,9 @@ def find_preset(name_or_path: str | Path) -> Path:
         candidate = d / f"{name_or_path}.yaml"
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"no head preset named {name_or_path!r}; known presets: {', '.join(list_presets())}")
+    raise FileNotFoundError(
+        f"no head preset named {name_or_path!r}; known presets: {', '.join(list_presets())}"
+    )
 
 
 def read_preset(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:

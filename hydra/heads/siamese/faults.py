@@ -69,7 +69,9 @@ def apply_fault(img: torch.Tensor, kind: str, g: torch.Generator | None = None) 
     elif kind == "empty":
         out[:, r0:r1, c0:c1] = bg
     elif kind == "noise":
-        out = (out + _rand(0.08, 0.25, g) * torch.randn(out.shape, generator=g, device=out.device)).clamp(0, 1)
+        out = (out + _rand(0.08, 0.25, g) * torch.randn(out.shape, generator=g, device=out.device)).clamp(
+            0, 1
+        )
     else:
         raise ValueError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
     return out

@@ -202,7 +202,10 @@ class SiameseHead(Head):
         bank = torch.cat([self.net(self.preprocess(chunk.to(self.device))) for chunk in ref.split(64)])
         self.bank = bank
         good_scores = image_score(local_distances(bank, bank, self.hparams.k, exclude_self=True))
-        neg_scores = [self.score(self.normalize(make_faulty(self.to_unit(c), gen).to(self.device))) for c in ref.split(64)]
+        neg_scores = [
+            self.score(self.normalize(make_faulty(self.to_unit(c), gen).to(self.device)))
+            for c in ref.split(64)
+        ]
         if other_emb:
             emb = torch.cat(other_emb)
             neg_scores.append(image_score(local_distances(emb, bank, self.hparams.k)))
@@ -246,7 +249,9 @@ def _fit_logistic(good: torch.Tensor, bad: torch.Tensor, steps: int = 200) -> to
     y = torch.cat([torch.full_like(good, 0.02), torch.full_like(bad, 0.98)])
     w = torch.cat([torch.full_like(good, 0.5 / len(good)), torch.full_like(bad, 0.5 / max(len(bad), 1))])
     spread = float(scores.std().clamp_min(1e-3))
-    params = torch.tensor([float(torch.log(torch.tensor(4.0 / spread))), float((good.median() + bad.median()) / 2)])
+    params = torch.tensor(
+        [float(torch.log(torch.tensor(4.0 / spread))), float((good.median() + bad.median()) / 2)]
+    )
     params.requires_grad_(True)
     opt = torch.optim.LBFGS([params], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
 

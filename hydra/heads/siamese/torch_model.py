@@ -51,7 +51,9 @@ class EmbeddingNet(nn.Module):
         return F.normalize(self.proj(self.stages(x)).float(), dim=1)
 
 
-def local_distances(emb: torch.Tensor, bank: torch.Tensor, k: int = 3, exclude_self: bool = False) -> torch.Tensor:
+def local_distances(
+    emb: torch.Tensor, bank: torch.Tensor, k: int = 3, exclude_self: bool = False
+) -> torch.Tensor:
     """Per-position distance to the ``k`` nearest Good references: N×H'×W'.
 
     Args:

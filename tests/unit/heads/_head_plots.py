@@ -19,7 +19,7 @@ def histogram_plot(
     img = np.full((height, width, 3), 255, dtype=np.uint8)
     left, right = int(0.10 * width), width - int(0.05 * width)
     top, bottom = int(0.08 * height), height - int(0.12 * height)
-    img[top:bottom + 1, left] = 0
+    img[top : bottom + 1, left] = 0
     img[bottom, left:right] = 0
     centres = (np.arange(bins) + 0.5) / bins
     mu = 0.5 + (0.18 if fault == "shift" else 0.0) + rng.normal(0, 0.01)

@@ -35,7 +35,11 @@ def trained(request, tmp_path_factory):
     """Each registered head, fitted a few steps on tiny plots and saved."""
     torch.manual_seed(0)
     head = create_head(
-        request.param, labels=LABELS, problem_labels=["Bad", "NoData"], input_size=SIZE, **SMALL.get(request.param, {})
+        request.param,
+        labels=LABELS,
+        problem_labels=["Bad", "NoData"],
+        input_size=SIZE,
+        **SMALL.get(request.param, {}),
     )
     make_trainer(max_steps=3, limit_val_batches=1).fit(head, _loader(), _loader(8, seed=1, weights=False))
     head.eval()
@@ -122,7 +126,9 @@ def test_sample_weights_change_the_loss(trained):
 
 def test_non_square_input_and_one_channel():
     for name in list_heads():
-        head = create_head(name, labels=["Good", "Bad"], input_size=(24, 56), channels=1, **SMALL.get(name, {}))
+        head = create_head(
+            name, labels=["Good", "Bad"], input_size=(24, 56), channels=1, **SMALL.get(name, {})
+        )
         x = head.preprocess(torch.zeros(2, 24, 56, 1, dtype=torch.uint8))
         assert tuple(x.shape) == (2, 1, 24, 56)
         head.eval()
