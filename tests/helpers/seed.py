@@ -368,3 +368,21 @@ def prepare_home(home: Path, *, seed: bool = True, **kwargs) -> Seeded | None:
         return seed_database(eng, home, **kwargs) if seed else None
     finally:
         eng.dispose()
+
+
+def clone_home(seeded: Seeded, dest: Path) -> Seeded:
+    """A private copy of a seeded home's database at ``dest/hydra.db`` (image files shared).
+
+    Seeding once per module and cloning per test keeps tests that change the
+    database (acknowledging an alarm, labeling) independent and fast; the
+    cloned rows still point at the template's image files, which no test changes.
+    """
+    import dataclasses
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        src = seeded.home / f"hydra.db{suffix}"
+        if src.exists():
+            shutil.copy2(src, dest / src.name)
+    return dataclasses.replace(seeded, home=dest)

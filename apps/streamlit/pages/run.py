@@ -15,6 +15,7 @@ from datetime import datetime
 import shell
 import streamlit as st
 
+from hydra.auth import PermissionDenied
 from hydra.db import pages as q
 from hydra.db.models import utcnow
 
@@ -61,6 +62,16 @@ def _header(header: q.RunHeader, now: datetime) -> None:
         cols[2].caption(condition.text or "")
 
 
+def _acknowledge(alarm_id: int) -> None:
+    # a callback, so the acknowledgement is stored before the page is drawn again
+    user = shell.current_user()
+    try:
+        with shell.session() as s:
+            q.acknowledge_alarm(alarm_id, user_id=user.id if user else None, session=s)
+    except (PermissionDenied, LookupError) as exc:
+        st.session_state["run_ack_refused"] = f"Refused: {exc}"
+
+
 def _alarms(alarms: list[q.AlarmView], now: datetime) -> None:
     for alarm in alarms:
         box = st.container(key=f"alarm_{alarm.id}")
@@ -70,11 +81,11 @@ def _alarms(alarms: list[q.AlarmView], now: datetime) -> None:
             f"{shell.age_text(now - alarm.created_at)} ago. {alarm.message}",
             icon=":material/warning:",
         )
-        if button.button("Acknowledge", key=f"ack_{alarm.id}", help="Needs a logged-in user"):
-            user = shell.current_user()
-            done = shell.run_service(q.acknowledge_alarm, alarm.id, user_id=user.id if user else None)
-            if done is not None:
-                st.rerun(scope="fragment")
+        button.button("Acknowledge", key=f"ack_{alarm.id}", on_click=_acknowledge, args=(alarm.id,),
+                      help="Needs a logged-in user")  # fmt: skip
+    refused = st.session_state.pop("run_ack_refused", None)
+    if refused:
+        st.error(refused)
     new = [a.id for a in alarms if a.id not in st.session_state.setdefault("run_sounded", set())]
     if sound and new:
         st.audio(shell.beep_wav(), format="audio/wav", autoplay=True)

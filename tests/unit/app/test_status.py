@@ -1,0 +1,71 @@
+"""The Status page: per-stage timing histograms, means per run, throughput, errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hydra.db import pages as q
+from hydra.db import session_scope
+from tests.helpers.seed import STAGE_MS, prepare_home, seed_database
+
+APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
+
+
+def count(node, kind: str) -> int:
+    children = getattr(node, "children", {}).values()
+    return sum((getattr(c, "type", "") == kind) + count(c, kind) for c in children)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    return prepare_home(tmp_path_factory.mktemp("status") / "home")
+
+
+def test_status_page_shows_timings_rate_and_errors(seeded, monkeypatch):
+    monkeypatch.setenv("HYDRA_HOME", str(seeded.home))
+    at = AppTest.from_file(APP, default_timeout=30).switch_page("pages/status.py").run()
+    assert not at.exception
+    assert [m.value for m in at.metric][0] == str(seeded.inferences)
+    assert at.metric[2].value == "3"
+    assert count(at.main, "vega_lite_chart") == 3  # histograms, means by run, images per minute
+    stats = at.dataframe[0].value
+    assert list(stats.index) == ["wait", *q.STAGES, "total"]
+    assert stats.loc["predict", "mean"] > stats.loc["feeder", "mean"]
+    errors = at.dataframe[1].value
+    assert sorted(errors["kind"]) == ["decode", "naming", "unknown_plot_type"]
+
+
+def test_status_page_on_a_fresh_database(tmp_path, monkeypatch):
+    prepare_home(tmp_path / "fresh", seed=False)
+    monkeypatch.setenv("HYDRA_HOME", str(tmp_path / "fresh"))
+    at = AppTest.from_file(APP, default_timeout=30).switch_page("pages/status.py").run()
+    assert not at.exception
+    assert any("No inference in the last" in i.value for i in at.info)
+    assert any("No error records" in s.value for s in at.success)
+
+
+def test_stage_durations_reads_the_keepers_keys():
+    got = q.stage_durations({"feeder": 21.5, "predict": 600, "cam": None, "bogus": 3, "total": 900.0})
+    assert got == {"feeder": 21.5, "predict": 600.0, "total": 900.0}
+    assert set(STAGE_MS) == set(q.TIMING_KEYS)
+
+
+def test_stage_keys_match_the_serve_layer():
+    messages = pytest.importorskip("hydra.serve.messages")
+    assert tuple(messages.TIMING_KEYS) == q.TIMING_KEYS
+
+
+def test_timing_rows_and_errors_queries(engine, tmp_path):
+    seeded = seed_database(engine, tmp_path, history=6)
+    with session_scope(engine) as s:
+        rows = q.timing_rows(session=s, since=seeded.now - timedelta(days=1))
+        errors = q.recent_errors(session=s, since=seeded.now - timedelta(days=1))
+        newest = q.timing_rows(session=s, since=seeded.now - timedelta(minutes=5))
+    assert len(rows) == seeded.inferences
+    assert all("predict" in r.stages for r in rows)
+    assert len(newest) == 3  # the last inference of the three fresh plot types
+    assert len(errors) == 3 and errors[0].created_at > errors[-1].created_at

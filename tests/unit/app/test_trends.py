@@ -1,0 +1,61 @@
+"""The Trends page: weights of every label over time with the thresholds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hydra.db import pages as q
+from hydra.db import session_scope
+from tests.helpers.seed import THRESHOLDS, prepare_home, seed_database
+
+APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    return prepare_home(tmp_path_factory.mktemp("trends") / "home")
+
+
+@pytest.fixture
+def app(seeded, monkeypatch):
+    monkeypatch.setenv("HYDRA_HOME", str(seeded.home))
+    return AppTest.from_file(APP, default_timeout=30).switch_page("pages/trends.py")
+
+
+def test_trends_from_the_log_link(app, seeded):
+    app.query_params["plot_type"] = "FCAL_occupancy"
+    at = app.run()
+    assert not at.exception
+    assert at.selectbox(key="trends_plot").value == "FCAL_occupancy"
+    assert any(
+        f"thresholds (dashed) of model {seeded.models['FCAL_occupancy']}" in c.value for c in at.caption
+    )
+    spec = at.get("vega_lite_chart")[0].proto.spec
+    for label in ("Good", "Bad", "NoData"):
+        assert label in spec
+    assert "#d62728" in spec  # the Bad label's colour
+
+
+def test_plot_type_without_inferences(app):
+    at = app.run()
+    at.selectbox(key="trends_plot").select("TOF_rates").run()
+    assert not at.exception
+    assert any("No inference of TOF_rates" in i.value for i in at.info)
+
+
+def test_weight_series_query(engine, tmp_path):
+    seeded = seed_database(engine, tmp_path, history=12)
+    pt = seeded.plot_types["FCAL_occupancy"]
+    with session_scope(engine) as s:
+        series = q.weight_series(pt, session=s, since=seeded.now - timedelta(days=1))
+        recent = q.weight_series(pt, session=s, since=seeded.now - timedelta(minutes=30))
+    assert len(series.points) == 12 and len(recent.points) == 3
+    assert [p.created_at for p in series.points] == sorted(p.created_at for p in series.points)
+    assert [lb.name for lb in series.labels] == ["Good", "Bad", "NoData"]
+    assert series.thresholds == {seeded.models["FCAL_occupancy"]: THRESHOLDS}
+    goods = [p.weights["Bad"] for p in series.points if p.label == "Good"]
+    assert goods[-1] > goods[0]  # the seeded slow drift of the Bad weight
