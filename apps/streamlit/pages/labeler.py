@@ -86,44 +86,35 @@ def _board(plot_type_id: int) -> list[tuple[str, int]]:
 source = "editor" if mode == "Editor" else "labeler"
 
 
-def store(assignments: dict[int, int]) -> bool:
+def store(assignments: dict[int, int], notice) -> bool:
     """Apply painted labels through the service (permission and plot type checked there)."""
-    result = shell.run_service(labeling.apply_labels, user, pt.id, assignments, source=source)
+    with notice:
+        result = shell.run_service(labeling.apply_labels, user, pt.id, assignments, source=source)
     if result is None:
         return False
     note = f"Stored {result.stored} label{'s' if result.stored != 1 else ''} on {pt.name}."
     if result.skipped:
         note += f" {len(result.skipped)} skipped (labeled by someone else meanwhile, or unchanged)."
-    st.toast(note)
     st.session_state["labeler_note"] = note
     return True
 
 
-# An Apply from the grid: handle each event once (the component keeps its last value).
-event = st.session_state.get(GRID_KEY)
-done: list = st.session_state.setdefault("labeler_done", [])
-if isinstance(event, dict) and event.get("event") and event["event"] not in done:
+def handle_apply(notice) -> None:
+    """An Apply from the grid: handle each event once (the component keeps its last value)."""
+    event = st.session_state.get(GRID_KEY)
+    done: list = st.session_state.setdefault("labeler_done", [])
+    if not (isinstance(event, dict) and event.get("event")) or event["event"] in done:
+        return
     done.append(event["event"])
     del done[:-50]
     st.session_state["labeler_ack"] = event["event"]
     if event.get("token") != st.session_state.get("labeler_token"):
-        st.error("The page changed before Apply arrived; nothing was stored. Paint again.")
+        notice.error("The page changed before Apply arrived; nothing was stored. Paint again.")
     else:
-        store({int(k): int(v) for k, v in (event.get("labels") or {}).items()})
+        store({int(k): int(v) for k, v in (event.get("labels") or {}).items()}, notice)
 
-with shell.session() as s:
-    if mode == "Editor":
-        page = labeling.editor_page(pt.id, session=s, limit=per_page, **filters)
-        waiting = None
-    else:
-        page = labeling.next_page(pt.id, session=s, order=order, limit=per_page)
-        waiting = labeling.count_unlabeled(pt.id, session=s)
 
-note = st.session_state.pop("labeler_note", None)
-if note:
-    st.success(note)
-main, side = st.columns([5, 1.2])
-with side:
+def side_panel(waiting: int | None) -> None:
     if waiting is not None:
         st.metric("Waiting for a label", f"{waiting:,}")
     st.markdown("**Leaderboard**")
@@ -133,17 +124,8 @@ with side:
     else:
         st.caption("Nobody has labeled this plot type yet.")
 
-with main:
-    if not page:
-        if mode == "Editor":
-            shell.empty_state("No labeled images match.", "Widen the time window or choose other labels.")
-        else:
-            shell.empty_state(
-                f"Nothing left to label on {pt.name}.",
-                "New images arrive as the Keeper keeps them (problems, unconfirmed, collect percentage) or "
-                "with `hydra ingest DIR`.",
-            )
-        st.stop()
+
+def grid(page: list[labeling.GridImage]) -> None:
     token = page_token([g.id for g in page], f"{pt.id}|{mode}")
     st.session_state["labeler_token"] = token
     cells = [
@@ -171,27 +153,68 @@ with main:
         key=GRID_KEY,
     )
 
-    with st.expander("Label without the grid (keyboard-free form)"):
+
+def form(page: list[labeling.GridImage], notice) -> None:
+    """The same labeling without the grid (no JavaScript needed, and scriptable)."""
+    with st.expander("Label without the grid (keyboard-free form)"), st.form("labeler_form"):
         names = {f"{g.filename} (#{g.id})": g.id for g in page}
-        with st.form("labeler_form"):
-            picked = st.multiselect("Images", list(names), key="labeler_form_images")
-            target = st.selectbox("Label", [lb.name for lb in labels], key="labeler_form_label")
-            if st.form_submit_button("Apply the label to the selected images"):
-                label_id = next(i for i, n in label_names.items() if n == target)
-                if store({names[n]: label_id for n in picked}):
-                    st.rerun()
-    if mode == "Editor":
-        with st.expander("History of one image"):
-            chosen_image = st.selectbox(
-                "Image", [f"{g.filename} (#{g.id})" for g in page], key="editor_history"
-            )
-            image_id = int(chosen_image.rsplit("#", 1)[1].rstrip(")"))
-            with shell.session() as s:
-                steps = labeling.history(image_id, session=s)
-            st.dataframe(
-                pd.DataFrame(
-                    [(h.label, h.user or "-", h.source, f"{h.created_at:%Y-%m-%d %H:%M:%S}") for h in steps],
-                    columns=["Label", "By", "Source", "When (UTC)"],
-                ),
-                hide_index=True,
-            )
+        picked = st.multiselect("Images", list(names), key="labeler_form_images")
+        target = st.selectbox("Label", [lb.name for lb in labels], key="labeler_form_label")
+        if st.form_submit_button("Apply the label to the selected images"):
+            label_id = next(i for i, n in label_names.items() if n == target)
+            if store({names[n]: label_id for n in picked}, notice):
+                st.rerun()
+
+
+def history_panel(page: list[labeling.GridImage]) -> None:
+    with st.expander("History of one image"):
+        chosen_image = st.selectbox("Image", [f"{g.filename} (#{g.id})" for g in page], key="editor_history")
+        image_id = int(chosen_image.rsplit("#", 1)[1].rstrip(")"))
+        with shell.session() as s:
+            steps = labeling.history(image_id, session=s)
+        st.dataframe(
+            pd.DataFrame(
+                [(h.label, h.user or "-", h.source, f"{h.created_at:%Y-%m-%d %H:%M:%S}") for h in steps],
+                columns=["Label", "By", "Source", "When (UTC)"],
+            ),
+            hide_index=True,
+        )
+
+
+@st.fragment
+def workspace() -> None:
+    """Grid, counts and leaderboard: an Apply reruns only this, not the whole app."""
+    # Messages go into this fixed slot so the grid keeps its place and its frame is not rebuilt.
+    notice = st.container()
+    handle_apply(notice)
+    with shell.session() as s:
+        if mode == "Editor":
+            page = labeling.editor_page(pt.id, session=s, limit=per_page, **filters)
+            waiting = None
+        else:
+            page = labeling.next_page(pt.id, session=s, order=order, limit=per_page)
+            waiting = labeling.count_unlabeled(pt.id, session=s)
+    note = st.session_state.pop("labeler_note", None)
+    if note:
+        notice.success(note)
+    main, side = st.columns([5, 1.2])
+    with side:
+        side_panel(waiting)
+    with main:
+        if not page:
+            if mode == "Editor":
+                shell.empty_state("No labeled images match.", "Widen the time window or choose other labels.")
+            else:
+                shell.empty_state(
+                    f"Nothing left to label on {pt.name}.",
+                    "New images arrive as the Keeper keeps them (problems, unconfirmed, collect percentage) "
+                    "or with `hydra ingest DIR`.",
+                )
+            return
+        grid(page)
+        form(page, notice)
+        if mode == "Editor":
+            history_panel(page)
+
+
+workspace()

@@ -9,15 +9,17 @@
   "use strict";
   const state = {
     token: null, labels: [], images: [], painted: new Map(), current: null,
-    last: null, pending: null, columns: 8, readonly: false,
+    last: null, pending: null, columns: null, readonly: false,
   };
   const $ = (id) => document.getElementById(id);
 
   function send(type, data) {
     window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, data), "*");
   }
+  let lastHeight = 0;
   function setHeight() {
-    send("streamlit:setFrameHeight", { height: document.documentElement.scrollHeight + 4 });
+    const h = document.documentElement.scrollHeight + 4;
+    if (Math.abs(h - lastHeight) > 2) { lastHeight = h; send("streamlit:setFrameHeight", { height: h }); }
   }
 
   function labelById(id) { return state.labels.find((l) => l.id === id); }
@@ -42,9 +44,15 @@
     });
   }
 
+  function markCurrent() {
+    Array.from($("palette").children).forEach((b) => {
+      b.classList.toggle("current", Number(b.dataset.labelId) === state.current);
+    });
+  }
+
   function choose(labelId) {
     state.current = labelId;
-    drawPalette();
+    markCurrent();
   }
 
   function paintCell(cell) {
@@ -112,6 +120,7 @@
     state.painted.forEach((labelId, imageId) => { labels[String(imageId)] = labelId; });
     document.body.classList.add("busy");
     document.body.dataset.applying = state.pending;
+    document.body.dataset.appliedAt = String(Date.now());
     refreshCount();
     send("streamlit:setComponentValue", {
       value: { event: state.pending, token: state.token, labels: labels }, dataType: "json",
@@ -164,7 +173,11 @@
     grid.append(frag);
     const token = state.token;
     Promise.all(loads).then(() => {
-      if (state.token === token) { document.body.dataset.readyToken = token; setHeight(); }
+      if (state.token === token) {
+        document.body.dataset.readyAt = String(Date.now());
+        document.body.dataset.readyToken = token;
+        setHeight();
+      }
     });
   }
 
@@ -193,6 +206,7 @@
       document.body.classList.remove("busy");
     }
     if (args.token !== state.token) {
+      document.body.dataset.renderedAt = String(Date.now());
       state.token = args.token;
       state.images = args.images || [];
       state.painted = new Map();
@@ -205,7 +219,8 @@
       state.columns = args.columns;
       $("grid").style.gridTemplateColumns = "repeat(" + state.columns + ", minmax(0, 1fr))";
     }
-    drawPalette();
+    if (labelsChanged) drawPalette();
+    markCurrent();
     refreshCount();
     setHeight();
   }
