@@ -1,0 +1,262 @@
+"""The Feeder: turns complete files in the input directory into InferenceOrders.
+
+The input directory is the durable queue: a file stays there until the Keeper
+has committed its result and moved it. The Feeder remembers which files are
+in flight (so none is sent twice at once) and sends a file again when its
+deadline passes without the Keeper announcing it done (a worker died), which
+makes delivery at-least-once; the Keeper's idempotent write makes the result
+exactly-once. Bad files become :class:`ErrorNotice` and files of plot types
+without an active model become :class:`Registration`; both go to the Keeper,
+the only writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from hydra.config import HydraConfig
+from hydra.data.images import ImageError, content_hash, decode, prepare, read_bytes, source_key
+from hydra.data.naming import NamingError, parse_name
+from hydra.db.engine import make_engine
+from hydra.serve.catalog import ModelCatalog
+from hydra.serve.messages import ErrorNotice, InferenceOrder, Message, Registration, encode
+from hydra.serve.stage import Addresses, HeartbeatSender, StopFlag, make_socket, zmq_context
+from hydra.serve.watch import Settler, ignored, observe, scan
+
+log = logging.getLogger("hydra.serve.feeder")
+
+
+@dataclass
+class InFlight:
+    deadline: float
+    attempt: int
+
+
+def deadline_s(cfg: HydraConfig, attempt: int) -> float:
+    """Seconds an order may take: doubled per attempt (up to 8x), so a slow start is no storm."""
+    return cfg.serve.order_deadline_s * 2 ** min(attempt - 1, 3)
+
+
+def examine(
+    path: str, cfg: HydraConfig, catalog: ModelCatalog, *, seen: float, attempt: int = 1
+) -> Message | None:
+    """Read, check and prepare one file; the message to send, or None if it vanished.
+
+    Runs in decoder threads (Pillow releases the GIL while decoding and resizing).
+    """
+    t0 = time.time()
+    name = os.path.basename(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    try:
+        parsed = parse_name(name, cfg.naming_regex)
+    except NamingError as exc:
+        return ErrorNotice(path, name, "feeder", "bad_name", str(exc))
+    try:
+        data = read_bytes(path, cfg.serve.max_file_bytes)
+    except ImageError as exc:
+        if exc.kind == "missing":
+            return None
+        return ErrorNotice(path, name, "feeder", exc.kind, str(exc))
+    digest = content_hash(data)
+    key = source_key(name, digest)
+    try:
+        img = decode(data, name, cfg.serve.max_image_pixels)
+        target = catalog.lookup(parsed.plot_type)
+        if target.model_id is None:
+            return Registration(path, name, parsed.plot_type, parsed.run, parsed.chunk, digest, key)
+        pixels = prepare(img, (target.height, target.width), target.channels, target.mask or None)
+    except ImageError as exc:
+        return ErrorNotice(path, name, "feeder", exc.kind, str(exc), key)
+    except Exception as exc:  # noqa: BLE001 - any other decoder failure is a bad input too
+        return ErrorNotice(path, name, "feeder", "not_image", f"{name}: cannot be prepared ({exc})", key)
+    now = time.time()
+    return InferenceOrder(
+        order_id=uuid.uuid4().hex[:16],
+        path=path,
+        filename=name,
+        source_key=key,
+        plot_type=parsed.plot_type,
+        plot_type_id=int(target.plot_type_id or 0),
+        run=parsed.run,
+        chunk=parsed.chunk,
+        model_id=int(target.model_id),
+        deadline=now + deadline_s(cfg, attempt),
+        pixels=pixels,
+        content_hash=digest,
+        attempt=attempt,
+        times={"file": st.st_mtime, "seen": seen, "feed0": t0, "feed1": now},
+    )
+
+
+class Feeder:
+    """The Feeder's state: candidates, files in flight and decoder threads."""
+
+    def __init__(self, cfg: HydraConfig, addrs: Addresses, *, decoders: int, stop: StopFlag) -> None:
+        self.cfg = cfg
+        self.addrs = addrs
+        self.stop = stop
+        self.input_dir = cfg.input_dir
+        self.engine = make_engine(cfg.database_url)
+        self.catalog = ModelCatalog(self.engine, cfg.serve.model_refresh_s)
+        self.settler = Settler(cfg.serve.settle_ms)
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.ready: dict[str, float] = {}  # complete files waiting for a decoder -> when seen
+        self.in_flight: dict[str, InFlight] = {}
+        self.busy: dict[str, Future] = {}
+        self._attempts: dict[str, int] = {}
+        self.decoders = max(1, decoders)
+        self.sent = 0
+        self.resent = 0
+
+    def run(self) -> None:
+        self.input_dir.mkdir(parents=True, exist_ok=True)
+        with (
+            zmq_context() as ctx,
+            ThreadPoolExecutor(self.decoders, thread_name_prefix="decode") as pool,
+            observe(self.input_dir, polling=self.cfg.serve.polling, events=self.events),
+        ):
+            out = make_socket(ctx, zmq.PUSH, self.addrs.frontend, bind=False)
+            keeper = make_socket(ctx, zmq.PUSH, self.addrs.keeper, bind=False)
+            done = make_socket(ctx, zmq.SUB, self.addrs.control, bind=False)
+            done.setsockopt(zmq.SUBSCRIBE, b"done")
+            beat = HeartbeatSender(keeper, "feeder")
+            next_scan = 0.0
+            next_expiry = time.monotonic() + 1.0
+            log.info(
+                "watching %s (polling=%s, %d decoders)", self.input_dir, self.cfg.serve.polling, self.decoders
+            )
+            while not self.stop:
+                self.catalog.refresh()
+                self._take_events(timeout=0.02)
+                self._take_done(done)
+                now = time.monotonic()
+                if now >= next_scan:
+                    next_scan = now + self.cfg.serve.rescan_interval_s
+                    for path in scan(self.input_dir):
+                        self._candidate(path, complete=False)
+                if now >= next_expiry:
+                    next_expiry = now + 0.5
+                    self._expire()
+                for path in self.settler.settled():
+                    self._complete(path)
+                if self.catalog.ready:
+                    self._dispatch(pool)
+                self._collect(out, keeper)
+                beat.maybe_send(self.gauges())
+            log.info("stopping: %d sent, %d re-sent, %d in flight stay in the input directory",
+                     self.sent, self.resent, len(self.in_flight))  # fmt: skip
+            for fut in self.busy.values():
+                fut.cancel()
+
+    def gauges(self) -> dict[str, int]:
+        return {
+            "queue_ready": len(self.ready),
+            "queue_settling": len(self.settler),
+            "in_flight": len(self.in_flight),
+            "decoding": len(self.busy),
+            "sent": self.sent,
+            "resent": self.resent,
+        }
+
+    def _candidate(self, path: str, *, complete: bool) -> None:
+        if ignored(os.path.basename(path)) or os.path.dirname(path) != str(self.input_dir):
+            return
+        if path in self.in_flight or path in self.busy or path in self.ready:
+            return
+        if complete:
+            self.settler.discard(path)
+            self._complete(path)
+        else:
+            self.settler.add(path)
+
+    def _complete(self, path: str) -> None:
+        if path not in self.in_flight and path not in self.busy:
+            self.ready.setdefault(path, time.time())
+
+    def _take_events(self, timeout: float) -> None:
+        try:
+            path, complete = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._candidate(path, complete=complete)
+        while True:
+            try:
+                path, complete = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self._candidate(path, complete=complete)
+
+    def _take_done(self, sock: zmq.Socket) -> None:
+        while sock.poll(0):
+            _, path = sock.recv_multipart()
+            self.in_flight.pop(path.decode(), None)
+
+    def _expire(self) -> None:
+        """Forget files the Keeper moved; send again those past their deadline."""
+        now = time.time()
+        for path, entry in list(self.in_flight.items()):
+            if not os.path.exists(path):
+                del self.in_flight[path]
+            elif now > entry.deadline:
+                del self.in_flight[path]
+                self.resent += 1
+                log.warning("%s: no result before its deadline (attempt %d); sending again",
+                            os.path.basename(path), entry.attempt)  # fmt: skip
+                self.ready[path] = now
+                self.settler.discard(path)
+                self._attempts[path] = entry.attempt + 1
+
+    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
+        limit = 4 * self.decoders
+        while self.ready and len(self.busy) < limit:
+            path, seen = next(iter(self.ready.items()))
+            del self.ready[path]
+            attempt = self._attempts.pop(path, 1)
+            self.busy[path] = pool.submit(examine, path, self.cfg, self.catalog, seen=seen, attempt=attempt)
+            self.in_flight[path] = InFlight(time.time() + deadline_s(self.cfg, attempt), attempt)
+
+    def _collect(self, out: zmq.Socket, keeper: zmq.Socket) -> None:
+        for path, fut in list(self.busy.items()):
+            if not fut.done():
+                continue
+            del self.busy[path]
+            try:
+                msg = fut.result()
+            except Exception:  # noqa: BLE001 - a bug must not stop the feeder
+                log.exception("%s: unexpected failure while reading", path)
+                self.in_flight.pop(path, None)
+                continue
+            if msg is None:
+                self.in_flight.pop(path, None)
+                continue
+            if isinstance(msg, InferenceOrder):
+                out.send_multipart(encode(msg), copy=False)
+                self.sent += 1
+                if msg.attempt > 1:
+                    log.info("%s: re-sent (attempt %d)", msg.filename, msg.attempt)
+            else:
+                if isinstance(msg, ErrorNotice):
+                    log.warning("%s: %s (%s)", msg.filename, msg.message, msg.kind)
+                keeper.send_multipart(encode(msg), copy=False)
+
+
+def run(
+    cfg: HydraConfig, addrs: Addresses, *, decoders: int | None = None, stop: StopFlag | None = None
+) -> None:
+    """Run the Feeder until SIGTERM/SIGINT."""
+    stop = stop or StopFlag().install()
+    decoders = decoders or min(4, os.cpu_count() or 1)
+    Path(cfg.input_dir).mkdir(parents=True, exist_ok=True)
+    Feeder(cfg, addrs, decoders=decoders, stop=stop).run()

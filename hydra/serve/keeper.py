@@ -1,0 +1,191 @@
+"""The Keeper: the only writer of results, in batches, losing nothing.
+
+It collects Reports, error notices, registrations and heartbeats from every
+stage, and every ``keeper_flush_ms`` (or ``keeper_batch`` items) writes them
+in one transaction (:class:`hydra.serve.store.Store`). Only after the commit
+does it move the files out of the input directory and announce them done on
+the control socket (``[b"done", path]``), which tells the Feeder they left
+flight. If the database is unreachable the batch is kept and retried with
+backoff while new messages keep arriving (deduplicated by key); the files
+stay in the input directory until their rows are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from hydra.config import HydraConfig
+from hydra.db.engine import make_engine
+from hydra.serve.alarms import AlarmTracker, HookRunner
+from hydra.serve.conditions import CommandCondition
+from hydra.serve.messages import (
+    ErrorNotice,
+    Event,
+    Heartbeat,
+    MessageError,
+    Registration,
+    Report,
+    decode,
+)
+from hydra.serve.metrics import Metrics
+from hydra.serve.stage import Addresses, StopFlag, make_socket, zmq_context
+from hydra.serve.store import Batch, Outcome, Store, move_files
+
+log = logging.getLogger("hydra.serve.keeper")
+
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+DRAIN_S = 1.0
+
+
+class Keeper:
+    """Collects messages into a :class:`Batch` and commits it when due."""
+
+    def __init__(self, cfg: HydraConfig, stop: StopFlag) -> None:
+        self.cfg = cfg
+        self.stop = stop
+        self.engine = make_engine(cfg.database_url)
+        a = cfg.alarms
+        self.store = Store(
+            cfg,
+            self.engine,
+            AlarmTracker(a.consecutive),
+            CommandCondition(a.condition_command, a.condition_min, a.condition_name),
+        )
+        self.hooks = HookRunner(a.hook)
+        self.metrics = Metrics()
+        self.batch = Batch()
+        self.failures = 0
+        self.retry_at = 0.0
+        self.stored = 0
+
+    def run(self, addrs: Addresses) -> None:
+        self.metrics.serve(self.cfg.serve.metrics_port)
+        with zmq_context() as ctx:
+            inbox = make_socket(ctx, zmq.PULL, addrs.keeper, bind=True, hwm=100_000)
+            announce = make_socket(ctx, zmq.PUB, addrs.control, bind=True)
+            log.info("keeper on %s, announcing on %s, database %s", addrs.keeper, addrs.control,
+                     self.engine.url.render_as_string(hide_password=True))  # fmt: skip
+            while not self.stop:
+                self._receive(inbox, self._timeout_ms())
+                if self._due():
+                    self._flush(announce)
+                self.hooks.reap()
+            # drain what is already on its way, then a last commit (files of a failed one stay in input)
+            end = time.monotonic() + DRAIN_S
+            while time.monotonic() < end:
+                self._receive(inbox, 50)
+            deadline = time.monotonic() + 10.0
+            while len(self.batch) and time.monotonic() < deadline:
+                if not self._flush(announce):
+                    time.sleep(0.5)
+            self.hooks.close()
+            log.info("stopping: %d inferences stored; %d items not committed stay in the input directory",
+                     self.stored, len(self.batch))  # fmt: skip
+
+    def _timeout_ms(self) -> int:
+        if not len(self.batch):
+            return 200
+        due = self.batch.since + self.cfg.serve.keeper_flush_ms / 1000.0
+        return max(0, int((max(due, self.retry_at) - time.monotonic()) * 1000))
+
+    def _due(self) -> bool:
+        if not len(self.batch) and not self.batch.beats:
+            return False
+        now = time.monotonic()
+        if now < self.retry_at:
+            return False
+        if not len(self.batch):
+            return now - self.batch.since > 5.0  # heartbeats alone: every few seconds
+        return (
+            len(self.batch) >= self.cfg.serve.keeper_batch
+            or now - self.batch.since >= self.cfg.serve.keeper_flush_ms / 1000.0
+        )
+
+    def _receive(self, sock: zmq.Socket, timeout_ms: int) -> None:
+        if not sock.poll(timeout_ms):
+            return
+        n = 0
+        while n < 20 * self.cfg.serve.keeper_batch and sock.poll(0):
+            n += 1
+            try:
+                msg = decode(sock.recv_multipart(copy=False))
+            except MessageError as exc:
+                log.error("dropped a malformed message: %s", exc)
+                continue
+            self.add(msg)
+
+    def add(self, msg: object) -> None:
+        """Put one message into the batch (a repeat replaces the earlier copy)."""
+        b = self.batch
+        if isinstance(msg, Report):
+            msg.times["keep"] = time.time()
+            b.reports.setdefault((msg.source_key, msg.model_id), msg)
+        elif isinstance(msg, ErrorNotice):
+            b.errors[msg.path] = msg
+        elif isinstance(msg, Registration):
+            b.registrations[msg.path] = msg
+        elif isinstance(msg, Heartbeat):
+            b.beats[msg.process] = {
+                "process": msg.process,
+                "pid": msg.pid,
+                "host": msg.host,
+                "info": msg.info,
+            }
+            self.metrics.observe_heartbeat(msg.process, msg.info)
+        elif isinstance(msg, Event):
+            if msg.name == "restart":
+                self.metrics.restarts.labels(msg.process).inc()
+            log.info("event %s from %s: %s", msg.name, msg.process, msg.detail)
+        self.metrics.keeper_pending.set(len(b))
+
+    def _flush(self, announce: zmq.Socket) -> bool:
+        batch = self.batch
+        try:
+            outcome = self.store.write(batch)
+        except (OperationalError, DBAPIError) as exc:
+            self.failures += 1
+            self.metrics.flush_failures.inc()
+            wait = BACKOFF_S[min(self.failures - 1, len(BACKOFF_S) - 1)]
+            self.retry_at = time.monotonic() + wait
+            log.warning("database write failed (%s); %d items kept, retry in %.1f s",
+                        str(exc.orig if hasattr(exc, "orig") else exc)[:200], len(batch), wait)  # fmt: skip
+            return False
+        if self.failures:
+            log.info("database is back after %d failed writes", self.failures)
+        self.failures = 0
+        self.retry_at = 0.0
+        self.batch = Batch()
+        self._after_commit(outcome, announce)
+        return True
+
+    def _after_commit(self, out: Outcome, announce: zmq.Socket) -> None:
+        if out.tracker is not None:
+            self.store.tracker = out.tracker
+        for path in move_files(out.moves):
+            announce.send_multipart([b"done", path.encode()])
+        m = self.metrics
+        for report, timings in out.stored:
+            m.images.labels(report.plot_type, report.label).inc()
+            m.observe_timings(timings)
+        for e in out.errors:
+            m.errors.labels(e.stage, e.kind).inc()
+        m.registered.inc(out.registered)
+        m.duplicates.inc(out.duplicates)
+        for due, alarm_id, raised in out.alarms:
+            m.alarms.labels(str(raised).lower()).inc()
+            log.warning("ALARM%s: %s", "" if raised else " (logged only, run conditions off)", due.message)
+            if raised:
+                self.hooks.fire(due, alarm_id)
+        self.stored += len(out.stored)
+        m.keeper_pending.set(len(self.batch))
+
+
+def run(cfg: HydraConfig, addrs: Addresses, *, stop: StopFlag | None = None) -> None:
+    """Run the Keeper until SIGTERM/SIGINT."""
+    stop = stop or StopFlag().install()
+    cfg.ensure_dirs()
+    Keeper(cfg, stop).run(addrs)

@@ -1,0 +1,139 @@
+"""``hydra-serve``: start, supervise and stop the pipeline, or run one stage.
+
+Usage::
+
+    hydra-serve                      # all stages on this host (same as ``hydra serve``)
+    hydra-serve keeper|balancer|feeder [--config FILE] [address options]
+    hydra-serve predict --connect tcp://HOST:5762 --keeper tcp://HOST:5763 --device cuda:0
+
+Every stage runs as its own process whose command line names it
+(``hydra-serve predict --name predict-1 ...``), so operators can see, stop
+and restart one with ordinary tools. The supervisor restarts a stage that
+dies (logged, and counted in the ``hydra_worker_restarts_total`` metric) and
+on SIGINT/SIGTERM stops them in pipeline order: the Feeder first (no new
+orders), then the Balancer and the workers (which finish their batch), the
+Keeper last (which commits what it holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from hydra.config import ConfigError, HydraConfig, load_config
+from hydra.serve.stage import Addresses, setup_logging
+
+log = logging.getLogger("hydra.serve.launcher")
+
+STAGES = ("feeder", "balancer", "predict", "keeper")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hydra-serve",
+        description="Run the Hydra serve pipeline (Feeder -> Balancer -> Predict workers -> Keeper).",
+    )
+    p.add_argument(
+        "stage", nargs="?", choices=(*STAGES, "all"), default="all", help="one stage, or all (default)"
+    )
+    p.add_argument(
+        "--config", "-c", help="deployment YAML (default: $HYDRA_CONFIG, $HYDRA_HOME/hydra.yaml, ...)"
+    )
+    p.add_argument("--frontend", help="Balancer frontend address (Feeder -> Balancer)")
+    p.add_argument("--backend", help="Balancer backend address (Balancer -> workers)")
+    p.add_argument("--connect", dest="backend", help="for predict: the Balancer backend to take work from")
+    p.add_argument("--keeper", help="Keeper address (reports, errors, heartbeats)")
+    p.add_argument("--control", help="Keeper announcement address (done files)")
+    p.add_argument("--workers", type=int, help="number of Predict workers (all)")
+    p.add_argument("--policy", choices=("least_loaded", "round_robin"), help="Balancer policy")
+    p.add_argument("--device", help="torch device of the Predict workers (cpu, cuda:0, ...)")
+    p.add_argument("--threads", type=int, help="torch threads per Predict worker (0: torch's default)")
+    p.add_argument("--decoders", type=int, help="Feeder decoder threads (default: min(4, cores))")
+    p.add_argument("--name", help="process name shown in heartbeats (predict)")
+    p.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING (default: $HYDRA_LOG_LEVEL or INFO)"
+    )
+    return p
+
+
+def config_for(args: argparse.Namespace) -> HydraConfig:
+    overrides = {}
+    serve = {}
+    if args.workers:
+        serve["workers"] = args.workers
+    if args.policy:
+        serve["policy"] = args.policy
+    if args.device:
+        serve["device"] = args.device
+    cfg = load_config(args.config, **overrides)
+    if serve:
+        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update=serve)})
+    return cfg
+
+
+def run_stage(stage: str, cfg: HydraConfig, addrs: Addresses, args: argparse.Namespace) -> None:
+    """Run one stage in this process until it is told to stop."""
+    if stage == "keeper":
+        from hydra.serve import keeper
+
+        keeper.run(cfg, addrs)
+    elif stage == "balancer":
+        from hydra.serve import balancer
+
+        balancer.run(cfg, addrs, policy=args.policy)
+    elif stage == "feeder":
+        from hydra.serve import feeder
+
+        feeder.run(cfg, addrs, decoders=args.decoders)
+    elif stage == "predict":
+        from hydra.serve import predict
+
+        predict.run(cfg, addrs, device=args.device, name=args.name, threads=args.threads)
+    else:  # pragma: no cover - argparse checks the choices
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stage = args.stage
+    setup_logging("serve" if stage == "all" else stage, args.log_level)
+    try:
+        cfg = config_for(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    addrs = Addresses.from_config(
+        cfg, frontend=args.frontend, backend=args.backend, keeper=args.keeper, control=args.control
+    )
+    if stage == "all":
+        from hydra.serve.supervisor import Supervisor
+
+        extra = []
+        if args.config:
+            extra += ["--config", args.config]
+        if args.log_level:
+            extra += ["--log-level", args.log_level]
+        with Supervisor(cfg, addrs, extra_args=extra, decoders=args.decoders, threads=args.threads) as sup:
+            return sup.run()
+    run_stage(stage, cfg, addrs, args)
+    # everything is committed and every socket closed: skip the interpreter's slow
+    # teardown of torch (seconds on a busy host) so a stop is quick
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def serve_command() -> list[str]:
+    """How to start ``hydra-serve`` as a child: the console script beside this Python, else ``-m``."""
+    script = os.path.join(os.path.dirname(sys.executable), "hydra-serve")
+    if os.path.isfile(script) and os.access(script, os.X_OK):
+        return [sys.executable, script]
+    return [sys.executable, "-m", "hydra.serve.launcher"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

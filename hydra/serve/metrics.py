@@ -1,0 +1,82 @@
+"""Prometheus metrics, served by the Keeper on ``serve.metrics_port`` (0: off).
+
+The Keeper sees every report with its per-stage timestamps and every
+stage's heartbeat, so one ``/metrics`` endpoint covers the whole pipeline
+(no port per process to configure on remote workers).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger("hydra.serve.metrics")
+
+BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+
+
+class Metrics:
+    """The pipeline's counters, gauges and per-stage latency histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.stage_ms = Histogram(
+            "hydra_stage_latency_ms",
+            "Time per image spent in each stage",
+            ["stage"],
+            buckets=BUCKETS_MS,
+            registry=r,
+        )
+        self.images = Counter(
+            "hydra_images_total",
+            "Inferences stored, by plot type and label",
+            ["plot_type", "label"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "hydra_errors_total", "Inputs rejected, by stage and kind", ["stage", "kind"], registry=r
+        )
+        self.registered = Counter(
+            "hydra_registered_total", "Images kept because their plot type has no model", registry=r
+        )
+        self.duplicates = Counter(
+            "hydra_duplicate_reports_total", "Reports of already stored inferences", registry=r
+        )
+        self.alarms = Counter("hydra_alarms_total", "Alarms, raised or logged only", ["raised"], registry=r)
+        self.restarts = Counter(
+            "hydra_worker_restarts_total",
+            "Serve processes restarted by the supervisor",
+            ["process"],
+            registry=r,
+        )
+        self.queue = Gauge("hydra_queue_depth", "Items waiting in a stage", ["process", "queue"], registry=r)
+        self.keeper_pending = Gauge(
+            "hydra_keeper_pending", "Items waiting for the Keeper's next commit", registry=r
+        )
+        self.flush_failures = Counter(
+            "hydra_keeper_flush_failures_total", "Failed database commits (retried)", registry=r
+        )
+
+    def serve(self, port: int) -> bool:
+        """Start the HTTP endpoint; False (logged) when the port is taken."""
+        if port <= 0:
+            return False
+        try:
+            start_http_server(port, registry=self.registry)
+        except OSError as exc:
+            log.error("metrics port %d unavailable (%s); metrics are off", port, exc)
+            return False
+        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        return True
+
+    def observe_timings(self, timings: dict[str, float]) -> None:
+        for stage, ms in timings.items():
+            self.stage_ms.labels(stage).observe(ms)
+
+    def observe_heartbeat(self, process: str, info: dict[str, Any]) -> None:
+        for key, value in info.items():
+            if key.startswith("queue_") and isinstance(value, (int, float)):
+                self.queue.labels(process, key[6:]).set(value)

@@ -1,0 +1,224 @@
+"""A Predict worker: micro-batches orders per model and sends Reports to the Keeper.
+
+It runs exactly the inference code of ``hydra predict`` (:mod:`hydra.inference`):
+same head loading, same output weights, same threshold decision and the same
+Grad-CAM, so serving can never disagree with offline prediction.
+
+The worker asks the Balancer for work with credit (``READY n``) and returns
+one credit per finished order, so at most a few batches wait in its socket;
+an order waits at most ``max_wait_ms`` for its batch to fill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import zmq
+
+from hydra.config import HydraConfig
+from hydra.db.engine import make_engine
+from hydra.serve.messages import READY, ErrorNotice, InferenceOrder, MessageError, Report, decode, encode
+from hydra.serve.models import ModelCache
+from hydra.serve.stage import Addresses, HeartbeatSender, StopFlag, make_socket, zmq_context
+
+log = logging.getLogger("hydra.serve.predict")
+
+BALANCER_BEAT_S = 2.0
+
+
+def set_threads(threads: int, device: str) -> None:
+    """Pin torch's intra-op threads (0: leave torch's default)."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+
+
+class Worker:
+    """One Predict process: its batches, its models and its sockets."""
+
+    def __init__(self, cfg: HydraConfig, *, device: str, name: str, stop: StopFlag) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.name = name
+        self.stop = stop
+        self.models = ModelCache(
+            make_engine(cfg.database_url), device, cfg.serve.model_refresh_s, cfg.path("models")
+        )
+        self.pending: dict[int, list[InferenceOrder]] = defaultdict(list)
+        self.window = max(2 * cfg.serve.max_batch, 4)
+        self.done = 0
+        self.batches = 0
+
+    def run(self, addrs: Addresses) -> None:
+        import hydra.heads.cam  # noqa: F401 - pay for torch and the heads before asking for work
+        import hydra.inference  # noqa: F401
+
+        with zmq_context() as ctx:
+            ident = f"{self.name}@{socket.gethostname()}:{os.getpid()}".encode()
+            work = make_socket(
+                ctx, zmq.DEALER, addrs.backend, bind=False, hwm=self.window * 4, identity=ident
+            )
+            keeper = make_socket(ctx, zmq.PUSH, addrs.keeper, bind=False)
+            beat = HeartbeatSender(keeper, self.name)
+            work.send_multipart([READY, str(self.window).encode()])
+            last_ready = time.monotonic()
+            log.info("%s on %s: backend %s, keeper %s", self.name, self.device, addrs.backend, addrs.keeper)
+            while not self.stop:
+                self._receive(work, self._poll_timeout_ms())
+                for model_id in self._due(flush=False):
+                    n = self._run_batch(model_id, keeper)
+                    work.send_multipart([READY, str(n).encode()])
+                    last_ready = time.monotonic()
+                if time.monotonic() - last_ready > BALANCER_BEAT_S:
+                    work.send_multipart([READY, b"0"])  # still alive, no new credit
+                    last_ready = time.monotonic()
+                beat.maybe_send(self.gauges())
+            # finish what already arrived; the rest comes back through the Feeder's deadline
+            self._receive(work, 0)
+            for model_id in self._due(flush=True):
+                self._run_batch(model_id, keeper)
+            log.info("stopping: %d orders in %d batches", self.done, self.batches)
+
+    def gauges(self) -> dict[str, Any]:
+        return {
+            "queue_pending": sum(len(v) for v in self.pending.values()),
+            "done": self.done,
+            "batches": self.batches,
+            "models": len(self.models),
+            "device": self.device,
+        }
+
+    def _poll_timeout_ms(self) -> int:
+        oldest = min((v[0].times["recv"] for v in self.pending.values() if v), default=None)
+        if oldest is None:
+            return 100
+        left = self.cfg.serve.max_wait_ms / 1000.0 - (time.time() - oldest)
+        return max(0, int(left * 1000))
+
+    def _receive(self, sock: zmq.Socket, timeout_ms: int) -> None:
+        if not sock.poll(timeout_ms):
+            return
+        while sock.poll(0):
+            frames = sock.recv_multipart(copy=False)
+            try:
+                order = decode(frames)
+            except MessageError as exc:
+                log.error("dropped a malformed message: %s", exc)
+                continue
+            if isinstance(order, InferenceOrder):
+                order.times["recv"] = time.time()
+                self.pending[order.model_id].append(order)
+
+    def _due(self, *, flush: bool) -> list[int]:
+        """Models whose batch is full or whose oldest order has waited long enough."""
+        now = time.time()
+        wait = self.cfg.serve.max_wait_ms / 1000.0
+        return [
+            mid
+            for mid, orders in self.pending.items()
+            if orders
+            and (flush or len(orders) >= self.cfg.serve.max_batch or now - orders[0].times["recv"] >= wait)
+        ]
+
+    def _run_batch(self, model_id: int, keeper: zmq.Socket) -> int:
+        orders = self.pending[model_id][: self.cfg.serve.max_batch]
+        del self.pending[model_id][: len(orders)]
+        try:
+            reports = self.infer(model_id, orders)
+        except Exception as exc:  # noqa: BLE001 - a broken model must not kill the worker
+            log.exception("model %d failed on a batch of %d", model_id, len(orders))
+            for o in orders:
+                note = ErrorNotice(
+                    o.path, o.filename, "predict", "model_error", f"model {model_id}: {exc}", o.source_key
+                )
+                keeper.send_multipart(encode(note), copy=False)
+            return len(orders)
+        for r in reports:
+            keeper.send_multipart(encode(r), copy=False)
+        self.done += len(orders)
+        self.batches += 1
+        return len(orders)
+
+    def infer(self, model_id: int, orders: list[InferenceOrder]) -> list[Report]:
+        """Weights, verdicts and (where needed) Grad-CAM for one batch of one model."""
+        from hydra import inference
+        from hydra.heads.cam import overlay
+
+        served = self.models.get(model_id)
+        t0 = time.time()
+        pixels = np.stack([o.pixels for o in orders])
+        weights = np.asarray(inference.predict_batch(served.model, pixels), dtype=np.float64)
+        t1 = time.time()
+        verdicts = [
+            inference.decide(row, served.labels, served.thresholds, served.problem_labels) for row in weights
+        ]
+        mode = self.cfg.serve.heatmaps_for
+        cam_rows = [
+            i
+            for i, v in enumerate(verdicts)
+            if mode == "all" or (mode == "problem" and inference.needs_cam(v))
+        ]
+        cams: dict[int, np.ndarray] = {}
+        c0 = c1 = None
+        if cam_rows:
+            c0 = time.time()
+            idx = [served.labels.index(verdicts[i].label) for i in cam_rows]
+            maps = np.asarray(inference.cam_batch(served.model, pixels[cam_rows], idx), dtype=np.float32)
+            c1 = time.time()
+            for i, m in zip(cam_rows, maps):
+                cams[i] = overlay(orders[i].pixels, m)
+        reports = []
+        for i, (o, v) in enumerate(zip(orders, verdicts)):
+            times = dict(o.times, pred0=t0, pred1=t1)
+            if i in cams:
+                times.update(cam0=c0, cam1=c1)
+            reports.append(
+                Report(
+                    order_id=o.order_id,
+                    path=o.path,
+                    filename=o.filename,
+                    source_key=o.source_key,
+                    plot_type=o.plot_type,
+                    plot_type_id=o.plot_type_id,
+                    run=o.run,
+                    chunk=o.chunk,
+                    model_id=model_id,
+                    label=v.label,
+                    weight=float(v.weight),
+                    weights={lab: float(w) for lab, w in zip(served.labels, weights[i])},
+                    confirmed=bool(v.confirmed),
+                    is_problem=bool(v.is_problem),
+                    content_hash=o.content_hash,
+                    worker=self.name,
+                    times=times,
+                    heatmap=cams.get(i),
+                )
+            )
+        return reports
+
+
+def run(
+    cfg: HydraConfig,
+    addrs: Addresses,
+    *,
+    device: str | None = None,
+    name: str | None = None,
+    threads: int | None = None,
+    stop: StopFlag | None = None,
+) -> None:
+    """Run one Predict worker until SIGTERM/SIGINT."""
+    stop = stop or StopFlag().install()
+    device = device or cfg.serve.device
+    set_threads(threads if threads is not None else cfg.serve.torch_threads, device)
+    Worker(cfg, device=device, name=name or f"predict@{socket.gethostname()}:{os.getpid()}", stop=stop).run(
+        addrs
+    )

@@ -1,0 +1,304 @@
+"""The Keeper's batch write: one transaction per batch, file moves after it.
+
+:meth:`Store.write` turns a batch of reports, error notices, registrations
+and heartbeats into rows (inferences, RunTime, kept images, errors, alarms,
+heartbeats) in one transaction, and returns the file moves to make once it
+has committed. Nothing here moves a file: if the commit fails, every file is
+still in the input directory and the same batch can be written again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hydra.config import HydraConfig
+from hydra.db import results
+from hydra.db.engine import session_scope
+from hydra.db.models import Alarm, PlotType, utcnow
+from hydra.db.queries import active_model, create_plot_type
+from hydra.serve.alarms import AlarmTracker, DueAlarm
+from hydra.serve.conditions import CommandCondition
+from hydra.serve.messages import ErrorNotice, Registration, Report, stage_timings
+
+log = logging.getLogger("hydra.serve.store")
+
+NEW_PLOT_TYPE_LABELS = ("Good", "Bad", "NoData")
+
+
+@dataclass
+class Batch:
+    """What the Keeper collected since its last commit, deduplicated by key."""
+
+    reports: dict[tuple[str, int], Report] = field(default_factory=dict)
+    errors: dict[str, ErrorNotice] = field(default_factory=dict)
+    registrations: dict[str, Registration] = field(default_factory=dict)
+    beats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    since: float = field(default_factory=time.monotonic)
+
+    def __len__(self) -> int:
+        return len(self.reports) + len(self.errors) + len(self.registrations)
+
+
+@dataclass
+class Outcome:
+    """What a committed batch asks for afterwards."""
+
+    moves: list[tuple[str, str]] = field(default_factory=list)
+    stored: list[tuple[Report, dict[str, float]]] = field(default_factory=list)
+    duplicates: int = 0
+    errors: list[ErrorNotice] = field(default_factory=list)
+    registered: int = 0
+    alarms: list[tuple[DueAlarm, int | None, bool]] = field(default_factory=list)
+    tracker: AlarmTracker | None = None
+
+
+def keep_reason(report: Report, collect_percent: float) -> str | None:
+    """Why a verdict's image is kept for labeling, or None.
+
+    Problems and unconfirmed verdicts are always kept; of the rest a stable
+    pseudo-random ``collect_percent`` (chosen by the file's key, so a retried
+    batch decides the same way).
+    """
+    if report.is_problem:
+        return "problem"
+    if not report.confirmed:
+        return "unconfirmed"
+    if collect_percent > 0 and int(report.source_key[:8], 16) % 10000 < collect_percent * 100:
+        return "collect"
+    return None
+
+
+def _free_name(directory: Path, filename: str, key: str, taken: set[str]) -> str:
+    """``directory/filename``, or a name made unique with the file's key."""
+    dest = str(directory / filename)
+    if dest in taken or os.path.exists(dest):
+        stem, dot, ext = filename.rpartition(".")
+        dest = str(directory / (f"{stem}-{key[:8]}.{ext}" if dot else f"{filename}-{key[:8]}"))
+    taken.add(dest)
+    return dest
+
+
+class Store:
+    """Writes batches for one Keeper (the only writer of results)."""
+
+    def __init__(
+        self, cfg: HydraConfig, engine: Engine, tracker: AlarmTracker, conditions: CommandCondition
+    ) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.tracker = tracker
+        self.conditions = conditions
+        self.kept = cfg.path("kept")
+        self.short = cfg.path("short_term")
+        self.heat = cfg.path("heatmaps")
+        self.quarantine = cfg.path("quarantine")
+        self.next_prune = 0.0
+
+    def write(self, batch: Batch) -> Outcome:
+        """Write ``batch`` in one transaction; raises (and writes nothing) on any failure."""
+        out = Outcome(tracker=self.tracker.snapshot())
+        wall = time.time()
+        with session_scope(self.engine) as s:
+            if batch.reports:
+                self._reports(s, list(batch.reports.values()), out, wall)
+            if batch.errors:
+                self._errors(s, list(batch.errors.values()), out)
+            if batch.registrations:
+                self._registrations(s, list(batch.registrations.values()), out)
+            beats = list(batch.beats.values())
+            beats.append({"process": "keeper", "pid": os.getpid(), "host": os.uname().nodename, "info": {}})
+            now = utcnow()
+            results.upsert_heartbeats([dict(b, last_seen=now) for b in beats], session=s)
+            if time.monotonic() >= self.next_prune:
+                self.next_prune = time.monotonic() + 30.0
+                window = timedelta(minutes=self.cfg.serve.runtime_window_min)
+                results.prune_runtime(now - window, session=s)
+        return out
+
+    def _plot_types(self, s: Session, ids: set[int]) -> dict[int, PlotType]:
+        return {pt.id: pt for pt in s.exec(select(PlotType).where(col(PlotType.id).in_(list(ids)))).all()}
+
+    def _reports(self, s: Session, reports: list[Report], out: Outcome, wall: float) -> None:
+        keys = [(r.source_key, r.model_id) for r in reports]
+        existing = results.existing_inferences(keys, session=s)
+        new: list[Report] = []
+        for r in reports:
+            stored_at = existing.get((r.source_key, r.model_id))
+            if stored_at is None:
+                new.append(r)
+            else:
+                out.duplicates += 1
+                if os.path.exists(r.path) and stored_at != r.path:
+                    out.moves.append((r.path, stored_at))
+        if not new:
+            return
+        pts = self._plot_types(s, {r.plot_type_id for r in new})
+        reasons = {r.source_key: keep_reason(r, pts[r.plot_type_id].collect_percent) for r in new}
+        wanted = [str(self.kept / r.plot_type / r.filename) for r in new if reasons[r.source_key]]
+        registered = results.image_hashes(wanted, session=s)
+        taken = set(registered)
+        now = utcnow()
+        images, rows, dests, heatmaps = [], [], {}, {}
+        for r in new:
+            reason = reasons[r.source_key]
+            if reason:
+                dest = _free_name(self.kept / r.plot_type, r.filename, r.source_key, taken)
+                images.append(
+                    {
+                        "path": dest, "filename": r.filename[:255], "plot_type_id": r.plot_type_id,
+                        "run": r.run, "chunk": r.chunk, "created_at": now, "content_hash": r.content_hash,
+                        "kept_reason": reason, "doubt": round(1.0 - float(r.weight), 6),
+                        "train_weight": 1.0, "label_id": None,
+                    }
+                )  # fmt: skip
+            else:
+                dest = _free_name(self.short / r.plot_type, r.filename, r.source_key, taken)
+            dests[r.source_key] = dest
+            if r.heatmap is not None:
+                heatmaps[r.source_key] = self._heatmap(r)
+        image_ids = results.insert_images(images, session=s)
+        for r in new:
+            timings = stage_timings(dict(r.times), wall)
+            file_time = r.times.get("file")
+            dest = dests[r.source_key]
+            rows.append(
+                {
+                    "source_key": r.source_key, "path": dest[:512], "filename": r.filename[:255],
+                    "plot_type_id": r.plot_type_id, "run": r.run, "chunk": r.chunk, "model_id": r.model_id,
+                    "label": r.label[:64], "weight": float(r.weight), "weights": r.weights,
+                    "confirmed": bool(r.confirmed), "is_problem": bool(r.is_problem),
+                    "heatmap_path": heatmaps.get(r.source_key), "kept_image_id": image_ids.get(dest),
+                    "timings": timings, "created_at": now,
+                    "file_time": datetime.fromtimestamp(file_time, timezone.utc) if file_time else None,
+                }
+            )  # fmt: skip
+            out.stored.append((r, timings))
+            out.moves.append((r.path, dest))
+        ids = results.insert_inferences(rows, session=s)
+        results.insert_runtime(
+            [
+                {
+                    "inference_id": ids[(row["source_key"], row["model_id"])], "plot_type_id": row["plot_type_id"],
+                    "run": row["run"], "chunk": row["chunk"], "label": row["label"], "weight": row["weight"],
+                    "confirmed": row["confirmed"], "is_problem": row["is_problem"], "image_path": row["path"],
+                    "heatmap_path": row["heatmap_path"], "created_at": now,
+                }
+                for row in rows
+            ],
+            session=s,
+        )  # fmt: skip
+        self._alarms(s, new, ids, out)
+
+    def _heatmap(self, r: Report) -> str:
+        """Write the Grad-CAM overlay (made by the worker on the model input) as a PNG; its path."""
+        from PIL import Image
+
+        stem = r.filename.rsplit(".", 1)[0]
+        path = self.heat / r.plot_type / f"{stem}-{r.source_key[:8]}-m{r.model_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(r.heatmap)).save(path, compress_level=1)
+        return str(path)
+
+    def _alarms(self, s: Session, new: list[Report], ids: dict[tuple[str, int], int], out: Outcome) -> None:
+        tracker = out.tracker
+        assert tracker is not None
+        for r in new:
+            if not tracker.observe(r.plot_type_id, confirmed_problem=r.is_problem and r.confirmed):
+                continue
+            cond = self.conditions.check()
+            message = f"{r.plot_type}: {tracker.consecutive} confirmed {r.label} in a row (run {r.run})"
+            alarm = Alarm(
+                plot_type_id=r.plot_type_id, run=r.run, inference_id=ids.get((r.source_key, r.model_id)),
+                label=r.label[:64], message=message[:1024], raised=cond.ok, condition=cond.text,
+            )  # fmt: skip
+            s.add(alarm)
+            s.flush()
+            due = DueAlarm(r.plot_type_id, r.plot_type, r.run, r.label, r.source_key, r.model_id, message)
+            out.alarms.append((due, alarm.id, cond.ok))
+
+    def _errors(self, s: Session, notices: list[ErrorNotice], out: Outcome) -> None:
+        rows, taken = [], set()
+        now = utcnow()
+        for e in notices:
+            if not os.path.exists(e.path):
+                continue  # already handled (a re-sent notice)
+            dest = _free_name(self.quarantine, e.filename, e.source_key or f"{time.time_ns():x}"[-8:], taken)
+            rows.append(
+                {
+                    "source_key": e.source_key, "path": e.path[:512], "filename": e.filename[:255],
+                    "stage": e.stage[:16], "kind": e.kind[:32], "message": e.message[:1024],
+                    "quarantine_path": dest[:512], "created_at": now,
+                }
+            )  # fmt: skip
+            out.moves.append((e.path, dest))
+            out.errors.append(e)
+        results.insert_errors(rows, session=s)
+
+    def _registrations(self, s: Session, regs: list[Registration], out: Outcome) -> None:
+        types = {pt.name: pt for pt in s.exec(select(PlotType)).all()}
+        images, taken = [], set()
+        existing = results.image_hashes([str(self.kept / g.plot_type / g.filename) for g in regs], session=s)
+        now = utcnow()
+        for g in regs:
+            if not os.path.exists(g.path):
+                continue
+            pt = types.get(g.plot_type)
+            if pt is None:
+                pt = create_plot_type(g.plot_type, NEW_PLOT_TYPE_LABELS, session=s)
+                types[pt.name] = pt
+                log.info(
+                    "new plot type %r registered with labels %s", pt.name, ", ".join(NEW_PLOT_TYPE_LABELS)
+                )
+            elif active_model(pt.id, session=s) is not None:
+                continue  # a model was activated meanwhile: the Feeder will send it for inference
+            plain = str(self.kept / g.plot_type / g.filename)
+            if plain in existing and existing[plain][1] == g.content_hash:
+                out.moves.append((g.path, plain))  # registered before; the file came again
+                continue
+            dest = _free_name(self.kept / g.plot_type, g.filename, g.source_key, taken | set(existing))
+            taken.add(dest)
+            images.append(
+                {
+                    "path": dest, "filename": g.filename[:255], "plot_type_id": pt.id, "run": g.run,
+                    "chunk": g.chunk, "created_at": now, "content_hash": g.content_hash,
+                    "kept_reason": "no_model", "doubt": 1.0, "train_weight": 1.0, "label_id": None,
+                }
+            )  # fmt: skip
+            out.moves.append((g.path, dest))
+        results.insert_images(images, session=s)
+        out.registered += len(images)
+
+
+def move_files(moves: list[tuple[str, str]]) -> list[str]:
+    """Make the moves of a committed batch; the source paths that were moved (or already gone)."""
+    done = []
+    made: set[str] = set()
+    for src, dst in moves:
+        parent = os.path.dirname(dst)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        try:
+            os.replace(src, dst)
+        except FileNotFoundError:
+            pass
+        except OSError:  # another file system: copy, then remove
+            import shutil
+
+            try:
+                shutil.move(src, dst)
+            except OSError as exc:
+                log.error("cannot move %s to %s: %s", src, dst, exc)
+                continue
+        done.append(src)
+    return done

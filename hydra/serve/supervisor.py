@@ -1,0 +1,178 @@
+"""The supervisor behind ``hydra-serve``: one child process per stage.
+
+Used as a context manager so that whatever happens (an exception, a signal)
+every child it started is stopped when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from hydra.config import HydraConfig
+from hydra.serve.messages import Event, encode
+from hydra.serve.stage import Addresses, StopFlag, make_socket
+
+log = logging.getLogger("hydra.serve.supervisor")
+
+STOP_TIMEOUT_S = 30.0
+CRASH_WINDOW_S = 30.0
+
+
+@dataclass
+class Child:
+    """One supervised stage process."""
+
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    crashes: list[float] = field(default_factory=list)
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        # its own process group: a terminal's Ctrl-C reaches the supervisor only, which
+        # then stops the stages in pipeline order; PDEATHSIG stops them if it is killed
+        self.proc = subprocess.Popen(self.argv, preexec_fn=_child_setup)
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Supervisor:
+    """Starts Keeper, Balancer, N workers and the Feeder; restarts the ones that die."""
+
+    def __init__(
+        self,
+        cfg: HydraConfig,
+        addrs: Addresses,
+        *,
+        extra_args: list[str] | None = None,
+        decoders: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        from hydra.serve.launcher import serve_command
+
+        self.cfg = cfg
+        self.addrs = addrs
+        self.stop = StopFlag()
+        base = [*serve_command()]
+        common = [*addrs.as_args(), *(extra_args or [])]
+        s = cfg.serve
+        if threads is None:
+            threads = s.torch_threads or (
+                max(1, (os.cpu_count() or 1) // s.workers) if s.device == "cpu" else 0
+            )
+        predict_args = ["--device", s.device, "--threads", str(threads), "--policy", s.policy]
+        feeder_args = ["--decoders", str(decoders)] if decoders else []
+        self.children = [Child("keeper", [*base, "keeper", *common])]
+        self.children.append(Child("balancer", [*base, "balancer", *common, "--policy", s.policy]))
+        for i in range(s.workers):
+            name = f"predict-{i}"
+            self.children.append(Child(name, [*base, "predict", *common, *predict_args, "--name", name]))
+        self.children.append(Child("feeder", [*base, "feeder", *common, *feeder_args]))
+        self._ctx: zmq.Context | None = None
+        self._events: zmq.Socket | None = None
+
+    def __enter__(self) -> Supervisor:
+        self.stop.install()
+        self.cfg.ensure_dirs()
+        self._prepare_database()
+        self._ctx = zmq.Context()
+        self._events = make_socket(self._ctx, zmq.PUSH, self.addrs.keeper, bind=False)
+        for child in self.children:
+            child.start()
+        log.info("serving %s with %d workers (%s); Ctrl-C stops", self.cfg.input_dir, self.cfg.serve.workers,
+                 self.cfg.serve.policy)  # fmt: skip
+        return self
+
+    def _prepare_database(self) -> None:
+        from hydra.db import make_engine, upgrade_to_head
+
+        engine = make_engine(self.cfg.database_url)
+        try:
+            upgrade_to_head(engine)
+        except Exception as exc:  # noqa: BLE001 - the Keeper retries; serving must start anyway
+            log.warning("database not ready (%s); the Keeper will retry", exc.__class__.__name__)
+        finally:
+            engine.dispose()
+
+    def run(self) -> int:
+        """Supervise until SIGINT/SIGTERM; the exit status for the command."""
+        while not self.stop:
+            time.sleep(0.2)
+            now = time.monotonic()
+            for child in self.children:
+                if child.alive or self.stop:
+                    continue
+                if child.next_start == 0.0:
+                    code = child.proc.returncode if child.proc else None
+                    child.crashes = [t for t in child.crashes if now - t < CRASH_WINDOW_S] + [now]
+                    delay = 0.5 * 2 ** (len(child.crashes) - 1) if len(child.crashes) > 1 else 0.0
+                    child.next_start = now + min(delay, 30.0)
+                    log.error("%s exited with status %s; restarting in %.1f s", child.name, code, delay)
+                if now >= child.next_start:
+                    child.next_start = 0.0
+                    child.restarts += 1
+                    child.start()
+                    self._event(Event("restart", child.name, f"restart #{child.restarts}"))
+        log.info("stopping (signal %s)", self.stop.signal)
+        return 0
+
+    def _event(self, event: Event) -> None:
+        if self._events is not None:
+            with contextlib.suppress(zmq.Again):
+                self._events.send_multipart(encode(event), flags=zmq.NOBLOCK)
+
+    def restarts(self) -> dict[str, int]:
+        return {c.name: c.restarts for c in self.children}
+
+    def __exit__(self, *exc: object) -> None:
+        order = [
+            [c for c in self.children if c.name == "feeder"],
+            [c for c in self.children if c.name not in ("feeder", "keeper")],
+            [c for c in self.children if c.name == "keeper"],
+        ]
+        for group in order:
+            _terminate(group)
+        if self._events is not None:
+            self._events.close(linger=0)
+        if self._ctx is not None:
+            self._ctx.term()
+        log.info("all stages stopped")
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child
+    os.setpgrp()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _terminate(children: list[Child]) -> None:
+    """SIGTERM a group of children, wait, then SIGKILL the ones that linger."""
+    for c in children:
+        if c.alive:
+            c.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for c in children:
+        if c.proc is None:
+            continue
+        try:
+            c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("%s did not stop within %.0f s; killing it", c.name, STOP_TIMEOUT_S)
+            c.proc.kill()
+            c.proc.wait()

@@ -1,0 +1,149 @@
+"""``hydra-serve`` end to end: real processes, sockets and databases.
+
+Every image dropped into the input directory ends with exactly one stored
+inference or one error record, and the input directory ends empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from hydra.data.synthetic import write_plot
+from hydra.db import session_scope
+from hydra.db.models import ErrorRecord, Heartbeat, Image, Inference, PlotType, RunTime
+
+from .conftest import Deployment, Serve, add_model, wait_until, write_bad_inputs
+
+pytestmark = pytest.mark.slow
+
+PLOT = "fcal_occupancy"
+FAULTS = (None, None, "dead_channel", "hot_channel", "empty")
+
+
+def drop_plots(input_dir: Path, n: int, *, plot: str = PLOT, run: int = 5000, start: int = 0) -> list[str]:
+    names = []
+    for i in range(start, start + n):
+        p = write_plot(input_dir, plot, run + i // 100, i % 100, FAULTS[i % len(FAULTS)], seed=i)
+        names.append(p.name)
+    return names
+
+
+def stored(dep: Deployment) -> tuple[list[Inference], list[ErrorRecord]]:
+    with session_scope(dep.engine) as s:
+        return list(s.exec(select(Inference)).all()), list(s.exec(select(ErrorRecord)).all())
+
+
+def input_files(dep: Deployment) -> list[str]:
+    return sorted(os.listdir(dep.cfg.input_dir))
+
+
+def check_exactly_once(dep: Deployment, names: list[str], bad: dict[str, str]) -> list[Inference]:
+    """One inference per image, one error per bad input, files where the rows say."""
+    inferences, errors = stored(dep)
+    counts = Counter(i.filename for i in inferences)
+    assert sorted(counts) == sorted(names), f"missing: {sorted(set(names) - set(counts))[:5]}"
+    assert max(counts.values()) == 1, [n for n, c in counts.items() if c > 1][:5]
+    kinds = {e.filename: e.kind for e in errors}
+    assert kinds == bad
+    assert len(errors) == len(bad)
+    for e in errors:
+        assert Path(e.quarantine_path).is_file() and e.message
+    for inf in inferences:
+        assert Path(inf.path).is_file(), inf.path
+        assert not inf.path.startswith(str(dep.cfg.input_dir))
+        assert set(inf.weights) == {"Good", "Bad", "NoData"}
+        assert abs(sum(inf.weights.values()) - 1.0) < 1e-4
+        assert {"feeder", "balancer", "predict", "keeper", "total"} <= set(inf.timings)
+    return inferences
+
+
+@pytest.mark.parametrize(
+    "backend,policy",
+    [("sqlite", "least_loaded"), pytest.param("mariadb", "round_robin", marks=pytest.mark.mariadb)],
+)
+def test_every_image_gets_one_result_or_one_error(backend, policy, deployment_factory):
+    drop_db = None
+    url = None
+    if backend == "mariadb":
+        from tests.conftest import make_mysql_database
+
+        url, drop_db = make_mysql_database()
+    try:
+        # on SQLite: all confirmed, heat maps for all, 30 % collected; on MariaDB: all unconfirmed
+        sqlite = backend == "sqlite"
+        dep = deployment_factory(url, policy=policy, heatmaps_for="all" if sqlite else "problem")
+        add_model(dep.engine, dep.dir("models"), PLOT, thresholds=0.0 if sqlite else 0.999)
+        with session_scope(dep.engine) as s:
+            pt = s.exec(select(PlotType).where(PlotType.name == PLOT)).one()
+            pt.collect_percent = 30.0
+            s.add(pt)
+        inp = dep.cfg.input_dir
+        early = drop_plots(inp, 20)  # present before start: found by the startup scan
+        with Serve(dep) as srv:
+            names = early + drop_plots(inp, 180 if sqlite else 100, start=20)
+            bad = write_bad_inputs(inp, PLOT)
+            no_model = [write_plot(inp, "cdc_occupancy", 7000, i).name for i in range(3)]
+            wait_until(lambda: not input_files(dep), 150, what=f"an empty input dir; log:\n{srv.tail()}")
+            wait_until(lambda: len(stored(dep)[0]) >= len(names), 10, what="all rows")
+            with session_scope(dep.engine) as s:
+                beats = {h.process for h in s.exec(select(Heartbeat)).all()}
+            assert srv.stop() == 0
+        inferences = check_exactly_once(dep, names, bad)
+        assert {"keeper", "feeder", "balancer", "predict-0", "predict-1"} <= beats
+        with session_scope(dep.engine) as s:
+            images = list(s.exec(select(Image)).all())
+            runtime = len(s.exec(select(RunTime)).all())
+            cdc = s.exec(select(PlotType).where(PlotType.name == "cdc_occupancy")).one()
+        assert runtime == len(names)
+        registered = [i for i in images if i.kept_reason == "no_model"]
+        assert sorted(i.filename for i in registered) == sorted(no_model)
+        assert all(i.plot_type_id == cdc.id and Path(i.path).is_file() for i in registered)
+        kept = [i for i in inferences if i.kept_image_id]
+        heat = [i for i in inferences if i.heatmap_path]
+        if sqlite:
+            assert all(i.confirmed for i in inferences)
+            assert 0.1 * len(names) < len(kept) < 0.5 * len(names)  # the 30 % collect share
+            assert all(str(dep.dir("short_term")) in i.path for i in inferences if not i.kept_image_id)
+            assert len(heat) == len(names)
+        else:
+            assert not any(i.confirmed for i in inferences) and len(kept) == len(names)
+            assert len(heat) == len(names)
+        assert all(Path(i.heatmap_path).is_file() for i in heat)
+        assert all(str(dep.dir("kept")) in i.path for i in kept)
+        out = subprocess.run(
+            [sys.executable, "-m", "hydra.cli", "results", "--json", "--plot-type", PLOT, "--since", "1h"],
+            env=dep.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        assert len(rows) == len(names)
+        assert {
+            "path",
+            "plot_type",
+            "run",
+            "label",
+            "weights",
+            "confirmed",
+            "model_id",
+            "created_at",
+            "timings",
+        } <= set(rows[0])
+        out = subprocess.run(
+            [sys.executable, "-m", "hydra.cli", "errors", "--json"],
+            env=dep.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sorted(json.loads(line)["kind"] for line in out.stdout.splitlines()) == sorted(bad.values())
+    finally:
+        if drop_db:
+            drop_db()
