@@ -284,8 +284,7 @@ def evaluate(model_dir: Path, ctx: _Context, split: str = "test") -> tuple[list[
     from hydra.data.images import load_image, prepare
 
     loaded = inference.LoadedModel.from_dir(model_dir)
-    size = tuple(loaded.head.input_size) if hasattr(loaded, "head") else tuple(loaded.input_size)
-    channels = loaded.head.channels if hasattr(loaded, "head") else loaded.channels
+    size, channels = tuple(loaded.input_size), loaded.channels
     members = ctx.plan.splits[split]
     index = {lab: i for i, lab in enumerate(ctx.labels)}
     weights = []

@@ -35,9 +35,13 @@ _VIRIDIS = np.array(
 
 @lru_cache(maxsize=32)
 def palette(color: tuple[int, int, int]) -> list[int]:
-    """White, black, grey, a light fill and the line colour, then a viridis colour map."""
+    """White, black, grey, the fill and a darker outline, then a viridis colour map.
+
+    The fill is strong so that a one-bin gap (a dead channel) keeps its contrast
+    after a model input is reduced several times from the PNG.
+    """
     rgb = np.array(color, dtype=np.float64)
-    head = [(255, 255, 255), (0, 0, 0), (70, 70, 70), tuple(rgb * 0.45 + 255 * 0.55), tuple(rgb)]
+    head = [(255, 255, 255), (0, 0, 0), (70, 70, 70), tuple(rgb * 0.85 + 255 * 0.15), tuple(rgb * 0.55)]
     steps = np.linspace(0, 9, LUT_LEVELS)
     lut = np.stack([np.interp(steps, np.arange(10), _VIRIDIS[:, c]) for c in range(3)], 1)
     entries = np.vstack([np.array(head), lut]).round().astype(np.uint8)
