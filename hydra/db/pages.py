@@ -34,13 +34,14 @@ from hydra.db.models import (
     Image,
     Inference,
     Label,
+    Model,
     PlotGroup,
     PlotType,
     RunTime,
     User,
     utcnow,
 )
-from hydra.db.queries import active_models, thresholds_of
+from hydra.db.queries import thresholds_of
 
 # The pipeline stages, in order, whose per-image durations (ms) the Keeper
 # stores in Inference.timings under these keys (hydra.serve.messages.TIMING_KEYS,
@@ -115,14 +116,14 @@ def _newest_ids(table: Any, plot_type_ids: Sequence[int], *, session: Session) -
     return {pt_id: row_id for pt_id, row_id in rows if row_id is not None}
 
 
-def _by_ids(table: Any, ids: Iterable[int], *, session: Session) -> list[Any]:
-    ids = list(ids)
-    return list(session.scalars(select(table).where(table.id.in_(ids)))) if ids else []
-
-
 def label_colors(*, session: Session) -> dict[tuple[int, str], Label]:
     """Every label by (plot type id, name), for frame colours and legends."""
     return {(lb.plot_type_id, lb.name): lb for lb in session.scalars(select(Label))}
+
+
+def legend(*, session: Session) -> list[tuple[str, str]]:
+    """The distinct (label name, colour) pairs of all plot types, for the Run page's legend."""
+    return sorted(session.execute(select(Label.name, Label.color).distinct()).tuples())
 
 
 def plot_groups(*, session: Session) -> list[PlotGroup]:
@@ -141,44 +142,68 @@ def run_frames(*, session: Session, group_id: int | None = None, include_hidden:
 
     The source is RunTime (the Keeper's recent window); plot types whose
     RunTime rows were pruned fall back to their newest Inference, and plot
-    types without an active model show their newest kept Image.
+    types without an active model show their newest kept Image. Only the
+    needed columns are read (no ORM objects): this runs on every refresh.
     """
-    query = select(PlotType, PlotGroup.name).outerjoin(PlotGroup, PlotGroup.id == PlotType.group_id)
+    query = select(PlotType.id, PlotType.name, PlotGroup.name).outerjoin(
+        PlotGroup, PlotGroup.id == PlotType.group_id
+    )
     if group_id is not None:
         query = query.where(PlotType.group_id == group_id)
     if not include_hidden:
         query = query.where(col(PlotType.hidden).is_(False))
     pts = session.execute(query).all()
-    models = active_models(session=session)
-    colors = label_colors(session=session)
-    frames: dict[int, Frame] = {
-        pt.id: Frame(pt.id, pt.name, group, pt.id in models, "none") for pt, group in pts
+    modelled = set(session.scalars(select(Model.plot_type_id).where(col(Model.active).is_(True))))
+    colors = {
+        (pt, name): color
+        for pt, name, color in session.execute(select(Label.plot_type_id, Label.name, Label.color))
     }
+    frames = {pt_id: Frame(pt_id, name, group, pt_id in modelled, "none") for pt_id, name, group in pts}
     with_model = [i for i, f in frames.items() if f.has_model]
     without = [i for i, f in frames.items() if not f.has_model]
 
+    common = (
+        "plot_type_id",
+        "run",
+        "chunk",
+        "label",
+        "weight",
+        "confirmed",
+        "is_problem",
+        "heatmap_path",
+        "created_at",
+    )
+    rt_cols = [getattr(RunTime, c) for c in common] + [RunTime.image_path]
     runtime_ids = _newest_ids(RunTime, with_model, session=session)
-    for rt in _by_ids(RunTime, runtime_ids.values(), session=session):
-        _fill(frames[rt.plot_type_id], "runtime", rt, rt.image_path, colors)
+    for row in _rows(RunTime, rt_cols, runtime_ids.values(), session=session):
+        _fill(frames[row.plot_type_id], "runtime", row, row.image_path, colors)
     missing = [i for i in with_model if i not in runtime_ids]
-    for inf in _by_ids(Inference, _newest_ids(Inference, missing, session=session).values(), session=session):
-        _fill(frames[inf.plot_type_id], "history", inf, inf.path, colors)
-        frames[inf.plot_type_id].weights = dict(inf.weights)
-    for img in _by_ids(Image, _newest_ids(Image, without, session=session).values(), session=session):
-        frame = frames[img.plot_type_id]
-        frame.source, frame.run, frame.chunk = "image", img.run, img.chunk
-        frame.image_path, frame.created_at = img.path, aware(img.created_at)
+    inf_cols = [getattr(Inference, c) for c in common] + [Inference.path, Inference.weights]
+    for row in _rows(
+        Inference, inf_cols, _newest_ids(Inference, missing, session=session).values(), session=session
+    ):
+        _fill(frames[row.plot_type_id], "history", row, row.path, colors)
+        frames[row.plot_type_id].weights = dict(row.weights)
+    img_cols = [Image.plot_type_id, Image.run, Image.chunk, Image.path, Image.created_at]
+    for row in _rows(Image, img_cols, _newest_ids(Image, without, session=session).values(), session=session):
+        frame = frames[row.plot_type_id]
+        frame.source, frame.run, frame.chunk = "image", row.run, row.chunk
+        frame.image_path, frame.created_at = row.path, aware(row.created_at)
     return sorted(frames.values(), key=lambda f: (f.rank, f.plot_type))
 
 
-def _fill(frame: Frame, source: str, row: Any, path: str, colors: dict[tuple[int, str], Label]) -> None:
+def _rows(table: Any, columns: list[Any], ids: Iterable[int], *, session: Session) -> list[Any]:
+    ids = list(ids)
+    return list(session.execute(select(*columns).where(table.id.in_(ids)))) if ids else []
+
+
+def _fill(frame: Frame, source: str, row: Any, path: str, colors: dict[tuple[int, str], str]) -> None:
     frame.source, frame.run, frame.chunk = source, row.run, row.chunk
     frame.label, frame.weight = row.label, row.weight
     frame.confirmed, frame.is_problem = row.confirmed, row.is_problem
     frame.image_path, frame.heatmap_path = path, row.heatmap_path
     frame.created_at = aware(row.created_at)
-    label = colors.get((row.plot_type_id, row.label))
-    frame.color = label.color if label else "#888888"
+    frame.color = colors.get((row.plot_type_id, row.label), "#888888")
 
 
 @dataclass

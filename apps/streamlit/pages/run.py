@@ -146,10 +146,9 @@ def live() -> None:
         header = q.run_header(session=s)
         alarms = q.open_alarms(session=s)
         frames = [f for f in q.run_frames(session=s, group_id=group_id) if f.plot_type not in hidden]
-        colors = q.label_colors(session=s)
+        legend = q.legend(session=s)
     _header(header, now)
     _alarms(alarms, now)
-    legend = sorted({(lb.name, lb.color) for lb in colors.values()})
     shell.label_legend(legend, extra=[("no model", "#5a5a5a")])
     st.caption(
         f"Solid frame: confirmed; dashed: unconfirmed; faded: nothing new for {cfg.app.stale_after_min:g} min. "

@@ -1,0 +1,156 @@
+"""Browser fixtures: ``hydra app`` on a seeded SQLite database, driven by Debian's Chromium.
+
+The app runs as a real process (the ``hydra`` console script) on a free port
+chosen at run time and is stopped at the end; Playwright's sync API drives
+``/usr/bin/chromium``. Without that browser the tests skip, except under
+``CI=true`` where they fail. Screenshots go to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.seed import Seeded, prepare_home
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hydra_executable() -> str:
+    local = Path(sys.executable).with_name("hydra")
+    found = str(local) if local.exists() else shutil.which("hydra")
+    if not found:
+        pytest.fail("the 'hydra' console script is not installed (pip install -e .)")
+    return found
+
+
+@dataclass
+class RunningApp:
+    url: str
+    seeded: Seeded
+    log: Path
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"hydra app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"hydra app did not become healthy in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> Iterator[RunningApp]:
+    """``hydra app`` serving a seeded database; stopped after the session."""
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    seeded = prepare_home(home)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
+    env["HYDRA_HOME"] = str(home)
+    log = home / "app.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [hydra_executable(), "app", "--port", str(port), "--address", "127.0.0.1"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield RunningApp(url, seeded, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing (CI=true: browser tests must run)")
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def open_page(page, app: RunningApp, path: str, expect: str) -> None:
+    """Go to a page and wait until it has drawn ``expect`` and Streamlit is idle."""
+    page.goto(f"{app.url}/{path}")
+    page.get_by_text(expect, exact=False).first.wait_for()
+    wait_idle(page)
+
+
+def wait_idle(page) -> None:
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=30_000,
+    )
+
+
+def assert_no_exception(page) -> None:
+    shown = page.locator('[data-testid="stException"]')
+    assert shown.count() == 0, f"Streamlit showed an exception: {shown.first.inner_text()[:2000]}"
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
