@@ -1,0 +1,186 @@
+"""InceptionV3 head throughput on one GPU (H100/H200 class), measured in one run, as JSON.
+
+Measures, with the production preset (``configs/heads/classifier-inception.yaml``):
+
+- inference images/s by batch size, bf16 autocast + channels_last, eager and
+  ``torch.compile`` (the :mod:`hydra.inference` settings);
+- training images/s (bf16 autocast, AdamW, weighted cross-entropy: the head's
+  own ``training_loss``);
+- batched Grad-CAM images/s (float32, :func:`hydra.heads.cam.grad_cam`).
+
+Writes the JSON to ``$OUT/gpu_heads.json`` when ``OUT`` is set. ``--device cpu
+--quick`` runs tiny settings to check the script without a GPU.
+
+Usage:
+    python benchmarks/gpu_heads.py                       # on the GPU machine
+    python benchmarks/gpu_heads.py --device cpu --quick  # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from hydra.heads.cam import grad_cam
+from hydra.heads.presets import create_from_preset
+
+LABELS = ["Good", "Bad", "NoData"]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Seconds per call after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / iters
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def inference(head, device, sizes, batch_sizes, warmup, iters, compiled: bool) -> list[dict]:
+    net = torch.compile(head) if compiled else head
+    rows = []
+    for bs in batch_sizes:
+        pixels = torch.randint(0, 256, (bs, *sizes, 3), dtype=torch.uint8, device=device)
+
+        def step(p=pixels):
+            with torch.inference_mode(), _autocast(device):
+                x = head.preprocess(p).contiguous(memory_format=torch.channels_last)
+                return torch.softmax(net(x).float(), dim=-1)
+
+        try:
+            sec = _timed(step, device, warmup, iters)
+        except torch.OutOfMemoryError:
+            rows.append({"batch_size": bs, "error": "out of memory"})
+            torch.cuda.empty_cache()
+            break
+        rows.append(
+            {"batch_size": bs, "images_per_s": round(bs / sec, 1), "ms_per_batch": round(1000 * sec, 3)}
+        )
+        print(json.dumps({"inference": "compiled" if compiled else "eager", **rows[-1]}), file=sys.stderr)
+    return rows
+
+
+def training(head, device, sizes, batch_size, warmup, iters) -> dict:
+    head.train()
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-4)
+    images = torch.randint(0, 256, (batch_size, *sizes, 3), dtype=torch.uint8, device=device)
+    batch = (
+        images,
+        torch.randint(0, len(LABELS), (batch_size,), device=device),
+        torch.ones(batch_size, device=device),
+    )
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with _autocast(device):
+            loss = head.training_loss(batch)
+        loss.backward()
+        opt.step()
+
+    sec = _timed(step, device, warmup, iters)
+    head.eval()
+    return {
+        "batch_size": batch_size,
+        "images_per_s": round(batch_size / sec, 1),
+        "ms_per_step": round(1000 * sec, 2),
+    }
+
+
+def cam(head, device, sizes, batch_size, warmup, iters) -> dict:
+    pixels = torch.randint(0, 256, (batch_size, *sizes, 3), dtype=torch.uint8, device=device)
+    x = head.preprocess(pixels)
+    classes = [1] * batch_size
+    sec = _timed(lambda: grad_cam(head, x, classes), device, warmup, iters)
+    return {
+        "batch_size": batch_size,
+        "images_per_s": round(batch_size / sec, 1),
+        "ms_per_batch": round(1000 * sec, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few iterations (smoke test)")
+    parser.add_argument("--preset", default="classifier-inception")
+    parser.add_argument("--batch-sizes", default="1,8,32,64,128,256")
+    parser.add_argument("--train-batch", type=int, default=64)
+    parser.add_argument("--cam-batch", type=int, default=32)
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    overrides: dict = {"labels": LABELS, "problem_labels": ["Bad", "NoData"]}
+    if args.quick:
+        overrides["input_size"] = [75, 75]  # inception_v3's smallest input
+    head = create_from_preset(args.preset, **overrides).to(device).eval()
+    head = head.to(memory_format=torch.channels_last)
+    sizes = tuple(head.input_size)
+    batch_sizes = [1, 2] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
+    warmup, iters = (1, 2) if args.quick else (5, 20)
+    do_compile = not args.no_compile and not (args.quick and device.type == "cpu")
+
+    report: dict = {
+        "benchmark": "gpu_heads",
+        "preset": args.preset,
+        "backbone": head.hparams.get("backbone"),
+        "input_size": list(sizes),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "quick": args.quick,
+        "inference_bf16_channels_last": {
+            "eager": inference(head, device, sizes, batch_sizes, warmup, iters, False)
+        },
+    }
+    if do_compile:
+        t0 = time.perf_counter()
+        rows = inference(head, device, sizes, batch_sizes, warmup + 2, iters, True)
+        report["inference_bf16_channels_last"]["compiled"] = rows
+        report["inference_bf16_channels_last"]["compile_and_bench_s"] = round(time.perf_counter() - t0, 1)
+    else:
+        report["inference_bf16_channels_last"]["compiled"] = "skipped"
+    train_bs = 2 if args.quick else args.train_batch
+    report["training_bf16"] = training(head, device, sizes, train_bs, warmup, iters)
+    report["grad_cam_fp32"] = cam(
+        head, device, sizes, 2 if args.quick else args.cam_batch, warmup, max(iters // 2, 1)
+    )
+    if device.type == "cuda":
+        report["max_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if os.environ.get("OUT"):
+        out = Path(os.environ["OUT"]) / "gpu_heads.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
