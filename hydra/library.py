@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlmodel import Session, col, func, select
@@ -32,6 +34,9 @@ from hydra.db.models import (
     utcnow,
 )
 from hydra.db.queries import activate_model, get_model, thresholds_of
+
+if TYPE_CHECKING:
+    from hydra.inference import LoadedModel
 
 
 class LibraryError(ValueError):
@@ -307,3 +312,37 @@ def disagreements(model_id: int, *, session: Session, limit: int = 500) -> list[
     ]
     out.sort(key=lambda d: (-d.weight, d.image_id))
     return out[:limit]
+
+
+def report_heatmap(
+    loaded: LoadedModel,
+    image_path: str | Path,
+    label: str,
+    cache_path: Path,
+    *,
+    mask: list | None = None,
+) -> Path:
+    """The image with the Grad-CAM map of ``label`` blended in, computed once and cached as PNG.
+
+    Goes through :func:`hydra.inference.cam_batch` on the same prepared pixels
+    the model saw, so the map explains the verdict the report shows.
+    """
+    if cache_path.is_file():
+        return cache_path
+    from PIL import Image as PILImage
+
+    from hydra.data.images import load_image, prepare
+    from hydra.heads.cam import overlay
+    from hydra.inference import cam_batch
+
+    if label not in loaded.labels:
+        raise LibraryError(f"label {label!r} is not one of the model's labels {loaded.labels}")
+    img = load_image(image_path)
+    pixels = prepare(img, loaded.input_size, loaded.channels, mask)
+    cam = cam_batch(loaded, pixels[None], [loaded.labels.index(label)])[0]
+    rgb = overlay(prepare(img, (img.height, img.width), 3, mask), cam)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_suffix(".tmp.png")
+    PILImage.fromarray(rgb).save(tmp)
+    tmp.replace(cache_path)
+    return cache_path
