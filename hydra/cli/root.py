@@ -67,7 +67,8 @@ def render_root(
 
     if watch:
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM):  # finish the file at hand, then stop
+            signal.signal(sig, lambda *_: stop.set())
         console.print(f"watching {', '.join(map(str, files))} for ROOT files (Ctrl-C stops)", highlight=False)
         try:
             watch_folders(
