@@ -308,6 +308,8 @@ def _metrics(ctx: _Context, w: np.ndarray, truth: np.ndarray, thresholds: dict[s
 
     problem_cols = [i for i, lab in enumerate(ctx.labels) if lab in ctx.problem_labels]
     auc = roc_auc(w[:, problem_cols].sum(1), np.isin(truth, problem_cols)) if problem_cols else float("nan")
+    good = ctx.labels.index("Good") if "Good" in ctx.labels else 0
+    faulty_auc = roc_auc(1.0 - w[:, good], truth != good) if len(w) else float("nan")
     counts = ctx.plan.label_counts()
     return {
         "accuracy": accuracy(w, truth),
@@ -315,6 +317,7 @@ def _metrics(ctx: _Context, w: np.ndarray, truth: np.ndarray, thresholds: dict[s
         "confusion": confusion_matrix(truth, predicted(w), len(ctx.labels)).tolist(),
         "unconfirmed": unconfirmed_count(w, ctx.labels, thresholds),
         "problem_roc_auc": None if np.isnan(auc) else auc,
+        "faulty_roc_auc": None if np.isnan(faulty_auc) else faulty_auc,
         "n_test": int(len(truth)),
         "split_counts": counts,
     }
