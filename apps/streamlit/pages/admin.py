@@ -17,6 +17,7 @@ from hydra.auth import ROLES
 from hydra.db import pages as q
 from hydra.db.queries import labels_of
 
+shell.page(viewing=False)
 st.title("Admin")
 user = shell.require_permission("admin")
 with shell.session() as s:

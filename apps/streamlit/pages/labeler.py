@@ -27,6 +27,7 @@ GRID_KEY = "labeler_grid"
 WINDOWS = {"24 hours": 1, "7 days": 7, "30 days": 30, "365 days": 365, "all time": None}
 ORDER_NAMES = {"Oldest first": "oldest", "Most doubtful first": "doubtful", "Newest first": "newest"}
 
+shell.page(viewing=False)
 st.title("Labeler")
 user = shell.require_login("Log in to label images.")
 with shell.session() as s:

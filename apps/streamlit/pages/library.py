@@ -25,6 +25,7 @@ from hydra.db.queries import labels_of  # noqa: E402
 
 BINS = 20
 
+shell.page(viewing=True)
 st.title("Library")
 with shell.session() as s:
     types = q.plot_types(session=s)

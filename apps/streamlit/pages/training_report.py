@@ -19,6 +19,7 @@ from hydra.db.queries import labels_of
 
 PER_PAGE = 10
 
+shell.page(viewing=True)
 st.title("Training report")
 st.caption(
     "Held-out images where the model and the human label disagree, the most confident model first. "
