@@ -52,8 +52,12 @@ def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: i
     return (time.perf_counter() - t0) / iters
 
 
+_BF16 = {"on": True}
+
+
 def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    """bf16 autocast (on CPUs without bf16 units it is emulated and slow: off in --quick)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=_BF16["on"])
 
 
 def inference(head, device, sizes, batch_sizes, warmup, iters, compiled: bool) -> list[dict]:
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch_sizes = [1, 2] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
     warmup, iters = (1, 2) if args.quick else (5, 20)
     do_compile = not args.no_compile and not (args.quick and device.type == "cpu")
+    _BF16["on"] = not (args.quick and device.type == "cpu")
 
     report: dict = {
         "benchmark": "gpu_heads",
@@ -155,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "quick": args.quick,
+        "bf16": _BF16["on"],
         "inference_bf16_channels_last": {
             "eager": inference(head, device, sizes, batch_sizes, warmup, iters, False)
         },

@@ -1,0 +1,37 @@
+"""The head benchmarks run and print the JSON they promise (tiny settings, CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks"
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_bench_heads_quick(capsys):
+    _module("bench_heads").main(["--quick", "--presets", "siamese-cpu", "--cam-batch", "0"])
+    report = json.loads(capsys.readouterr().out)
+    rows = report["results"]
+    assert {r["batch_size"] for r in rows} == {1, 8} and all(r["images_per_s"] > 0 for r in rows)
+    assert report["machine"]["cpu_count"] >= 1
+
+
+@pytest.mark.slow
+def test_gpu_heads_runs_on_cpu_quick(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    report = _module("gpu_heads").main(["--device", "cpu", "--quick", "--no-compile"])
+    saved = json.loads((tmp_path / "gpu_heads.json").read_text())
+    assert saved["backbone"] == "inception_v3" and saved == json.loads(json.dumps(report))
+    assert [r["batch_size"] for r in saved["inference_bf16_channels_last"]["eager"]] == [1, 2]
+    assert saved["training_bf16"]["images_per_s"] > 0 and saved["grad_cam_fp32"]["images_per_s"] > 0
