@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,14 +23,18 @@ import time
 from pathlib import Path
 
 
-def _hydra(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
+def _hydra(args: list[str], env: dict[str, str]) -> tuple[dict, float, float]:
+    """Run ``hydra ARGS --json``: its last JSON line, wall seconds and CPU seconds."""
     exe = Path(sys.executable).with_name("hydra")
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run([str(exe), *args, "--json"], env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"hydra {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), elapsed
+    return json.loads(proc.stdout.strip().splitlines()[-1]), elapsed, cpu
 
 
 def main() -> None:
@@ -47,10 +52,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="hydra-bench-train-") as tmp:
         home = Path(tmp) / "home"
-        env = {**os.environ, "HYDRA_HOME": str(home)}
-        env.pop("HYDRA_DB_URL", None)
-        env.pop("HYDRA_CONFIG", None)
-        cfg = load_config(home=home, db_url=None)
+        os.environ["HYDRA_HOME"] = str(home)  # the environment wins over arguments
+        os.environ.pop("HYDRA_DB_URL", None)
+        os.environ.pop("HYDRA_CONFIG", None)
+        env = dict(os.environ)
+        cfg = load_config()
         cfg.ensure_dirs()
         engine = make_engine(cfg.database_url)
         upgrade_to_head(engine)
@@ -62,24 +68,27 @@ def main() -> None:
         ingest(Path(tmp) / "plots", engine=engine, labels_csv=labels)
         engine.dispose()
         common = [args.plot_type, "--epochs", str(args.epochs), "--seed", str(args.seed)]
-        clf, clf_s = _hydra(["train", *common, "--config", "classifier-cpu"], env)
-        sia, sia_s = _hydra(["train", *common, "--head", "siamese", "--train-labels", "Good"], env)
+        clf, clf_s, clf_cpu = _hydra(["train", *common, "--config", "classifier-cpu"], env)
+        sia, sia_s, sia_cpu = _hydra(["train", *common, "--head", "siamese", "--train-labels", "Good"], env)
     print(
         json.dumps(
             {
                 "benchmark": "train",
                 "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+                "load_average_1min": round(os.getloadavg()[0], 1),
                 "plot_type": args.plot_type,
                 "images": args.images,
                 "synth_seconds": round(synth_s, 2),
                 "classifier_cpu": {
                     "wall_seconds": round(clf_s, 1),
+                    "cpu_seconds": round(clf_cpu, 1),
                     "epochs": clf["metrics"]["epochs"],
                     "accuracy": clf["metrics"]["accuracy"],
                     "n_test": clf["metrics"]["n_test"],
                 },
                 "siamese_good_only": {
                     "wall_seconds": round(sia_s, 1),
+                    "cpu_seconds": round(sia_cpu, 1),
                     "faulty_roc_auc": sia["metrics"]["faulty_roc_auc"],
                     "problem_roc_auc": sia["metrics"]["problem_roc_auc"],
                     "n_test": sia["metrics"]["n_test"],

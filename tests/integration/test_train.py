@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-PLOT_TYPE = "cdc_occupancy"
+PLOT_TYPE = "bcal_timing"
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def trained(hydra_home, tmp_path):
     report = ingest(tmp_path / "plots", engine=engine, labels_csv=labels)
     assert report.labeled == 160
     result = CliRunner().invoke(
-        app, ["train", PLOT_TYPE, "--config", "classifier-cpu", "--epochs", "25", "--activate", "--json"]
+        app, ["train", PLOT_TYPE, "--config", "classifier-cpu", "--epochs", "20", "--activate", "--json"]
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
