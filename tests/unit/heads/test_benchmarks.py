@@ -23,7 +23,7 @@ def test_bench_heads_quick(capsys):
     _module("bench_heads").main(["--quick", "--presets", "siamese-cpu", "--cam-batch", "0"])
     report = json.loads(capsys.readouterr().out)
     rows = report["results"]
-    assert {r["batch_size"] for r in rows} == {1, 8} and all(r["images_per_s"] > 0 for r in rows)
+    assert {r["batch_size"] for r in rows} == {1, 8} and all(r["ms_per_batch"] > 0 for r in rows)
     assert report["machine"]["cpu_count"] >= 1
 
 
@@ -34,4 +34,4 @@ def test_gpu_heads_runs_on_cpu_quick(tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / "gpu_heads.json").read_text())
     assert saved["backbone"] == "inception_v3" and saved == json.loads(json.dumps(report))
     assert [r["batch_size"] for r in saved["inference_bf16_channels_last"]["eager"]] == [1, 2]
-    assert saved["training_bf16"]["images_per_s"] > 0 and saved["grad_cam_fp32"]["images_per_s"] > 0
+    assert saved["training_bf16"]["ms_per_step"] > 0 and saved["grad_cam_fp32"]["ms_per_batch"] > 0
