@@ -1,8 +1,8 @@
 """The serve layer's writes (the Keeper's batches) and the result queries.
 
 Writes are multi-row ``INSERT``s that skip rows whose unique key already
-exists (``INSERT ... ON CONFLICT DO NOTHING`` on SQLite, ``INSERT IGNORE`` on
-MySQL/MariaDB), so a report delivered twice is stored once. Ids of the rows
+exists (``INSERT ... ON CONFLICT DO NOTHING`` on SQLite, ``ON DUPLICATE KEY UPDATE
+id = id`` on MySQL/MariaDB), so a report delivered twice is stored once. Ids of the rows
 just written are read back by their unique keys in one query each. None of
 these functions commits: the Keeper's ``session_scope`` makes one
 transaction of a whole batch.
@@ -38,7 +38,9 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
         if dialect == "sqlite":
             stmt = sqlite_insert(table).on_conflict_do_nothing()
         elif dialect in ("mysql", "mariadb"):
-            stmt = mysql_insert(table).prefix_with("IGNORE")
+            # not INSERT IGNORE: that would also swallow foreign-key and data errors
+            pk = next(iter(table.primary_key.columns))
+            stmt = mysql_insert(table).on_duplicate_key_update({pk.name: pk})
         else:
             stmt = insert(table)
         session.execute(stmt, list(part))

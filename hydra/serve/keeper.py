@@ -16,7 +16,7 @@ import logging
 import time
 
 import zmq
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hydra.config import HydraConfig
 from hydra.db.engine import make_engine
@@ -39,6 +39,13 @@ log = logging.getLogger("hydra.serve.keeper")
 
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 DRAIN_S = 1.0
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A database that cannot be reached or is busy (retry later), not a bad row."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class Keeper:
@@ -146,13 +153,18 @@ class Keeper:
         batch = self.batch
         try:
             outcome = self.store.write(batch)
-        except (OperationalError, DBAPIError) as exc:
+        except Exception as exc:  # noqa: BLE001 - an outage is retried, anything else isolated
+            if not is_outage(exc):
+                log.exception("a batch of %d items failed; writing them one by one", len(batch))
+                self.batch = Batch()
+                self._isolate(batch, announce)
+                return True
             self.failures += 1
             self.metrics.flush_failures.inc()
             wait = BACKOFF_S[min(self.failures - 1, len(BACKOFF_S) - 1)]
             self.retry_at = time.monotonic() + wait
             log.warning("database write failed (%s); %d items kept, retry in %.1f s",
-                        str(exc.orig if hasattr(exc, "orig") else exc)[:200], len(batch), wait)  # fmt: skip
+                        str(getattr(exc, "orig", None) or exc)[:200], len(batch), wait)  # fmt: skip
             return False
         if self.failures:
             log.info("database is back after %d failed writes", self.failures)
@@ -161,6 +173,28 @@ class Keeper:
         self.batch = Batch()
         self._after_commit(outcome, announce)
         return True
+
+    def _isolate(self, batch: Batch, announce: zmq.Socket) -> None:
+        """Write a failed batch item by item; a report that still fails becomes an error record."""
+        singles: list[Batch] = [Batch(reports={k: r}) for k, r in batch.reports.items()]
+        singles += [Batch(errors={k: e}) for k, e in batch.errors.items()]
+        singles += [Batch(registrations={k: g}) for k, g in batch.registrations.items()]
+        for single in singles:
+            try:
+                self._after_commit(self.store.write(single), announce)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                if is_outage(exc):
+                    self.batch.reports.update(single.reports)
+                    self.batch.errors.update(single.errors)
+                    self.batch.registrations.update(single.registrations)
+                    continue
+                reason = f"{exc.__class__.__name__}: {exc}"[:500]
+            for r in single.reports.values():
+                log.error("%s: cannot be stored (%s); quarantined", r.filename, reason)
+                self.add(ErrorNotice(r.path, r.filename, "keeper", "store_error", reason, r.source_key))
+            for item in (*single.errors.values(), *single.registrations.values()):
+                log.error("%s: cannot be recorded (%s); left in the input directory", item.filename, reason)
 
     def _after_commit(self, out: Outcome, announce: zmq.Socket) -> None:
         if out.tracker is not None:

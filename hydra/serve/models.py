@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from hydra.db.engine import session_scope
 from hydra.db.models import Label
@@ -50,19 +50,14 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._served)
 
-    def _read(self, model_id: int) -> tuple[str, list[str], list[str], dict[str, float]]:
+    def _read(self, model_id: int) -> tuple[list[str], dict[str, float]]:
+        """The plot type's problem labels and the model's thresholds, as they are now."""
         with session_scope(self.engine) as s:
             row = get_model(model_id, session=s)
-            thresholds = thresholds_of(model_id, session=s)
             problems = s.exec(
-                select(Label.name).where(Label.plot_type_id == row.plot_type_id, Label.is_problem == True)  # noqa: E712
+                select(Label.name).where(Label.plot_type_id == row.plot_type_id, col(Label.is_problem))
             ).all()
-            path = row.path
-            labels = [str(x) for x in row.labels]
-        p = Path(path)
-        if not p.is_absolute() and self.models_dir is not None and not p.exists():
-            p = self.models_dir / p
-        return str(p), labels, list(problems), thresholds
+            return list(problems), thresholds_of(model_id, session=s)
 
     def get(self, model_id: int) -> Served:
         """The served model, loading it (or refreshing its thresholds) when due."""
@@ -70,25 +65,21 @@ class ModelCache:
         if served is None:
             from hydra import inference
 
-            path, labels, problems, thresholds = self._read(model_id)
             t0 = time.monotonic()
-            model = inference.LoadedModel.from_dir(path, model_id, thresholds, self.device)
-            labels = list(getattr(model, "labels", None) or labels)
-            served = Served(model_id, model, labels, problems, thresholds)
+            with session_scope(self.engine) as s:
+                model = inference.load_model_from_db(s, model_id, self.models_dir, self.device)
+            served = Served(model_id, model, model.labels, model.problem_labels, model.thresholds)
             self._served[model_id] = served
-            log.info(
-                "loaded model %d from %s on %s in %.2f s", model_id, path, self.device, time.monotonic() - t0
-            )
+            log.info("loaded model %d on %s in %.2f s", model_id, self.device, time.monotonic() - t0)
         elif time.monotonic() - served.refreshed > self.refresh_s:
             served.refreshed = time.monotonic()
             try:
-                _, _, problems, thresholds = self._read(model_id)
+                problems, thresholds = self._read(model_id)
             except Exception as exc:  # noqa: BLE001 - an outage keeps the last thresholds
                 log.warning("model %d: cannot refresh thresholds (%s)", model_id, exc.__class__.__name__)
             else:
                 if thresholds != served.thresholds:
                     log.info("model %d: thresholds now %s", model_id, thresholds)
-                served.thresholds, served.problem_labels = thresholds, problems
-                if hasattr(served.model, "thresholds"):
-                    served.model.thresholds = thresholds
+                served.thresholds = served.model.thresholds = thresholds
+                served.problem_labels = problems or served.model.problem_labels
         return served

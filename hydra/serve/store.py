@@ -143,7 +143,12 @@ class Store:
         if not new:
             return
         pts = self._plot_types(s, {r.plot_type_id for r in new})
-        reasons = {r.source_key: keep_reason(r, pts[r.plot_type_id].collect_percent) for r in new}
+        reasons = {
+            r.source_key: keep_reason(
+                r, pts[r.plot_type_id].collect_percent if r.plot_type_id in pts else 0.0
+            )
+            for r in new
+        }
         wanted = [str(self.kept / r.plot_type / r.filename) for r in new if reasons[r.source_key]]
         registered = results.image_hashes(wanted, session=s)
         taken = set(registered)

@@ -166,20 +166,25 @@ class Serve:
         return self
 
     def children(self) -> dict[str, int]:
-        """Stage name -> pid of the supervisor's children (from their command lines)."""
-        out = subprocess.run(
-            ["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
-        )
+        """Stage name -> pid of the supervisor's live children (from /proc, by command line)."""
         found = {}
-        for line in out.stdout.splitlines():
-            pid, _, cmd = line.strip().partition(" ")
-            parts = cmd.split()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parts = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) != self.proc.pid or fields[0] == "Z":
+                continue
             if "--name" in parts:
-                found[parts[parts.index("--name") + 1]] = int(pid)
+                found[parts[parts.index("--name") + 1]] = int(entry)
             else:
                 for stage in ("keeper", "balancer", "feeder"):
                     if stage in parts:
-                        found[stage] = int(pid)
+                        found[stage] = int(entry)
         return found
 
     def stop(self, timeout: float = 40.0) -> int:
@@ -194,6 +199,23 @@ class Serve:
             raise AssertionError(
                 f"hydra-serve did not stop within {timeout} s; log:\n{self.tail()}"
             ) from None
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        """Wait until every stage has sent its first heartbeat (torch imports are slow on a busy host)."""
+        from sqlmodel import select
+
+        from hydra.db.models import Heartbeat
+
+        want = {"keeper", "balancer", "feeder"} | {f"predict-{i}" for i in range(self.dep.cfg.serve.workers)}
+
+        def ready() -> bool:
+            try:
+                with session_scope(self.dep.engine) as s:
+                    return want <= set(s.exec(select(Heartbeat.process)).all())
+            except Exception:  # noqa: BLE001 - the database may be down in a test
+                return False
+
+        wait_until(ready, timeout, what=f"all stages up; log:\n{self.tail()}")
 
     def tail(self, n: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""

@@ -91,7 +91,7 @@ def test_every_image_gets_one_result_or_one_error(backend, policy, deployment_fa
             names = early + drop_plots(inp, 180 if sqlite else 100, start=20)
             bad = write_bad_inputs(inp, PLOT)
             no_model = [write_plot(inp, "cdc_occupancy", 7000, i).name for i in range(3)]
-            wait_until(lambda: not input_files(dep), 150, what=f"an empty input dir; log:\n{srv.tail()}")
+            wait_until(lambda: not input_files(dep), 300, what=f"an empty input dir; log:\n{srv.tail()}")
             wait_until(lambda: len(stored(dep)[0]) >= len(names), 10, what="all rows")
             with session_scope(dep.engine) as s:
                 beats = {h.process for h in s.exec(select(Heartbeat)).all()}

@@ -1,0 +1,89 @@
+"""The one codec of the serve messages: round trips, zero-copy arrays, bad frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zmq
+
+from hydra.serve.messages import (
+    ErrorNotice,
+    InferenceOrder,
+    MessageError,
+    Report,
+    decode,
+    encode,
+    stage_timings,
+)
+
+
+def order(**kw) -> InferenceOrder:
+    base = dict(
+        order_id="o1", path="/in/fcal-000001_0001.png", filename="fcal-000001_0001.png", source_key="k" * 64,
+        plot_type="fcal", plot_type_id=3, run=1, chunk=1, model_id=7, deadline=123.5,
+        pixels=np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3), times={"file": 1.0, "seen": 1.5},
+    )  # fmt: skip
+    base.update(kw)
+    return InferenceOrder(**base)
+
+
+def test_order_round_trip_keeps_header_and_pixels():
+    o = order()
+    back = decode([bytes(f) for f in encode(o)])
+    assert isinstance(back, InferenceOrder)
+    assert back.times == o.times and back.deadline == 123.5 and back.chunk == 1
+    np.testing.assert_array_equal(back.pixels, o.pixels)
+    assert back.pixels.dtype == np.uint8
+
+
+def test_report_heatmap_is_optional():
+    r = Report(
+        order_id="o", path="p", filename="f", source_key="k", plot_type="t", plot_type_id=1, run=2, chunk=None,
+        model_id=3, label="Bad", weight=0.9, weights={"Good": 0.1, "Bad": 0.9}, confirmed=True, is_problem=True,
+    )  # fmt: skip
+    frames = encode(r)
+    assert len(frames) == 2
+    assert decode(frames).heatmap is None
+    r.heatmap = np.full((4, 5, 3), 7, np.uint8)
+    back = decode(encode(r))
+    assert back.heatmap.shape == (4, 5, 3) and back.weights == {"Good": 0.1, "Bad": 0.9}
+
+
+def test_pixels_travel_over_a_real_socket_without_copy():
+    with zmq.Context() as ctx, ctx.socket(zmq.PAIR) as a, ctx.socket(zmq.PAIR) as b:
+        port = a.bind_to_random_port("tcp://127.0.0.1")
+        b.connect(f"tcp://127.0.0.1:{port}")
+        big = np.random.default_rng(0).integers(0, 255, (299, 299, 3), dtype=np.uint8)
+        a.send_multipart(encode(order(pixels=big)), copy=False)
+        got = decode(b.recv_multipart(copy=False))
+        np.testing.assert_array_equal(got.pixels, big)
+
+
+def test_unknown_kind_and_bad_headers_are_named():
+    with pytest.raises(MessageError, match="unknown message kind b'nope'"):
+        decode([b"nope", b"{}"])
+    with pytest.raises(MessageError, match="at least 2 frames"):
+        decode([b"order"])
+    frames = encode(order())
+    with pytest.raises(MessageError, match="names 1 arrays but 0 frames"):
+        decode(frames[:2])
+    with pytest.raises(MessageError, match="bad header"):
+        decode([b"error", b'{"path": "x", "_arrays": []}'])
+
+
+def test_error_notice_round_trip():
+    e = ErrorNotice("/in/x.png", "x.png", "feeder", "truncated", "x.png: damaged")
+    assert decode(encode(e)) == e
+
+
+def test_stage_timings_in_ms():
+    t = {"file": 10.0, "seen": 10.01, "feed0": 10.02, "feed1": 10.03, "bal_in": 10.031, "bal_out": 10.0311,
+         "recv": 10.04, "pred0": 10.05, "pred1": 10.07, "keep": 10.08}  # fmt: skip
+    out = stage_timings(t, committed=10.1)
+    assert out["feeder"] == pytest.approx(10.0, abs=0.01)
+    assert out["balancer"] == pytest.approx(0.1, abs=0.01)
+    assert out["queue"] == pytest.approx(10.0, abs=0.01)
+    assert out["predict"] == pytest.approx(20.0, abs=0.01)
+    assert out["keeper"] == pytest.approx(20.0, abs=0.01)
+    assert out["total"] == pytest.approx(100.0, abs=0.01)
+    assert "cam" not in out

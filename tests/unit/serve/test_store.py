@@ -1,0 +1,176 @@
+"""The Keeper's batch write on both backends: idempotent, transactional, files after commit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import select
+
+from hydra.config import load_config
+from hydra.db import session_scope
+from hydra.db.models import Alarm, ErrorRecord, Heartbeat, Image, Inference, Model, PlotType, RunTime
+from hydra.db.queries import activate_model, create_plot_type
+from hydra.db.results import recent_errors, recent_results
+from hydra.serve.alarms import AlarmTracker
+from hydra.serve.conditions import CommandCondition
+from hydra.serve.keeper import Keeper
+from hydra.serve.messages import ErrorNotice, Registration, Report
+from hydra.serve.stage import StopFlag
+from hydra.serve.store import Batch, Store, move_files
+
+
+def setup(engine, tmp_path: Path, consecutive: int = 2, condition: str | None = None):
+    cfg = load_config(None, home=tmp_path / "home")
+    cfg.ensure_dirs()
+    with session_scope(engine) as s:
+        pt = create_plot_type("fcal", ["Good", "Bad"], session=s)
+        m = Model(
+            plot_type_id=pt.id,
+            head="classifier",
+            path="x",
+            input_height=8,
+            input_width=8,
+            labels=["Good", "Bad"],
+        )
+        s.add(m)
+        s.flush()
+        activate_model(m.id, session=s)
+        ids = pt.id, m.id
+    store = Store(cfg, engine, AlarmTracker(consecutive), CommandCondition(condition, 1.0, cache_s=0))
+    return cfg, store, ids
+
+
+def make_report(
+    cfg, name: str, pt_id: int, model_id: int, label="Good", confirmed=True, heat=False
+) -> Report:
+    path = cfg.input_dir / name
+    path.write_bytes(name.encode())
+    return Report(
+        order_id=name, path=str(path), filename=name, source_key=name.ljust(64, "0")[:64], plot_type="fcal",
+        plot_type_id=pt_id, run=7, chunk=1, model_id=model_id, label=label, weight=0.8,
+        weights={"Good": 0.8, "Bad": 0.2} if label == "Good" else {"Good": 0.2, "Bad": 0.8},
+        confirmed=confirmed, is_problem=label == "Bad", content_hash="h" * 64,
+        times={"file": time.time() - 0.1, "keep": time.time()},
+        heatmap=np.zeros((8, 8, 3), np.uint8) if heat else None,
+    )  # fmt: skip
+
+
+def batch_of(*items) -> Batch:
+    b = Batch()
+    for it in items:
+        if isinstance(it, Report):
+            b.reports[(it.source_key, it.model_id)] = it
+        elif isinstance(it, ErrorNotice):
+            b.errors[it.path] = it
+        else:
+            b.registrations[it.path] = it
+    return b
+
+
+def test_reports_are_stored_once_and_files_move_only_when_asked(engine, tmp_path):
+    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    good = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
+    doubt = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id, confirmed=False, heat=True)
+    out = store.write(batch_of(good, doubt))
+    assert Path(good.path).exists(), "the store must not move files itself"
+    assert move_files(out.moves) == [good.path, doubt.path]
+    with session_scope(engine) as s:
+        rows = {i.filename: i for i in s.exec(select(Inference)).all()}
+        images = s.exec(select(Image)).all()
+        assert len(s.exec(select(RunTime)).all()) == 2
+        beats = [h.process for h in s.exec(select(Heartbeat)).all()]
+    assert set(rows) == {good.filename, doubt.filename}
+    assert rows[good.filename].kept_image_id is None and "short_term" in rows[good.filename].path
+    assert [i.kept_reason for i in images] == ["unconfirmed"]
+    assert rows[doubt.filename].kept_image_id == images[0].id and Path(images[0].path).is_file()
+    assert Path(rows[doubt.filename].heatmap_path).is_file()
+    assert rows[good.filename].timings["total"] >= 100.0
+    assert beats == ["keeper"]
+    # the same report again (a re-sent order): nothing new, its file goes where the row says
+    again = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
+    out = store.write(batch_of(again))
+    assert out.duplicates == 1 and not out.stored
+    move_files(out.moves)
+    assert not Path(again.path).exists()
+    with session_scope(engine) as s:
+        assert len(s.exec(select(Inference)).all()) == 2
+        listed = recent_results(session=s, plot_type="fcal")
+    assert {r["label"] for r in listed} == {"Good"} and len(listed) == 2
+
+
+def test_alarm_after_n_confirmed_problems_and_gated_by_conditions(engine, tmp_path):
+    beam = tmp_path / "beam"
+    beam.write_text("0")
+    cfg, store, (pt_id, model_id) = setup(engine, tmp_path, consecutive=2, condition=f"cat {beam}")
+    bads = [make_report(cfg, f"fcal-000007_{i:04d}.png", pt_id, model_id, label="Bad") for i in range(3)]
+    out = store.write(batch_of(*bads[:2]))
+    store.tracker = out.tracker
+    beam.write_text("50")
+    out2 = store.write(batch_of(bads[2], make_report(cfg, "fcal-000008_0001.png", pt_id, model_id)))
+    store.tracker = out2.tracker
+    out3 = store.write(
+        batch_of(
+            *[make_report(cfg, f"fcal-000009_{i:04d}.png", pt_id, model_id, label="Bad") for i in range(2)]
+        )
+    )
+    with session_scope(engine) as s:
+        alarms = s.exec(select(Alarm).order_by(Alarm.id)).all()
+    assert [(a.raised, a.condition) for a in alarms] == [
+        (False, "beam current=0 < 1"),
+        (True, "beam current=50 >= 1"),
+    ]
+    assert len(out.alarms) == 1 and not out2.alarms and len(out3.alarms) == 1
+
+
+def test_errors_are_recorded_once_and_registrations_create_plot_types(engine, tmp_path):
+    cfg, store, _ = setup(engine, tmp_path)
+    bad = cfg.input_dir / "fcal-000001_0001.png"
+    bad.write_bytes(b"")
+    note = ErrorNotice(str(bad), bad.name, "feeder", "empty", f"{bad.name}: the file is empty (0 bytes)")
+    new = cfg.input_dir / "cdc-000001_0001.png"
+    new.write_bytes(b"png")
+    reg = Registration(str(new), new.name, "cdc", 1, 1, "c" * 64, "d" * 64)
+    out = store.write(batch_of(note, reg))
+    move_files(out.moves)
+    assert not bad.exists() and not new.exists()
+    assert store.write(batch_of(note)).moves == []  # a re-sent notice for a file already quarantined
+    with session_scope(engine) as s:
+        errors = s.exec(select(ErrorRecord)).all()
+        cdc = s.exec(select(PlotType).where(PlotType.name == "cdc")).one()
+        image = s.exec(select(Image).where(Image.plot_type_id == cdc.id)).one()
+        listed = recent_errors(session=s)
+    assert len(errors) == 1 and Path(errors[0].quarantine_path).is_file()
+    assert image.kept_reason == "no_model" and Path(image.path).is_file()
+    assert listed[0]["kind"] == "empty"
+
+
+def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(engine, tmp_path):
+    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    ok = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
+    broken = make_report(cfg, "fcal-000007_0002.png", 999, model_id)  # its plot type does not exist
+    with pytest.raises(DBAPIError):
+        store.write(batch_of(ok, broken))
+    with session_scope(engine) as s:
+        assert s.exec(select(Inference)).all() == []
+    assert Path(ok.path).exists()
+    keeper = Keeper(
+        cfg.model_copy(update={"db_url": engine.url.render_as_string(hide_password=False)}), StopFlag()
+    )
+    keeper.store = store
+    keeper.add(ok)
+    keeper.add(broken)
+    with zmq.Context() as ctx, ctx.socket(zmq.PUB) as pub:
+        assert keeper._flush(pub)
+        assert len(keeper.batch.errors) == 1
+        assert keeper._flush(pub)
+    with session_scope(engine) as s:
+        assert [i.filename for i in s.exec(select(Inference)).all()] == [ok.filename]
+        assert [(e.filename, e.kind) for e in s.exec(select(ErrorRecord)).all()] == [
+            (broken.filename, "store_error")
+        ]
+    assert not Path(ok.path).exists() and not Path(broken.path).exists()
