@@ -208,11 +208,29 @@ def page(*, viewing: bool = True) -> None:
     once either way. ``viewing=True`` marks a shift-crew page that
     ``app.open_viewing: false`` closes to anonymous users.
     """
+    _leave_legacy_multipage_mode()
     if not st.session_state.pop(SHELL_DRAWN_KEY, False):
         check_database()
         sidebar(mark=False)
     if viewing:
         require_viewing()
+
+
+def _leave_legacy_multipage_mode() -> None:
+    """Rerun through ``app.py`` when Streamlit ran this page on its own.
+
+    With a ``pages/`` folder next to the entry file, Streamlit's very first run
+    in a fresh server (and every AppTest run) uses the legacy folder-based
+    navigation until ``st.navigation`` is called, so a deep link such as
+    ``/status`` would run the page without ``app.py``'s navigation and page
+    setup. Switching the flag that ``st.navigation`` itself switches and
+    rerunning puts the page behind ``app.py`` again.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def sidebar(*, mark: bool = True) -> None:
@@ -240,7 +258,7 @@ def sidebar(*, mark: bool = True) -> None:
     now = utcnow()
     for hb in beats:
         age = (now - hb.last_seen).total_seconds()
-        dot = "🟢" if age <= HEARTBEAT_STALE_S else "🔴"
+        dot = ":green[●]" if age <= HEARTBEAT_STALE_S else ":red[● stale]"
         bar.markdown(
             f"{dot} `{hb.process}` {age_text(timedelta(seconds=age))} ago", help=f"pid {hb.pid} on {hb.host}"
         )

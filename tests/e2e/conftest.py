@@ -137,9 +137,15 @@ def open_page(page, app: RunningApp, path: str, expect: str) -> None:
 
 
 def wait_idle(page) -> None:
+    # the status widget (running man, "Stop") is only there while a script runs
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
+    )
+    # lazily loaded elements (charts, tables) show a skeleton until their code has arrived
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000)
+    # charts draw after the script finished: wait until every Vega chart has its canvas or svg
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.vega-embed')].every(e => e.querySelector('canvas, svg'))",
         timeout=30_000,
     )
 

@@ -13,17 +13,21 @@ from tests.helpers.seed import USERS
 
 pytestmark = pytest.mark.browser
 
+# (url path, screenshot name, text to wait for, Vega charts to wait for)
 PAGES = [
-    ("", "run", "Current run"),
-    ("log", "log", "Confirmed problems"),
-    ("status", "status", "Time per image, by stage"),
-    ("trends", "trends", "thresholds (dashed)"),
+    ("", "run", "Current run", 0),
+    ("log", "log", "Confirmed problems", 0),
+    ("status", "status", "Time per image, by stage", 3),
+    ("trends", "trends", "thresholds (dashed)", 1),
 ]
 
 
-@pytest.mark.parametrize(("path", "name", "expect"), PAGES, ids=[p[1] for p in PAGES])
-def test_page_renders_without_exception(page, app_server, path, name, expect):
+@pytest.mark.parametrize(("path", "name", "expect", "charts"), PAGES, ids=[p[1] for p in PAGES])
+def test_page_renders_without_exception(page, app_server, path, name, expect, charts):
     open_page(page, app_server, path, expect)
+    if charts:
+        page.locator(".vega-embed canvas, .vega-embed svg").nth(charts - 1).wait_for()
+        wait_idle(page)
     assert_no_exception(page)
     assert page.locator('[data-testid="stSidebar"]').get_by_text("Serve processes").count() == 1
     screenshot(page, name)

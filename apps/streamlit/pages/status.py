@@ -17,6 +17,7 @@ import streamlit as st
 from hydra.db import pages as q
 from hydra.db.models import utcnow
 
+PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#ff7f0e", "#17becf", "#2ca02c"]
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72}
 
 shell.page()
@@ -56,17 +57,20 @@ else:
     else:
         order = [s for s in q.STAGES if s in set(long["stage"])]
         stages = long[long["stage"].isin(order)]
-        hist = (
-            alt.Chart(stages)
-            .mark_bar()
-            .encode(
-                x=alt.X("ms:Q", bin=alt.Bin(maxbins=40), title="ms"),
-                y=alt.Y("count():Q", title="images"),
-                color=alt.Color("stage:N", sort=order, legend=None),
-            )
-            .properties(width=260, height=160)
-            .facet(facet=alt.Facet("stage:N", sort=order), columns=3)
-            .resolve_scale(x="independent", y="independent")
+        # one chart per stage, each binned over its own range (0.01 ms balancer vs 600 ms predict)
+        hist = alt.concat(
+            *[
+                alt.Chart(stages[stages["stage"] == stage], title=stage)
+                .mark_bar()
+                .encode(
+                    x=alt.X("ms:Q", bin=alt.Bin(maxbins=40), title="ms"),
+                    y=alt.Y("count():Q", title="images"),
+                    color=alt.value(PALETTE[i % len(PALETTE)]),
+                )
+                .properties(width=260, height=160)
+                for i, stage in enumerate(order)
+            ],
+            columns=3,
         )
         st.altair_chart(hist, key="status_hist")
         stats = long.groupby("stage")["ms"].describe(percentiles=[0.5, 0.95])[["count", "mean", "50%", "95%"]]

@@ -61,8 +61,8 @@ def test_sidebar_shows_name_and_serve_health(app):
     at = app.run()
     text = sidebar_text(at)
     assert "### Hydra" in text
-    assert "🟢 `feeder`" in text
-    assert "🔴 `predict-1`" in text  # its heartbeat is 10 minutes old
+    assert ":green[●] `feeder`" in text
+    assert ":red[● stale] `predict-1`" in text  # its heartbeat is 10 minutes old
 
 
 def test_closed_viewing_needs_login(app, monkeypatch):
