@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,12 +77,12 @@ def keep_reason(report: Report, collect_percent: float) -> str | None:
     return None
 
 
-def _free_name(directory: Path, filename: str, key: str, taken: set[str]) -> str:
-    """``directory/filename``, or a name made unique with the file's key."""
-    dest = str(directory / filename)
+def _free_name(directory: str, filename: str, key: str, taken: set[str]) -> str:
+    """``directory/filename``, or a name made unique with the file's key (plain strings: hot path)."""
+    dest = os.path.join(directory, filename)
     if dest in taken or os.path.exists(dest):
         stem, dot, ext = filename.rpartition(".")
-        dest = str(directory / (f"{stem}-{key[:8]}.{ext}" if dot else f"{filename}-{key[:8]}"))
+        dest = os.path.join(directory, f"{stem}-{key[:8]}.{ext}" if dot else f"{filename}-{key[:8]}")
     taken.add(dest)
     return dest
 
@@ -98,10 +97,10 @@ class Store:
         self.engine = engine
         self.tracker = tracker
         self.conditions = conditions
-        self.kept = cfg.path("kept")
-        self.short = cfg.path("short_term")
+        self.kept = str(cfg.path("kept"))
+        self.short = str(cfg.path("short_term"))
         self.heat = cfg.path("heatmaps")
-        self.quarantine = cfg.path("quarantine")
+        self.quarantine = str(cfg.path("quarantine"))
         self.next_prune = 0.0
 
     def write(self, batch: Batch) -> Outcome:
@@ -149,7 +148,7 @@ class Store:
             )
             for r in new
         }
-        wanted = [str(self.kept / r.plot_type / r.filename) for r in new if reasons[r.source_key]]
+        wanted = [os.path.join(self.kept, r.plot_type, r.filename) for r in new if reasons[r.source_key]]
         registered = results.image_hashes(wanted, session=s)
         taken = set(registered)
         now = utcnow()
@@ -157,7 +156,7 @@ class Store:
         for r in new:
             reason = reasons[r.source_key]
             if reason:
-                dest = _free_name(self.kept / r.plot_type, r.filename, r.source_key, taken)
+                dest = _free_name(os.path.join(self.kept, r.plot_type), r.filename, r.source_key, taken)
                 images.append(
                     {
                         "path": dest, "filename": r.filename[:255], "plot_type_id": r.plot_type_id,
@@ -167,7 +166,7 @@ class Store:
                     }
                 )  # fmt: skip
             else:
-                dest = _free_name(self.short / r.plot_type, r.filename, r.source_key, taken)
+                dest = _free_name(os.path.join(self.short, r.plot_type), r.filename, r.source_key, taken)
             dests[r.source_key] = dest
             if r.heatmap is not None:
                 heatmaps[r.source_key] = self._heatmap(r)
@@ -252,7 +251,9 @@ class Store:
     def _registrations(self, s: Session, regs: list[Registration], out: Outcome) -> None:
         types = {pt.name: pt for pt in s.exec(select(PlotType)).all()}
         images, taken = [], set()
-        existing = results.image_hashes([str(self.kept / g.plot_type / g.filename) for g in regs], session=s)
+        existing = results.image_hashes(
+            [os.path.join(self.kept, g.plot_type, g.filename) for g in regs], session=s
+        )
         now = utcnow()
         for g in regs:
             if not os.path.exists(g.path):
@@ -266,11 +267,13 @@ class Store:
                 )
             elif active_model(pt.id, session=s) is not None:
                 continue  # a model was activated meanwhile: the Feeder will send it for inference
-            plain = str(self.kept / g.plot_type / g.filename)
+            plain = os.path.join(self.kept, g.plot_type, g.filename)
             if plain in existing and existing[plain][1] == g.content_hash:
                 out.moves.append((g.path, plain))  # registered before; the file came again
                 continue
-            dest = _free_name(self.kept / g.plot_type, g.filename, g.source_key, taken | set(existing))
+            dest = _free_name(
+                os.path.join(self.kept, g.plot_type), g.filename, g.source_key, taken | set(existing)
+            )
             taken.add(dest)
             images.append(
                 {

@@ -108,9 +108,15 @@ def test_every_image_gets_one_result_or_one_error(backend, policy, deployment_fa
         assert all(i.plot_type_id == cdc.id and Path(i.path).is_file() for i in registered)
         kept = [i for i in inferences if i.kept_image_id]
         heat = [i for i in inferences if i.heatmap_path]
+        reasons = {i.id: i.kept_reason for i in images}
         if sqlite:
             assert all(i.confirmed for i in inferences)
-            assert 0.1 * len(names) < len(kept) < 0.5 * len(names)  # the 30 % collect share
+            assert all(reasons[i.kept_image_id] == "problem" for i in inferences if i.is_problem)
+            fine = [i for i in inferences if not i.is_problem]
+            collected = [i for i in fine if i.kept_image_id]
+            assert all(reasons[i.kept_image_id] == "collect" for i in collected)
+            if len(fine) >= 30:
+                assert 0.1 * len(fine) < len(collected) < 0.55 * len(fine)  # the 30 % collect share
             assert all(str(dep.dir("short_term")) in i.path for i in inferences if not i.kept_image_id)
             assert len(heat) == len(names)
         else:
