@@ -59,7 +59,7 @@ class TrainOptions:
     accelerator: str = "auto"
     precision: str | None = None
     seed: int = 0
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 16 for small training sets, else 32
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     patience: int = 8
@@ -215,10 +215,9 @@ def _loaders(ctx: _Context, head: Any, opts: TrainOptions):
 
     train_ds, val_ds = dataset("train", True), dataset("val", False)
     gen = torch.Generator().manual_seed(opts.seed)
-    kw = {"batch_size": opts.batch_size, "num_workers": opts.workers, "persistent_workers": opts.workers > 0}
-    train_dl = DataLoader(
-        train_ds, shuffle=True, generator=gen, drop_last=len(train_ds) > opts.batch_size, **kw
-    )
+    batch = opts.batch_size or (16 if len(train_ds) < 500 else 32)  # enough steps per epoch on small sets
+    kw = {"batch_size": batch, "num_workers": opts.workers, "persistent_workers": opts.workers > 0}
+    train_dl = DataLoader(train_ds, shuffle=True, generator=gen, drop_last=len(train_ds) > batch, **kw)
     val_dl = DataLoader(val_ds, shuffle=False, **kw) if len(val_ds) else None
     return train_dl, val_dl
 
@@ -245,6 +244,9 @@ def _fit(head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path) -> tupl
     gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and _gpu_available())
     trainer = pl.Trainer(
         max_epochs=opts.epochs,
+        # from scratch, validation loss is erratic for the first epochs (batch-norm statistics
+        # settle); early stopping must not end the training there
+        min_epochs=min(opts.epochs, max(5, opts.epochs // 2)),
         accelerator=opts.accelerator,
         devices=opts.devices,
         num_nodes=opts.num_nodes,

@@ -72,7 +72,9 @@ def train(
     accelerator: str = typer.Option("auto", "--accelerator", help="cpu | gpu | auto."),
     precision: str = typer.Option(None, "--precision", help="Default: bf16-mixed on GPUs, 32-true on CPU."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sampling and the weights."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help="Default: 16 below 500 images, else 32."
+    ),
     train_labels: str = typer.Option(
         None,
         "--train-labels",

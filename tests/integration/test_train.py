@@ -43,7 +43,8 @@ def test_train_registers_an_accurate_model_with_thresholds_and_evaluation(traine
     from hydra.inference import LoadedModel, predict_batch
 
     cfg, engine, summary = trained
-    assert summary["metrics"]["accuracy"] >= 0.95, summary["metrics"]
+    metrics = summary["metrics"]
+    assert metrics["accuracy"] >= 0.95, (metrics["accuracy"], metrics["epochs"], metrics.get("best_val_loss"))
     with session_scope(engine) as s:
         model = s.get(Model, summary["model_id"])
         assert model.active and model.head == "classifier" and model.labels == ["Good", "Bad", "NoData"]
