@@ -187,6 +187,7 @@ def test_threshold_change_takes_effect_in_predict(page, app_server, db, tmp_path
     probe = write_plot_png(tmp_path / "E2E_thresholds-4242.png", seed=3)
     with session_scope(db) as s:
         pt = create_plot_type("E2E_thresholds", ["Good", "Bad"], session=s)
+        pt.hidden = True  # keeps the Run page of the other browser tests as seeded
         grant("expert", "E2E_thresholds", session=s, label=True, thresholds=True)
         model = Model(
             plot_type_id=pt.id, head="classifier", path=str(model_dir), input_height=48, input_width=64,
