@@ -68,13 +68,12 @@ def test_train_registers_an_accurate_model_with_thresholds_and_evaluation(traine
     stored = np.array([[mc.weights[lab] for lab in model.labels] for mc, _ in rows])
     np.testing.assert_allclose(weights, stored, atol=1e-5)
     assert [model.labels[i] for i in weights.argmax(1)] == [mc.predicted_label for mc, _ in rows]
+    _models_list_and_activate(summary)
 
 
-@pytest.mark.slow
-def test_models_list_and_activate(trained):
+def _models_list_and_activate(summary: dict) -> None:
     from hydra.cli import app
 
-    _, _, summary = trained
     runner = CliRunner()
     listed = runner.invoke(app, ["models", "list", "--plot-type", PLOT_TYPE, "--json"])
     assert listed.exit_code == 0, listed.output
