@@ -30,6 +30,7 @@ from hydra.db.queries import (
 )
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MASK_COLUMNS = ("x0", "y0", "x1", "y1")
 
 __all__ = [
     "PermissionDenied",
@@ -38,6 +39,7 @@ __all__ = [
     "add_plot_type",
     "add_plot_type_label",
     "add_user",
+    "mask_after_edits",
     "mask_preview",
     "permissions",
     "recent_image_path",
@@ -83,6 +85,23 @@ def validate_mask(mask: Sequence[Sequence[float]]) -> list[list[float]]:
             raise AdminError(f"mask rectangle {i + 1}: needs x0 < x1 and y0 < y1; got {list(rect)}")
         out.append([x0, y0, x1, y1])
     return out
+
+
+def mask_after_edits(original: Sequence[Sequence[float]], edits: dict | None) -> list[list]:
+    """A mask after a table editor's changes (``edited_rows``, ``deleted_rows``, ``added_rows``).
+
+    The Admin page edits rectangles in a table whose state holds only the
+    changes; incomplete new rows are dropped, :func:`validate_mask` judges the rest.
+    """
+    rows = [list(r) for r in original]
+    edits = edits or {}
+    for index, changes in edits.get("edited_rows", {}).items():
+        for column, value in changes.items():
+            rows[int(index)][MASK_COLUMNS.index(column)] = value
+    gone = {int(i) for i in edits.get("deleted_rows", [])}
+    rows = [r for i, r in enumerate(rows) if i not in gone]
+    rows += [[added.get(c) for c in MASK_COLUMNS] for added in edits.get("added_rows", [])]
+    return [r for r in rows if all(v is not None for v in r)]
 
 
 def _plot_type(plot_type_id: int, *, session: Session) -> PlotType:

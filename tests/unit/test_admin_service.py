@@ -120,3 +120,14 @@ def test_mask_preview_draws_rectangles(tmp_path, sqlite_engine):
     with session_scope(sqlite_engine) as s:
         pt = create_plot_type("p", ["Good"], session=s)
         assert admin.recent_image_path(pt.id, session=s) is None
+
+
+def test_mask_after_table_edits():
+    original = [[0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]
+    edits = {
+        "edited_rows": {"0": {"x1": 0.4}},
+        "deleted_rows": [1],
+        "added_rows": [{"x0": 0.1, "y0": 0.2, "x1": 0.3, "y1": 0.4}, {"x0": 0.5}],
+    }
+    assert admin.mask_after_edits(original, edits) == [[0.0, 0.0, 0.4, 0.5], [0.1, 0.2, 0.3, 0.4]]
+    assert admin.mask_after_edits(original, None) == original

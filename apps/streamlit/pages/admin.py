@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image as PILImage
 
 from hydra import admin, library
-from hydra.auth import ROLES
+from hydra.auth import ROLES, PermissionDenied
 from hydra.db import pages as q
 from hydra.db.queries import labels_of
 
@@ -23,42 +23,60 @@ user = shell.require_permission("admin")
 with shell.session() as s:
     types = q.plot_types(session=s)
     groups = {g.id: g.name for g in q.plot_groups(session=s)}
-flash = st.session_state.pop("admin_flash", None)
-if flash:
-    st.success(flash)
+MASK_COLUMNS = list(admin.MASK_COLUMNS)
+FLASH = "admin_flash"
+kind, message = st.session_state.pop(FLASH, (None, None))
+if kind:
+    getattr(st, kind)(message)
 
 
 def act(fn, *args, done: str, **kwargs) -> None:
-    """Run an admin service call; on success remember the message and redraw the page."""
-    if shell.run_service(fn, *args, **kwargs) is not None:
-        st.session_state["admin_flash"] = done
-        st.rerun()
+    """Run an admin service call (as a widget callback); its outcome waits in the session state."""
+    try:
+        with shell.session() as s:
+            fn(*args, session=s, **kwargs)
+    except PermissionDenied as exc:
+        st.session_state[FLASH] = ("error", f"Refused: {exc}")
+    except (ValueError, LookupError) as exc:
+        st.session_state[FLASH] = ("error", str(exc))
+    else:
+        st.session_state[FLASH] = ("success", done)
+
+
+def state(key: str, default=None):
+    return st.session_state.get(key, default)
+
+
+def split(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
 tab_types, tab_users, tab_perms, tab_models = st.tabs(["Plot types", "Users", "Permissions", "Active models"])
 
 
 def plot_type_settings(pt) -> None:
-    with st.form(f"pt_settings_{pt.id}"):
+    k = pt.id
+
+    def save() -> None:
+        act(
+            admin.update_plot_type, user, pt.id, collect_percent=state(f"adm_collect_{k}"),
+            mask=admin.mask_after_edits(pt.mask or [], state(f"adm_mask_{k}")), hidden=state(f"adm_hidden_{k}"),
+            description=state(f"adm_description_{k}"), group=state(f"adm_group_{k}"), done=f"Saved {pt.name}.",
+        )  # fmt: skip
+
+    with st.form(f"pt_settings_{k}"):
         c1, c2, c3 = st.columns(3)
-        collect = c1.number_input(
-            "Collect percent", 0.0, 100.0, float(pt.collect_percent), 0.5, key="adm_collect"
-        )
-        group = c2.text_input("Group (detector system)", groups.get(pt.group_id, ""), key="adm_group")
-        hidden = c3.checkbox("Hidden on the Run page", pt.hidden, key="adm_hidden")
-        description = st.text_input("Description", pt.description, key="adm_description")
+        c1.number_input("Collect percent", 0.0, 100.0, float(pt.collect_percent), 0.5, key=f"adm_collect_{k}")
+        c2.text_input("Group (detector system)", groups.get(pt.group_id, ""), key=f"adm_group_{k}")
+        c3.checkbox("Hidden on the Run page", pt.hidden, key=f"adm_hidden_{k}")
+        st.text_input("Description", pt.description, key=f"adm_description_{k}")
         st.markdown("**Mask**: rectangles to ignore, in fractions of the image (0..1).")
-        mask = st.data_editor(
-            pd.DataFrame(pt.mask or [], columns=["x0", "y0", "x1", "y1"], dtype=float),
+        st.data_editor(
+            pd.DataFrame(pt.mask or [], columns=MASK_COLUMNS, dtype=float),
             num_rows="dynamic",
-            key=f"adm_mask_{pt.id}",
+            key=f"adm_mask_{k}",
         )
-        if st.form_submit_button("Save plot type"):
-            rects = [list(r) for r in mask.dropna().itertuples(index=False)]
-            act(
-                admin.update_plot_type, user, pt.id, collect_percent=collect, mask=rects, hidden=hidden,
-                description=description, group=group, done=f"Saved {pt.name}.",
-            )  # fmt: skip
+        st.form_submit_button("Save plot type", on_click=save)
     with shell.session() as s:
         recent = admin.recent_image_path(pt.id, session=s)
     if recent and pt.mask:
@@ -80,25 +98,38 @@ def save_labels(actor, changes: dict, *, session) -> int:
 def label_settings(pt) -> None:
     with shell.session() as s:
         labels = labels_of(pt.id, session=s)
+
+    def save() -> None:
+        changes = {
+            lb.id: (state(f"adm_color_{lb.id}"), state(f"adm_problem_{lb.id}"))
+            for lb in labels
+            if (state(f"adm_color_{lb.id}", "").lower(), state(f"adm_problem_{lb.id}"))
+            != (lb.color.lower(), lb.is_problem)
+        }
+        act(save_labels, user, changes, done=f"Saved {len(changes)} label(s) of {pt.name}.")
+
+    def add() -> None:
+        name = (state(f"adm_new_label_{pt.id}") or "").strip()
+        act(admin.add_plot_type_label, user, pt.id, name, done=f"Added the label {name} to {pt.name}.")
+
     with st.form(f"pt_labels_{pt.id}"):
-        edits = {}
         for lb in labels:
             c1, c2, c3 = st.columns([2, 1, 1])
             c1.markdown(f"**{lb.name}**")
-            color = c2.color_picker("Colour", lb.color, key=f"adm_color_{lb.id}")
-            problem = c3.checkbox("Problem", lb.is_problem, key=f"adm_problem_{lb.id}")
-            edits[lb.id] = (lb, color, problem)
-        if st.form_submit_button("Save labels"):
-            changes = {
-                lb.id: (color, problem)
-                for lb, color, problem in edits.values()
-                if (color.lower(), problem) != (lb.color.lower(), lb.is_problem)
-            }
-            act(save_labels, user, changes, done=f"Saved {len(changes)} label(s) of {pt.name}.")
+            c2.color_picker("Colour", lb.color, key=f"adm_color_{lb.id}")
+            c3.checkbox("Problem", lb.is_problem, key=f"adm_problem_{lb.id}")
+        st.form_submit_button("Save labels", on_click=save)
     with st.form(f"pt_add_label_{pt.id}", clear_on_submit=True):
-        name = st.text_input("New label", key="adm_new_label")
-        if st.form_submit_button("Add label") and name:
-            act(admin.add_plot_type_label, user, pt.id, name.strip(), done=f"Added the label {name}.")
+        st.text_input("New label", key=f"adm_new_label_{pt.id}")
+        st.form_submit_button("Add label", on_click=add)
+
+
+def create_plot_type() -> None:
+    name = (state("adm_new_pt_name") or "").strip()
+    act(
+        admin.add_plot_type, user, name, split(state("adm_new_pt_labels")), problem=split(state("adm_new_pt_problem")),
+        group=(state("adm_new_pt_group") or "").strip() or None, done=f"Created {name}.",
+    )  # fmt: skip
 
 
 with tab_types:
@@ -114,17 +145,11 @@ with tab_types:
     st.subheader("New plot type")
     with st.form("adm_new_pt", clear_on_submit=True):
         c1, c2 = st.columns(2)
-        name = c1.text_input("Name (as in the file names)", key="adm_new_pt_name")
-        labels_text = c2.text_input("Labels, comma separated", "Good,Bad,NoData", key="adm_new_pt_labels")
-        problem_text = c1.text_input("Problem labels", "Bad", key="adm_new_pt_problem")
-        group = c2.text_input("Group", key="adm_new_pt_group")
-        if st.form_submit_button("Create plot type"):
-            split = [x.strip() for x in labels_text.split(",") if x.strip()]
-            problems = [x.strip() for x in problem_text.split(",") if x.strip()]
-            act(
-                admin.add_plot_type, user, name.strip(), split, problem=problems, group=group.strip() or None,
-                done=f"Created {name}.",
-            )  # fmt: skip
+        c1.text_input("Name (as in the file names)", key="adm_new_pt_name")
+        c2.text_input("Labels, comma separated", "Good,Bad,NoData", key="adm_new_pt_labels")
+        c1.text_input("Problem labels", "Bad", key="adm_new_pt_problem")
+        c2.text_input("Group", key="adm_new_pt_group")
+        st.form_submit_button("Create plot type", on_click=create_plot_type)
 
 with tab_users:
     with shell.session() as s:
@@ -132,17 +157,27 @@ with tab_users:
     st.dataframe(pd.DataFrame(people, columns=["User", "Role"]), hide_index=True)
     with st.form("adm_add_user", clear_on_submit=True):
         c1, c2, c3 = st.columns(3)
-        new_name = c1.text_input("User name", key="adm_user_name")
-        password = c2.text_input("Password", type="password", key="adm_user_password")
-        role = c3.selectbox("Role", ROLES, index=ROLES.index("labeler"), key="adm_user_role")
-        if st.form_submit_button("Add user"):
-            act(admin.add_user, user, new_name.strip(), password, role, done=f"Added {new_name}.")
+        c1.text_input("User name", key="adm_user_name")
+        c2.text_input("Password", type="password", key="adm_user_password")
+        c3.selectbox("Role", ROLES, index=ROLES.index("labeler"), key="adm_user_role")
+        st.form_submit_button(
+            "Add user",
+            on_click=lambda: act(
+                admin.add_user, user, (state("adm_user_name") or "").strip(), state("adm_user_password") or "",
+                state("adm_user_role"), done=f"Added {state('adm_user_name')}.",
+            ),
+        )  # fmt: skip
     with st.form("adm_role"):
         c1, c2 = st.columns(2)
-        who = c1.selectbox("User", [p[0] for p in people], key="adm_role_user")
-        role = c2.selectbox("New role", ROLES, key="adm_role_role")
-        if st.form_submit_button("Change role"):
-            act(admin.set_role, user, who, role, done=f"{who} is now {role}.")
+        c1.selectbox("User", [p[0] for p in people], key="adm_role_user")
+        c2.selectbox("New role", ROLES, key="adm_role_role")
+        st.form_submit_button(
+            "Change role",
+            on_click=lambda: act(
+                admin.set_role, user, state("adm_role_user"), state("adm_role_role"),
+                done=f"{state('adm_role_user')} is now {state('adm_role_role')}.",
+            ),
+        )  # fmt: skip
 
 with tab_perms:
     with shell.session() as s:
@@ -158,18 +193,26 @@ with tab_perms:
     if types and people:
         with st.form("adm_perm"):
             c1, c2, c3, c4 = st.columns(4)
-            who = c1.selectbox("User", [p[0] for p in people], key="adm_perm_user")
-            where = c2.selectbox("Plot type", [p.name for p in types], key="adm_perm_plot_type")
-            may_label = c3.checkbox("May label", True, key="adm_perm_label")
-            may_threshold = c4.checkbox("May change thresholds", False, key="adm_perm_thresholds")
+            c1.selectbox("User", [p[0] for p in people], key="adm_perm_user")
+            c2.selectbox("Plot type", [p.name for p in types], key="adm_perm_plot_type")
+            c3.checkbox("May label", True, key="adm_perm_label")
+            c4.checkbox("May change thresholds", False, key="adm_perm_thresholds")
             grant, revoke = st.columns(2)
-            if grant.form_submit_button("Grant"):
-                act(
-                    admin.set_permission, user, who, where, label=may_label, thresholds=may_threshold,
-                    done=f"Saved the rights of {who} on {where}.",
-                )  # fmt: skip
-            if revoke.form_submit_button("Revoke"):
-                act(admin.revoke, user, who, where, done=f"Revoked the rights of {who} on {where}.")
+            grant.form_submit_button(
+                "Grant",
+                on_click=lambda: act(
+                    admin.set_permission, user, state("adm_perm_user"), state("adm_perm_plot_type"),
+                    label=bool(state("adm_perm_label")), thresholds=bool(state("adm_perm_thresholds")),
+                    done=f"Saved the rights of {state('adm_perm_user')} on {state('adm_perm_plot_type')}.",
+                ),
+            )  # fmt: skip
+            revoke.form_submit_button(
+                "Revoke",
+                on_click=lambda: act(
+                    admin.revoke, user, state("adm_perm_user"), state("adm_perm_plot_type"),
+                    done=f"Revoked the rights of {state('adm_perm_user')} on {state('adm_perm_plot_type')}.",
+                ),
+            )  # fmt: skip
 
 with tab_models:
     if not types:
@@ -191,10 +234,11 @@ with tab_models:
             "Model", list(options), index=current, key=f"adm_model_{pt.id}", label_visibility="collapsed"
         )
         unchanged = models[current].active and options[chosen] == models[current].id
-        if c3.button("Activate", key=f"adm_activate_{pt.id}", disabled=unchanged):
-            act(
-                admin.set_active_model,
-                user,
-                options[chosen],
-                done=f"Model {options[chosen]} is active on {pt.name}.",
-            )
+        c3.button(
+            "Activate",
+            key=f"adm_activate_{pt.id}",
+            disabled=unchanged,
+            on_click=act,
+            args=(admin.set_active_model, user, options[chosen]),
+            kwargs={"done": f"Model {options[chosen]} is active on {pt.name}."},
+        )

@@ -18,7 +18,7 @@ import streamlit as st
 from components.labeler_grid import labeler_grid, page_token, thumbnail_uri
 
 from hydra import labeling
-from hydra.auth import can
+from hydra.auth import PermissionDenied, can
 from hydra.db import pages as q
 from hydra.db.models import utcnow
 from hydra.db.queries import labels_of
@@ -87,17 +87,33 @@ def _board(plot_type_id: int) -> list[tuple[str, int]]:
 source = "editor" if mode == "Editor" else "labeler"
 
 
-def store(assignments: dict[int, int], notice) -> bool:
-    """Apply painted labels through the service (permission and plot type checked there)."""
-    with notice:
-        result = shell.run_service(labeling.apply_labels, user, pt.id, assignments, source=source)
-    if result is None:
-        return False
+def store(assignments: dict[int, int]) -> None:
+    """Apply labels through the service (permission and plot type checked there).
+
+    The outcome waits in the session state for the workspace to show, so this
+    also works as a widget callback.
+    """
+    try:
+        with shell.session() as s:
+            result = labeling.apply_labels(user, pt.id, assignments, session=s, source=source)
+    except PermissionDenied as exc:
+        st.session_state["labeler_note"] = ("error", f"Refused: {exc}")
+        return
+    except (ValueError, LookupError) as exc:
+        st.session_state["labeler_note"] = ("error", str(exc))
+        return
     note = f"Stored {result.stored} label{'s' if result.stored != 1 else ''} on {pt.name}."
     if result.skipped:
         note += f" {len(result.skipped)} skipped (labeled by someone else meanwhile, or unchanged)."
-    st.session_state["labeler_note"] = note
-    return True
+    st.session_state["labeler_note"] = ("success", note)
+
+
+def submit_form() -> None:
+    """Callback of the form: the picked images get the picked label."""
+    target = st.session_state.get("labeler_form_label")
+    label_id = next(i for i, n in label_names.items() if n == target)
+    picked = st.session_state.get("labeler_form_images") or []
+    store({int(name.rsplit("#", 1)[1].rstrip(")")): label_id for name in picked})
 
 
 def handle_apply(notice) -> None:
@@ -112,7 +128,7 @@ def handle_apply(notice) -> None:
     if event.get("token") != st.session_state.get("labeler_token"):
         notice.error("The page changed before Apply arrived; nothing was stored. Paint again.")
     else:
-        store({int(k): int(v) for k, v in (event.get("labels") or {}).items()}, notice)
+        store({int(k): int(v) for k, v in (event.get("labels") or {}).items()})
 
 
 def side_panel(waiting: int | None) -> None:
@@ -155,16 +171,12 @@ def grid(page: list[labeling.GridImage]) -> None:
     )
 
 
-def form(page: list[labeling.GridImage], notice) -> None:
+def form(page: list[labeling.GridImage]) -> None:
     """The same labeling without the grid (no JavaScript needed, and scriptable)."""
     with st.expander("Label without the grid (keyboard-free form)"), st.form("labeler_form"):
-        names = {f"{g.filename} (#{g.id})": g.id for g in page}
-        picked = st.multiselect("Images", list(names), key="labeler_form_images")
-        target = st.selectbox("Label", [lb.name for lb in labels], key="labeler_form_label")
-        if st.form_submit_button("Apply the label to the selected images"):
-            label_id = next(i for i, n in label_names.items() if n == target)
-            if store({names[n]: label_id for n in picked}, notice):
-                st.rerun()
+        st.multiselect("Images", [f"{g.filename} (#{g.id})" for g in page], key="labeler_form_images")
+        st.selectbox("Label", [lb.name for lb in labels], key="labeler_form_label")
+        st.form_submit_button("Apply the label to the selected images", on_click=submit_form)
 
 
 def history_panel(page: list[labeling.GridImage]) -> None:
@@ -195,9 +207,9 @@ def workspace() -> None:
         else:
             page = labeling.next_page(pt.id, session=s, order=order, limit=per_page)
             waiting = labeling.count_unlabeled(pt.id, session=s)
-    note = st.session_state.pop("labeler_note", None)
-    if note:
-        notice.success(note)
+    kind, note = st.session_state.pop("labeler_note", (None, None))
+    if kind:
+        getattr(notice, kind)(note)
     main, side = st.columns([5, 1.2])
     with side:
         side_panel(waiting)
@@ -213,7 +225,7 @@ def workspace() -> None:
                 )
             return
         grid(page)
-        form(page, notice)
+        form(page)
         if mode == "Editor":
             history_panel(page)
 

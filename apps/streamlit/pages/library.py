@@ -19,11 +19,12 @@ import shell  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from hydra import library  # noqa: E402
-from hydra.auth import can  # noqa: E402
+from hydra.auth import PermissionDenied, can  # noqa: E402
 from hydra.db import pages as q  # noqa: E402
 from hydra.db.queries import labels_of  # noqa: E402
 
 BINS = 20
+FLASH = "library_flash"
 
 shell.page(viewing=True)
 st.title("Library")
@@ -72,11 +73,42 @@ model = names[
 ]
 user = shell.current_user()
 
-wants_activation = not model.active and st.button(
-    f"Activate model {model.id} for {pt.name}", key="library_activate"
-)
-if wants_activation and shell.run_service(library.activate, user, model.id):
-    st.rerun()
+
+def act(fn, *args, done: str, **kwargs) -> None:
+    """A button's callback: run a service call; its outcome waits in the session state."""
+    try:
+        with shell.session() as s:
+            result = fn(*args, session=s, **kwargs)
+    except PermissionDenied as exc:
+        st.session_state[FLASH] = ("error", f"Refused: {exc}")
+    except (ValueError, LookupError) as exc:
+        st.session_state[FLASH] = ("error", str(exc))
+    else:
+        st.session_state[FLASH] = ("success", done.format(result=result, s="" if result == 1 else "s"))
+
+
+def save() -> None:
+    current = {lb: float(st.session_state[f"th_{model.id}_{lb}"]) for lb in model.labels}
+    act(
+        library.save_thresholds,
+        user,
+        model.id,
+        current,
+        done=f"Saved {{result}} threshold{{s}} of model {model.id}.",
+    )
+
+
+if not model.active:
+    st.button(
+        f"Activate model {model.id} for {pt.name}",
+        key="library_activate",
+        on_click=act,
+        args=(library.activate, user, model.id),
+        kwargs={"done": f"Model {model.id} is now the active model of {pt.name}."},
+    )
+kind, message = st.session_state.pop(FLASH, (None, None))
+if kind:
+    getattr(st, kind)(message)
 
 with shell.session() as s:
     rows = library.classifications(model.id, session=s)
@@ -124,10 +156,9 @@ st.dataframe(
 changed = {k: v for k, v in values.items() if abs(v - defaults.get(k, -1)) > 1e-9}
 if not may_save:
     st.caption("Saving thresholds needs the thresholds permission on this plot type.")
-if st.button(f"Save thresholds ({len(changed)} changed)", key="library_save", disabled=not changed):
-    stored = shell.run_service(library.save_thresholds, user, model.id, values)
-    if stored is not None:
-        st.success(f"Saved {stored} threshold{'s' if stored != 1 else ''} of model {model.id}.")
+st.button(
+    f"Save thresholds ({len(changed)} changed)", key="library_save", disabled=not changed, on_click=save
+)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

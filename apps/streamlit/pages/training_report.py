@@ -13,11 +13,12 @@ import shell
 import streamlit as st
 
 from hydra import labeling, library
-from hydra.auth import can
+from hydra.auth import PermissionDenied, can
 from hydra.db import pages as q
 from hydra.db.queries import labels_of
 
 PER_PAGE = 10
+FLASH = "report_flash"
 
 shell.page(viewing=True)
 st.title("Training report")
@@ -87,6 +88,20 @@ def heatmap(d: library.Disagreement) -> str | None:
         return None
 
 
+def fix(image_id: int, label_id: int) -> None:
+    """A fix button's callback; the refusal (if any) waits in the session state."""
+    try:
+        with shell.session() as s:
+            labeling.relabel(user, image_id, label_id, session=s, source="report")
+    except PermissionDenied as exc:
+        st.session_state[FLASH] = f"Refused: {exc}"
+    except (ValueError, LookupError) as exc:
+        st.session_state[FLASH] = str(exc)
+
+
+refused = st.session_state.pop(FLASH, None)
+if refused:
+    st.error(refused)
 for d in shown:
     with st.container(border=True):
         left, mid, right = st.columns([1, 1, 1.2])
@@ -107,11 +122,11 @@ for d in shown:
         if d.fixed:
             right.success(f"Fixed: now labeled {d.current_label}.")
         elif d.predicted in labels:
-            if right.button(f"Human label is wrong: set {d.predicted}", key=f"fix_{model.id}_{d.image_id}"):
-                done = shell.run_service(
-                    labeling.relabel, user, d.image_id, labels[d.predicted].id, source="report"
-                )
-                if done is not None:
-                    st.rerun()
+            right.button(
+                f"Human label is wrong: set {d.predicted}",
+                key=f"fix_{model.id}_{d.image_id}",
+                on_click=fix,
+                args=(d.image_id, labels[d.predicted].id),
+            )
         else:
             right.caption(f"{d.predicted} is no longer a label of {pt.name}.")

@@ -52,8 +52,8 @@ def test_admin_changes_plot_type_users_and_permissions(seeded):
     at = _open(seed.users["admin"], adm_plot_type="FCAL_occupancy")
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.tabs) == 4
-    at.number_input(key="adm_collect").set_value(12.5)
-    at.checkbox(key="adm_hidden").check()
+    at.number_input(key=f"adm_collect_{seed.plot_types['FCAL_occupancy']}").set_value(12.5)
+    at.checkbox(key=f"adm_hidden_{seed.plot_types['FCAL_occupancy']}").check()
     next(b for b in at.button if b.label == "Save plot type").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Saved FCAL_occupancy" in m.value for m in at.success)
