@@ -163,7 +163,8 @@ class Streamer:
         if self.burst_left and name == self.burst_type:
             self.burst_left -= 1
             return "dead_region" if "dead_region" in spec.faults else spec.faults[0]
-        return choose_fault(spec, self.rng, 0.04)
+        fault = choose_fault(spec, self.rng, 0.04)
+        return None if fault == "empty" and name == GOOD_ONLY else fault
 
     def tick(self) -> Path:
         from hydra.data.synthetic import get_spec, write_plot

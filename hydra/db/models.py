@@ -91,6 +91,7 @@ class Image(SQLModel, table=True):
     __table_args__ = (
         Index("ix_image_plot_label_time", "plot_type_id", "label_id", "created_at"),
         Index("ix_image_plot_time", "plot_type_id", "created_at"),
+        Index("ix_image_plot_label_doubt", "plot_type_id", "label_id", "doubt"),
         Index("ix_image_run", "run"),
     )
     id: int | None = Field(default=None, primary_key=True)
