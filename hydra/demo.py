@@ -113,9 +113,9 @@ def _train_all(cfg: HydraConfig, engine: Engine, opts: DemoOptions) -> None:
         }
         for name in todo:
             if name not in known:
-                create_plot_type(
-                    name, ["Good", "Bad", "NoData"], session=session, group=groups[name], collect_percent=2
-                )
+                # the Good-only plot type has no NoData examples either: Good vs Bad alone
+                labels = ["Good", "Bad"] if name == GOOD_ONLY else ["Good", "Bad", "NoData"]
+                create_plot_type(name, labels, session=session, group=groups[name], collect_percent=2)
     for name in todo:
         good_only = name == GOOD_ONLY
         folder = data / name
