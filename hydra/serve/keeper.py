@@ -202,7 +202,10 @@ class Keeper:
         for path in move_files(out.moves):
             announce.send_multipart([b"done", path.encode()])
         m = self.metrics
+        debug = log.isEnabledFor(logging.DEBUG)
         for report, timings in out.stored:
+            if debug:
+                log.debug("%s stored at %.3f: %s", report.filename, time.time(), report.times)
             m.images.labels(report.plot_type, report.label).inc()
             m.observe_timings(timings)
         for e in out.errors:

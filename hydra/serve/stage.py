@@ -151,6 +151,7 @@ def setup_logging(stage: str, level: str | None = None) -> None:
         level=(level or os.environ.get("HYDRA_LOG_LEVEL", "INFO")).upper(),
         format=f"%(asctime)s {stage}[%(process)d] %(levelname)s %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "watchdog", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     # ``kill -USR1 PID`` prints every thread's stack: where a stuck stage is stuck
     faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -133,3 +133,17 @@ def test_hook_gets_the_alarm_in_its_environment(tmp_path):
     hooks.fire(DueAlarm(1, "fcal", 42, "Bad", "k", 1, "fcal: 3 confirmed Bad"), 9)
     hooks.close()
     assert out.read_text().strip() == "fcal 42 Bad"
+
+
+def test_a_whole_png_renamed_in_is_complete_at_once(tmp_path):
+    from PIL import Image
+
+    s = Settler(settle_ms=10_000)
+    png = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(png)
+    half = tmp_path / "b.png"
+    half.write_bytes(png.read_bytes()[:-20])
+    s.add(str(png))
+    s.add(str(half))
+    assert s.settled() == [str(png)]
+    assert str(half) in s
