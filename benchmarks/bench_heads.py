@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         presets,
         sizes,
         min_time=0.2 if args.quick else 2.0,
-        cam_batch_size=2 if args.quick else args.cam_batch,
+        cam_batch_size=min(args.cam_batch, 2) if args.quick else args.cam_batch,
     )
     print(json.dumps(report, indent=2))
 

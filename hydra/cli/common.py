@@ -38,7 +38,7 @@ def engine_for(cfg: HydraConfig):
 
 def fail(message: str, code: int = 1) -> None:
     """Print an error (no traceback) and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
