@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-PLOT_TYPE = "bcal_timing"
+# one-channel faults (a dead or hot channel, a dead board) are the hard case for a small model
+PLOT_TYPE = "cdc_occupancy"
 
 
 @pytest.fixture
 def trained(hydra_home, tmp_path):
-    """160 synthetic plots ingested and one model trained on them with the CPU preset."""
+    """160 synthetic plots ingested and one model trained on them with the CPU preset (CLI epochs)."""
     from hydra.cli import app
     from hydra.config import load_config
     from hydra.data.synthetic import generate
@@ -27,7 +29,7 @@ def trained(hydra_home, tmp_path):
     report = ingest(tmp_path / "plots", engine=engine, labels_csv=labels)
     assert report.labeled == 160
     result = CliRunner().invoke(
-        app, ["train", PLOT_TYPE, "--config", "classifier-cpu", "--epochs", "20", "--activate", "--json"]
+        app, ["train", PLOT_TYPE, "--config", "classifier-cpu", "--activate", "--json"]
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -45,6 +47,7 @@ def test_train_registers_an_accurate_model_with_thresholds_and_evaluation(traine
     cfg, engine, summary = trained
     metrics = summary["metrics"]
     assert metrics["accuracy"] >= 0.95, (metrics["accuracy"], metrics["epochs"], metrics.get("best_val_loss"))
+    assert 1 <= metrics["threads"] <= len(os.sched_getaffinity(0))
     with session_scope(engine) as s:
         model = s.get(Model, summary["model_id"])
         assert model.active and model.head == "classifier" and model.labels == ["Good", "Bad", "NoData"]
@@ -100,4 +103,30 @@ def test_too_few_labelled_images_fails_naming_counts(hydra_home, tmp_path):
     assert "nothing was recorded" in message
     unknown = CliRunner().invoke(app, ["train", "nope", "--epochs", "1"])
     assert unknown.exit_code == 1 and "unknown plot type 'nope'" in " ".join(unknown.output.split())
+    engine.dispose()
+
+
+def test_torch_threads_default_to_idle_cores_and_are_restored_after():
+    import torch
+
+    from hydra.train import cpu_threads, torch_threads
+
+    assert cpu_threads(3) == 3
+    assert 1 <= cpu_threads() <= len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), torch_threads(1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("a failing training")
+    assert torch.get_num_threads() == before
+
+
+def test_zero_threads_is_refused_before_any_work(hydra_home):
+    from hydra.config import load_config
+    from hydra.db import make_engine
+    from hydra.train import TrainError, TrainOptions, train
+
+    cfg = load_config()
+    engine = make_engine(cfg.database_url)
+    with pytest.raises(TrainError, match="--threads must be at least 1, got 0"):
+        train(TrainOptions("nope", threads=0), cfg=cfg, engine=engine)
     engine.dispose()
