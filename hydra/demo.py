@@ -38,8 +38,8 @@ DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 @dataclass
 class DemoOptions:
     port: int = 8501
-    images: int = 120
-    epochs: int = 12
+    images: int = 160
+    epochs: int = 20
     rate: float = 2.0  # plots per second written into the input directory
     duration: float = 0.0  # seconds of streaming; 0 = until Ctrl-C
     burst_every: float = 180.0  # seconds between bursts of bad plots

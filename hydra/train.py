@@ -252,12 +252,37 @@ def _loaders(ctx: _Context, head: Any, opts: TrainOptions):
     return train_dl, val_dl
 
 
+def _min_epochs(epochs: int, val_dl: Any) -> int:
+    """Epochs before early stopping may end the training.
+
+    From scratch, validation loss is erratic for the first epochs (batch-norm
+    statistics settle), and on a small validation split (a few dozen images)
+    it can bottom out before the rare faults (one dead channel) are learned:
+    there the whole schedule runs and the best checkpoint is kept.
+    """
+    if val_dl is not None and len(val_dl.dataset) < 50:
+        return epochs
+    return min(epochs, max(5, epochs // 2))
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners and tips out of the CLI's output; warnings stay."""
+    import logging
+    import warnings
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*NumPy array is not writable.*")
+
+
 def _fit(head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path) -> tuple[Any, dict[str, Any]]:
     """Fit with Lightning; restore the best validation weights. Returns (trainer, fit info)."""
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
+    _quiet_lightning()
     callbacks: list[Any] = []
     checkpoint = None
     if val_dl is not None:
@@ -274,9 +299,7 @@ def _fit(head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path) -> tupl
     gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and _gpu_available())
     trainer = pl.Trainer(
         max_epochs=opts.epochs,
-        # from scratch, validation loss is erratic for the first epochs (batch-norm statistics
-        # settle); early stopping must not end the training there
-        min_epochs=min(opts.epochs, max(5, opts.epochs // 2)),
+        min_epochs=_min_epochs(opts.epochs, val_dl),
         accelerator=opts.accelerator,
         devices=opts.devices,
         num_nodes=opts.num_nodes,

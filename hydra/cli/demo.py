@@ -9,8 +9,8 @@ from hydra.cli.common import ConfigOption, get_config
 
 def demo(
     port: int = typer.Option(8501, "--port", help="Port of the web app."),
-    images: int = typer.Option(120, "--images", min=40, help="Training images generated per plot type."),
-    epochs: int = typer.Option(12, "--epochs", min=1, help="Training epochs per model."),
+    images: int = typer.Option(160, "--images", min=40, help="Training images generated per plot type."),
+    epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs per model."),
     rate: float = typer.Option(
         2.0, "--rate", min=0.1, help="Plots per second streamed into the input directory."
     ),

@@ -72,6 +72,9 @@ def train(
     accelerator: str = typer.Option("auto", "--accelerator", help="cpu | gpu | auto."),
     precision: str = typer.Option(None, "--precision", help="Default: bf16-mixed on GPUs, 32-true on CPU."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sampling and the weights."),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: the cores that are free now)."
+    ),
     batch_size: int = typer.Option(
         None, "--batch-size", min=1, help="Default: 16 below 500 images, else 32."
     ),
@@ -117,6 +120,7 @@ def train(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         train_labels=[x.strip() for x in train_labels.split(",")] if train_labels else None,
+        threads=threads,
         progress=not json,
     )
     try:

@@ -11,7 +11,7 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 # one-channel faults (a dead or hot channel, a dead board) are the hard case for a small model
-PLOT_TYPE = "cdc_occupancy"
+PLOT_TYPE = "fcal_occupancy"
 
 
 @pytest.fixture
