@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from hydra.auth import can, get_user
-from hydra.db import make_engine, session_scope
+from hydra.db import session_scope
 from hydra.db.models import Model, PlotType
 from hydra.db.queries import active_model, get_plot_type
+from tests.helpers.apptest import open_page
 
-APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def seeded(hydra_home):
-    from hydra.config import load_config
-    from tests.helpers.seed import seed_database
-
-    eng = make_engine(load_config().database_url)
-    try:
-        yield eng, seed_database(eng, hydra_home, history=6)
-    finally:
-        eng.dispose()
-
-
 def _open(user_id: int | None, **state):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=60)
-    if user_id is not None:
-        at.session_state["hydra_user_id"] = user_id
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page("pages/admin.py")
-    return at.run()
+    return open_page("pages/admin.py", user_id, **state)
 
 
 def test_admin_page_is_for_admins_only(seeded):

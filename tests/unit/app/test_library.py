@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlmodel import select
 
-from hydra.db import make_engine, session_scope
+from hydra.db import session_scope
 from hydra.db.models import Model, ThresholdChange
 from hydra.db.queries import thresholds_of
+from tests.helpers.apptest import assert_no_exception as _ok
+from tests.helpers.apptest import open_page
 
-APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def seeded(hydra_home):
-    from hydra.config import load_config
-    from tests.helpers.seed import seed_database
-
-    eng = make_engine(load_config().database_url)
-    try:
-        yield eng, seed_database(eng, hydra_home, history=6)
-    finally:
-        eng.dispose()
-
-
 def _open(user_id: int | None, **state):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=60)
-    if user_id is not None:
-        at.session_state["hydra_user_id"] = user_id
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page("pages/library.py")
-    return at.run()
-
-
-def _ok(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    return open_page("pages/library.py", user_id, **state)
 
 
 def test_library_shows_models_matrix_and_live_metrics(seeded):
