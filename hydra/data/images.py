@@ -130,7 +130,8 @@ def prepare(
     """
     mode = "L" if channels == 1 else "RGB"
     if img.mode != mode:
-        if img.mode in ("RGBA", "LA", "P") and mode == "RGB":
+        transparent = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+        if transparent and mode == "RGB":  # composite over white, as the plot is shown
             img = img.convert("RGBA")
             background = Image.new("RGBA", img.size, (255, 255, 255, 255))
             img = Image.alpha_composite(background, img)
