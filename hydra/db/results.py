@@ -46,29 +46,29 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
         session.execute(stmt, list(part))
 
 
-def existing_inferences(keys: Sequence[tuple[str, int]], *, session: Session) -> dict[tuple[str, int], str]:
-    """Of ``(source_key, model_id)`` pairs, those already stored, with their stored path."""
-    found: dict[tuple[str, int], str] = {}
+def _by_inference_key(
+    keys: Sequence[tuple[str, int]], column, *, session: Session
+) -> dict[tuple[str, int], Any]:
+    """``column`` of the stored inferences among ``(source_key, model_id)`` pairs."""
+    found: dict[tuple[str, int], Any] = {}
     for part in _chunks(list(keys)):
         rows = session.exec(
-            select(Inference.source_key, Inference.model_id, Inference.path).where(
+            select(Inference.source_key, Inference.model_id, column).where(
                 tuple_(col(Inference.source_key), col(Inference.model_id)).in_(list(part))
             )
         ).all()
-        found.update({(sk, mid): path for sk, mid, path in rows})
+        found.update({(sk, mid): value for sk, mid, value in rows})
     return found
 
 
+def existing_inferences(keys: Sequence[tuple[str, int]], *, session: Session) -> dict[tuple[str, int], str]:
+    """Of ``(source_key, model_id)`` pairs, those already stored, with their stored path."""
+    return _by_inference_key(keys, Inference.path, session=session)
+
+
 def inference_ids(keys: Sequence[tuple[str, int]], *, session: Session) -> dict[tuple[str, int], int]:
-    out: dict[tuple[str, int], int] = {}
-    for part in _chunks(list(keys)):
-        rows = session.exec(
-            select(Inference.source_key, Inference.model_id, Inference.id).where(
-                tuple_(col(Inference.source_key), col(Inference.model_id)).in_(list(part))
-            )
-        ).all()
-        out.update({(sk, mid): i for sk, mid, i in rows})
-    return out
+    """Of ``(source_key, model_id)`` pairs, those already stored, with their row id."""
+    return _by_inference_key(keys, Inference.id, session=session)
 
 
 def image_hashes(paths: Sequence[str], *, session: Session) -> dict[str, tuple[int, str]]:

@@ -5,35 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from hydra.db import make_engine, session_scope
 from hydra.db import pages as q
-from tests.helpers.seed import clone_home, prepare_home, seed_database
+from tests.helpers.seed import prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return prepare_home(tmp_path_factory.mktemp("log") / "home")
-
-
-@pytest.fixture
-def seeded(template, tmp_path, monkeypatch):
-    seeded = clone_home(template, tmp_path / "home")
-    monkeypatch.setenv("HYDRA_HOME", str(seeded.home))
-    monkeypatch.delenv("HYDRA_DB_URL", raising=False)
-    monkeypatch.delenv("HYDRA_CONFIG", raising=False)
-    return seeded
 
 
 def open_log() -> AppTest:
     return AppTest.from_file(APP, default_timeout=30).switch_page("pages/log.py").run()
 
 
-def test_log_groups_and_exports(seeded):
+def test_log_groups_and_exports(cloned):
     at = open_log()
     assert not at.exception
     problems, unconfirmed, types = (int(m.value) for m in at.metric)
@@ -43,13 +28,13 @@ def test_log_groups_and_exports(seeded):
     assert all(" · run " in t for t in titles)
     button = at.get("download_button")[0]
     assert button.proto.label == "Download CSV" and button.proto.url  # served as a media file
-    eng = make_engine(f"sqlite:///{seeded.home / 'hydra.db'}")
+    eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
-        entries = q.log_entries(session=s, since=seeded.now - timedelta(hours=24, minutes=5))
+        entries = q.log_entries(session=s, since=cloned.now - timedelta(hours=24, minutes=5))
     assert len(entries) == problems + unconfirmed
 
 
-def test_window_and_confirmed_only(seeded):
+def test_window_and_confirmed_only(cloned):
     at = open_log()
     all_count = sum(int(m.value) for m in at.metric[:2])
     at.toggle(key="log_unconfirmed").set_value(False).run()
@@ -68,12 +53,12 @@ def test_empty_window_explains(tmp_path, monkeypatch):
 
 
 def test_log_entries_selects_problems_and_unconfirmed(engine, tmp_path):
-    seeded = seed_database(engine, tmp_path, history=12)
+    cloned = seed_database(engine, tmp_path, history=12)
     with session_scope(engine) as s:
-        since = seeded.now - timedelta(days=1)
+        since = cloned.now - timedelta(days=1)
         every = q.log_entries(session=s, since=since)
         confirmed_only = q.log_entries(session=s, since=since, include_unconfirmed=False)
-        fcal = q.log_entries(session=s, since=since, plot_type_ids=[seeded.plot_types["FCAL_occupancy"]])
+        fcal = q.log_entries(session=s, since=since, plot_type_ids=[cloned.plot_types["FCAL_occupancy"]])
     assert every and all((e.confirmed and e.is_problem) or not e.confirmed for e in every)
     assert confirmed_only and all(e.confirmed and e.is_problem for e in confirmed_only)
     assert {e.plot_type for e in fcal} == {"FCAL_occupancy"}

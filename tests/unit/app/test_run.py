@@ -13,23 +13,9 @@ from hydra.auth import PermissionDenied
 from hydra.db import make_engine, session_scope
 from hydra.db import pages as q
 from hydra.db.models import Alarm, RunTime
-from tests.helpers.seed import USERS, clone_home, prepare_home, seed_database
+from tests.helpers.seed import USERS, prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return prepare_home(tmp_path_factory.mktemp("run") / "home")
-
-
-@pytest.fixture
-def seeded(template, tmp_path, monkeypatch):
-    seeded = clone_home(template, tmp_path / "home")
-    monkeypatch.setenv("HYDRA_HOME", str(seeded.home))
-    monkeypatch.delenv("HYDRA_DB_URL", raising=False)
-    monkeypatch.delenv("HYDRA_CONFIG", raising=False)
-    return seeded
 
 
 def open_run(**state) -> AppTest:
@@ -49,13 +35,13 @@ def frame_titles(at: AppTest) -> list[str]:
     return [m.value.strip("*") for m in at.main.markdown if m.value.startswith("**") and "_" in m.value]
 
 
-def test_grid_puts_problems_and_unconfirmed_first(seeded):
+def test_grid_puts_problems_and_unconfirmed_first(cloned):
     at = open_run()
     assert not at.exception
     assert frame_titles(at) == [
         "FCAL_occupancy", "BCAL_energy", "CDC_hits", "FCAL_timing", "CDC_pedestal", "TOF_rates"
     ]  # fmt: skip
-    assert [m.value for m in at.metric][:2] == [str(seeded.current_run), "1 min ago"]
+    assert [m.value for m in at.metric][:2] == [str(cloned.current_run), "1 min ago"]
     captions = [c.value for c in at.main.caption]
     assert any("**Bad** 0." in c and "(unconfirmed)" in c for c in captions)
     assert any("2 h ago" in c and "STALE" in c for c in captions)  # CDC_hits stopped arriving
@@ -63,7 +49,7 @@ def test_grid_puts_problems_and_unconfirmed_first(seeded):
     assert count(at.main, "image") == 5  # TOF_rates has no image
 
 
-def test_group_filter_and_hiding(seeded):
+def test_group_filter_and_hiding(cloned):
     at = open_run()
     at.selectbox(key="run_group").select("CDC").run()
     assert frame_titles(at) == ["CDC_hits", "CDC_pedestal"]
@@ -71,35 +57,35 @@ def test_group_filter_and_hiding(seeded):
     assert frame_titles(at) == ["CDC_pedestal"]
 
 
-def test_open_one_full_size(seeded):
+def test_open_one_full_size(cloned):
     at = open_run()
     at.selectbox(key="run_full").select("FCAL_occupancy").run()
     assert not at.exception
     assert any("(full size)" in h.value for h in at.subheader)
 
 
-def test_anonymous_acknowledge_is_refused(seeded):
+def test_anonymous_acknowledge_is_refused(cloned):
     at = open_run()
     assert any("ALARM" in e.value for e in at.error)
-    at.button(key=f"ack_{seeded.open_alarm_ids[0]}").click().run()
+    at.button(key=f"ack_{cloned.open_alarm_ids[0]}").click().run()
     assert any("Refused" in e.value and "logged-in user" in e.value for e in at.error)
-    eng = make_engine(f"sqlite:///{seeded.home / 'hydra.db'}")
+    eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
-        assert s.get(Alarm, seeded.open_alarm_ids[0]).acknowledged_at is None
+        assert s.get(Alarm, cloned.open_alarm_ids[0]).acknowledged_at is None
 
 
-def test_logged_in_user_acknowledges(seeded):
-    at = open_run(hydra_user_id=seeded.users["viewer"])
-    at.button(key=f"ack_{seeded.open_alarm_ids[0]}").click().run()
+def test_logged_in_user_acknowledges(cloned):
+    at = open_run(hydra_user_id=cloned.users["viewer"])
+    at.button(key=f"ack_{cloned.open_alarm_ids[0]}").click().run()
     assert not at.exception
     assert not any("ALARM" in e.value for e in at.error)
-    eng = make_engine(f"sqlite:///{seeded.home / 'hydra.db'}")
+    eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
-        alarm = s.get(Alarm, seeded.open_alarm_ids[0])
-        assert alarm.acknowledged_by == seeded.users["viewer"]
+        alarm = s.get(Alarm, cloned.open_alarm_ids[0])
+        assert alarm.acknowledged_by == cloned.users["viewer"]
 
 
-def test_alarm_sound_plays_once(seeded):
+def test_alarm_sound_plays_once(cloned):
     at = open_run()
     at.toggle(key="run_sound").set_value(True).run()
     assert count(at.main, "audio") == 1
@@ -116,7 +102,7 @@ def test_empty_database_explains_what_to_do(tmp_path, monkeypatch):
 
 
 def test_run_queries_fall_back_order_and_acknowledge(engine, tmp_path):
-    seeded = seed_database(engine, tmp_path, history=8)
+    cloned = seed_database(engine, tmp_path, history=8)
     with session_scope(engine) as s:
         frames = {f.plot_type: f for f in q.run_frames(session=s)}
         order = [f.plot_type for f in q.run_frames(session=s)]
@@ -127,15 +113,15 @@ def test_run_queries_fall_back_order_and_acknowledge(engine, tmp_path):
     assert frames["TOF_rates"].source == "none"
     assert frames["FCAL_occupancy"].color == "#d62728"
     with session_scope(engine) as s:  # RunTime pruned: the newest inference takes over
-        s.exec(delete(RunTime).where(RunTime.plot_type_id == seeded.plot_types["FCAL_timing"]))
+        s.exec(delete(RunTime).where(RunTime.plot_type_id == cloned.plot_types["FCAL_timing"]))
     with session_scope(engine) as s:
         timing = next(f for f in q.run_frames(session=s) if f.plot_type == "FCAL_timing")
         header = q.run_header(session=s)
-    assert timing.source == "history" and timing.run == seeded.current_run
-    assert header.run == seeded.current_run
-    assert abs(header.last_update - (seeded.now - timedelta(minutes=1))) < timedelta(seconds=1)
+    assert timing.source == "history" and timing.run == cloned.current_run
+    assert header.run == cloned.current_run
+    assert abs(header.last_update - (cloned.now - timedelta(minutes=1))) < timedelta(seconds=1)
     # acknowledging is refused without a (real) user, on every backend
-    alarm_id = seeded.open_alarm_ids[0]
+    alarm_id = cloned.open_alarm_ids[0]
     with session_scope(engine) as s:
         assert [a.id for a in q.open_alarms(session=s)] == [alarm_id]
         with pytest.raises(PermissionDenied):
@@ -143,11 +129,11 @@ def test_run_queries_fall_back_order_and_acknowledge(engine, tmp_path):
         with pytest.raises(PermissionDenied):
             q.acknowledge_alarm(alarm_id, user_id=99999, session=s)
         with pytest.raises(LookupError):
-            q.acknowledge_alarm(424242, user_id=seeded.users["expert"], session=s)
-        q.acknowledge_alarm(alarm_id, user_id=seeded.users["expert"], session=s)
+            q.acknowledge_alarm(424242, user_id=cloned.users["expert"], session=s)
+        q.acknowledge_alarm(alarm_id, user_id=cloned.users["expert"], session=s)
     with session_scope(engine) as s:
         assert q.open_alarms(session=s) == []
         assert (
-            s.exec(select(Alarm.acknowledged_by).where(Alarm.id == alarm_id)).one() == seeded.users["expert"]
+            s.exec(select(Alarm.acknowledged_by).where(Alarm.id == alarm_id)).one() == cloned.users["expert"]
         )
     assert USERS["expert"].role == "expert"
