@@ -139,7 +139,7 @@ class Feeder:
             )
             while not self.stop:
                 self.catalog.refresh()
-                self._take_events(timeout=0.02)
+                self._take_events(timeout=0.002 if self.busy else 0.02)
                 self._take_done(done)
                 now = time.monotonic()
                 if now >= next_scan:
