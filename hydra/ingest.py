@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -132,7 +133,7 @@ def _check_image(path: Path) -> tuple[str, datetime]:
     if not data:
         raise IngestError(f"{path}: the file is empty (0 bytes)")
     try:
-        with PILImage.open(path) as img:
+        with PILImage.open(io.BytesIO(data)) as img:  # the bytes already read: one read per file
             img.verify()
     except Exception as exc:  # noqa: BLE001 - PIL raises many kinds
         raise IngestError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None

@@ -11,11 +11,11 @@ from PIL import Image
 from hydra.cli.serve import parse_duration
 from hydra.config import load_config
 from hydra.db import session_scope
-from hydra.db.models import Model
-from hydra.db.queries import activate_model, create_plot_type
+from hydra.db.queries import create_plot_type
 from hydra.serve.catalog import ModelCatalog
 from hydra.serve.feeder import deadline_s, examine
 from hydra.serve.messages import ErrorNotice, InferenceOrder, Registration
+from tests.helpers.models import add_active_model
 
 
 @pytest.fixture
@@ -23,19 +23,8 @@ def world(sqlite_engine, tmp_path):
     cfg = load_config(None, home=tmp_path / "home", serve={"max_image_pixels": 10_000_000})
     cfg.ensure_dirs()
     with session_scope(sqlite_engine) as s:
-        pt = create_plot_type("fcal", ["Good", "Bad"], session=s)
+        pt, _ = add_active_model("fcal", (12, 16), session=s)
         pt.mask = [[0.0, 0.0, 0.5, 1.0]]
-        m = Model(
-            plot_type_id=pt.id,
-            head="classifier",
-            path="x",
-            input_height=12,
-            input_width=16,
-            labels=["Good", "Bad"],
-        )
-        s.add(m)
-        s.flush()
-        activate_model(m.id, session=s)
         create_plot_type("cdc", ["Good", "Bad"], session=s)
     catalog = ModelCatalog(sqlite_engine, refresh_s=60)
     catalog.refresh(force=True)

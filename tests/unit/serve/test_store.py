@@ -13,8 +13,7 @@ from sqlmodel import select
 
 from hydra.config import load_config
 from hydra.db import session_scope
-from hydra.db.models import Alarm, ErrorRecord, Heartbeat, Image, Inference, Model, PlotType, RunTime
-from hydra.db.queries import activate_model, create_plot_type
+from hydra.db.models import Alarm, ErrorRecord, Heartbeat, Image, Inference, PlotType, RunTime
 from hydra.db.results import recent_errors, recent_results
 from hydra.serve.alarms import AlarmTracker
 from hydra.serve.conditions import CommandCondition
@@ -22,24 +21,14 @@ from hydra.serve.keeper import Keeper
 from hydra.serve.messages import ErrorNotice, Registration, Report
 from hydra.serve.stage import StopFlag
 from hydra.serve.store import Batch, Store, move_files
+from tests.helpers.models import add_active_model
 
 
 def setup(engine, tmp_path: Path, consecutive: int = 2, condition: str | None = None):
     cfg = load_config(None, home=tmp_path / "home")
     cfg.ensure_dirs()
     with session_scope(engine) as s:
-        pt = create_plot_type("fcal", ["Good", "Bad"], session=s)
-        m = Model(
-            plot_type_id=pt.id,
-            head="classifier",
-            path="x",
-            input_height=8,
-            input_width=8,
-            labels=["Good", "Bad"],
-        )
-        s.add(m)
-        s.flush()
-        activate_model(m.id, session=s)
+        pt, m = add_active_model("fcal", (8, 8), session=s)
         ids = pt.id, m.id
     store = Store(cfg, engine, AlarmTracker(consecutive), CommandCondition(condition, 1.0, cache_s=0))
     return cfg, store, ids
