@@ -18,6 +18,7 @@ from PIL import ImageDraw
 from sqlmodel import Session, col, select
 
 from hydra.auth import ROLES, PermissionDenied, create_user, get_user, grant, require
+from hydra.data.naming import NamingError, check_plot_type_name
 from hydra.db.models import Image, Label, Model, Permission, PlotType, User
 from hydra.db.queries import (
     NotFoundError,
@@ -123,8 +124,10 @@ def add_plot_type(
 ) -> PlotType:
     """Create a plot type with its labels (admin only)."""
     _admin(user, session=session)
-    if not re.fullmatch(r"[A-Za-z0-9_]{1,128}", name or ""):
-        raise AdminError(f"plot type name {name!r}: use letters, digits and _ (it is part of the file names)")
+    try:
+        check_plot_type_name(name)
+    except NamingError as exc:
+        raise AdminError(str(exc)) from None
     if not 0 <= collect_percent <= 100:
         raise AdminError(f"collect percent is 0 to 100, not {collect_percent}")
     try:

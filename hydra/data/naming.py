@@ -1,5 +1,11 @@
 """The file-naming convention that carries plot type, run and chunk.
 
+Plot-type names and run numbers are checked here, once, for everything that
+takes them: file names (ingest and the Feeder), the CLI and the admin
+service. A plot-type name becomes part of file and folder names, so it is
+letters, digits and ``_`` only; run and chunk numbers fit the database's
+integer columns.
+
 Example:
     >>> from hydra.data.naming import parse_name
     >>> parse_name("fcal_occupancy-041230_0003.png")
@@ -15,10 +21,13 @@ from pathlib import PurePath
 from hydra.config import DEFAULT_PATTERN
 
 _DEFAULT = re.compile(DEFAULT_PATTERN)
+PLOT_TYPE_RULE = re.compile(r"[A-Za-z0-9_]{1,128}")
+MAX_RUN = 2**31 - 1  # the run and chunk columns are 32-bit integers on MariaDB
+MAX_CHUNK = 2**31 - 1
 
 
 class NamingError(ValueError):
-    """A file name does not follow the deployment's naming convention."""
+    """A file name or plot-type name does not follow the deployment's rules."""
 
 
 @dataclass(frozen=True)
@@ -28,11 +37,40 @@ class ParsedName:
     chunk: int | None = None
 
 
+def check_plot_type_name(name: object) -> str:
+    """Return ``name`` if it is a valid plot-type name, else raise NamingError.
+
+    Example:
+        >>> check_plot_type_name("fcal_occupancy")
+        'fcal_occupancy'
+    """
+    if not isinstance(name, str) or not PLOT_TYPE_RULE.fullmatch(name):
+        shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}..."
+        raise NamingError(
+            f"plot type name {shown!r} is not valid: use 1 to 128 letters, digits and _ "
+            "(it is part of file names, e.g. fcal_occupancy)"
+        )
+    return name
+
+
+def _number(text: str | None, what: str, limit: int, base: str) -> int | None:
+    if text in (None, ""):
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise NamingError(f"file name {base!r}: {what} {text[:30]!r} is not a number from 0 to {limit}")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(limit)) or int(digits) > limit:
+        shown = digits if len(digits) <= 30 else f"{digits[:30]}... ({len(digits)} digits)"
+        raise NamingError(f"file name {base[:120]!r}: {what} {shown} is out of range (0 to {limit})")
+    return int(digits)
+
+
 def parse_name(name: str | PurePath, pattern: re.Pattern[str] | str | None = None) -> ParsedName:
     """Parse a file name (a path's last part) into plot type, run and chunk.
 
     Raises:
-        NamingError: the name does not match; the message shows the pattern.
+        NamingError: the name does not match (the message shows the pattern),
+            its plot type is not a valid name, or its run or chunk is out of range.
     """
     regex = _DEFAULT if pattern is None else re.compile(pattern) if isinstance(pattern, str) else pattern
     base = PurePath(name).name
@@ -43,10 +81,14 @@ def parse_name(name: str | PurePath, pattern: re.Pattern[str] | str | None = Non
             "(expected e.g. 'fcal_occupancy-041230_0003.png': PLOTTYPE-RUN[_CHUNK].png)"
         )
     groups = match.groupdict()
-    chunk = groups.get("chunk")
-    return ParsedName(
-        groups["plot_type"], int(groups["run"]), int(chunk) if chunk not in (None, "") else None
-    )
+    try:
+        plot_type = check_plot_type_name(groups["plot_type"])
+    except NamingError as exc:
+        raise NamingError(f"file name {base!r}: {exc}") from None
+    run = _number(groups["run"], "run number", MAX_RUN, base)
+    if run is None:
+        raise NamingError(f"file name {base!r}: no run number")
+    return ParsedName(plot_type, run, _number(groups.get("chunk"), "chunk number", MAX_CHUNK, base))
 
 
 def make_name(plot_type: str, run: int, chunk: int | None = None, ext: str = "png") -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, func, select
 
+from hydra.data.naming import check_plot_type_name
 from hydra.db.models import Label, Model, PlotGroup, PlotType, Threshold, utcnow
 
 # Colours given to labels that arrive without one (red is reserved for problems).
@@ -66,9 +67,10 @@ def create_plot_type(
 ) -> PlotType:
     """Create a plot type with its labels.
 
-    ``problem`` defaults to the labels named Bad. Raises ValueError if it exists
-    or the arguments disagree.
+    ``problem`` defaults to the labels named Bad. Raises ValueError if it exists,
+    the name breaks the naming rule (``NamingError``) or the arguments disagree.
     """
+    check_plot_type_name(name)
     if not labels:
         raise ValueError(f"plot type {name!r} needs at least one label")
     if len(set(labels)) != len(labels):

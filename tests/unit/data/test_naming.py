@@ -1,6 +1,6 @@
 import pytest
 
-from hydra.data.naming import NamingError, ParsedName, make_name, parse_name
+from hydra.data.naming import NamingError, ParsedName, check_plot_type_name, make_name, parse_name
 
 
 def test_default_convention():
@@ -20,3 +20,37 @@ def test_custom_pattern():
     assert parse_name("run12_bcal_c3.png", pattern) == ParsedName("bcal", 12, 3)
     with pytest.raises(NamingError):
         parse_name("bcal-12.png", pattern)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("fcal-100000000000000000000000.png", "run number 100000000000000000000000 is out of range"),
+        ("fcal-2147483648.png", "out of range"),
+        ("fcal-12_99999999999.png", "chunk number 99999999999 is out of range"),
+        ("fcal-" + "9" * 5000 + ".png", "5000 digits"),
+    ],
+)
+def test_run_and_chunk_out_of_range(name, why):
+    with pytest.raises(NamingError, match=why):
+        parse_name(name)
+    assert parse_name("fcal-2147483647_2147483647.png") == ParsedName("fcal", 2**31 - 1, 2**31 - 1)
+
+
+@pytest.mark.parametrize(
+    "bad", ["../../x", "a/b", "", "x" * 129, "fcal occ", "fcal-occ", ".hidden", "é", None, 3]
+)
+def test_plot_type_names_follow_one_rule(bad):
+    with pytest.raises(NamingError, match="plot type name .* is not valid"):
+        check_plot_type_name(bad)
+    assert check_plot_type_name("FCAL_occupancy_2") == "FCAL_occupancy_2"
+
+
+def test_custom_pattern_cannot_smuggle_a_bad_plot_type_or_run():
+    loose = r"^(?P<plot_type>.+)-(?P<run>\w+)\.png$"
+    with pytest.raises(NamingError, match="plot type name '..%2f..' is not valid"):
+        parse_name("..%2f..-12.png", loose)
+    with pytest.raises(NamingError, match="run number '12a' is not a number"):
+        parse_name("fcal-12a.png", loose)
+    with pytest.raises(NamingError, match="run number '١٢' is not a number"):
+        parse_name("fcal-١٢.png", loose)
