@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlmodel import Session, col
 
 from hydra.auth import PermissionDenied
@@ -131,7 +131,8 @@ def plot_groups(*, session: Session) -> list[PlotGroup]:
 
 
 def plot_types(*, session: Session, include_hidden: bool = True) -> list[PlotType]:
-    query = select(PlotType).order_by(PlotType.name)
+    """Plot types by name, case-insensitively (so ``FCAL_x`` does not jump ahead of ``cdc_x``)."""
+    query = select(PlotType).order_by(func.lower(PlotType.name), PlotType.name)
     if not include_hidden:
         query = query.where(col(PlotType.hidden).is_(False))
     return list(session.scalars(query))
@@ -189,7 +190,54 @@ def run_frames(*, session: Session, group_id: int | None = None, include_hidden:
         frame = frames[row.plot_type_id]
         frame.source, frame.run, frame.chunk = "image", row.run, row.chunk
         frame.image_path, frame.created_at = row.path, aware(row.created_at)
-    return sorted(frames.values(), key=lambda f: (f.rank, f.plot_type))
+    return sorted(frames.values(), key=frame_order)
+
+
+def frame_order(frame: Frame) -> tuple[int, str, str]:
+    """Where a tile goes: by its rank, then its group and name, never by its age or weight.
+
+    A tile therefore moves only when its verdict moves it to another rank; a
+    new image with the same verdict leaves every tile where it was.
+    """
+    return (frame.rank, (frame.group or "~").lower(), frame.plot_type.lower())
+
+
+@dataclass
+class GroupSummary:
+    """One detector group's tiles counted by state, for the Run page's summary row."""
+
+    group: str | None
+    good: int = 0
+    problem: int = 0
+    unconfirmed: int = 0
+    stale: int = 0
+    no_model: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.good + self.problem + self.unconfirmed + self.no_model
+
+
+def group_summaries(
+    frames: Sequence[Frame], *, stale_after_min: float, now: datetime | None = None
+) -> list[GroupSummary]:
+    """Counts of Good, problem, unconfirmed and stale tiles per detector group (no group last)."""
+    out: dict[str | None, GroupSummary] = {}
+    for f in frames:
+        g = out.setdefault(f.group, GroupSummary(f.group))
+        if f.source == "none":
+            continue
+        if f.rank == 0:
+            g.problem += 1
+        elif f.rank == 1:
+            g.unconfirmed += 1
+        elif f.rank == 2:
+            g.good += 1
+        else:
+            g.no_model += 1
+        if f.is_stale(stale_after_min, now):
+            g.stale += 1
+    return sorted(out.values(), key=lambda g: (g.group is None, (g.group or "").lower()))
 
 
 def _rows(table: Any, columns: list[Any], ids: Iterable[int], *, session: Session) -> list[Any]:
@@ -212,19 +260,28 @@ class RunHeader:
     last_update: datetime | None
 
 
-def run_header(*, session: Session) -> RunHeader:
-    """The run of the newest inference and when it was made."""
+def run_header(*, session: Session, frames: Sequence[Frame] = ()) -> RunHeader:
+    """The run of the newest inference and when it was made.
+
+    ``frames`` (the tiles on screen) count too, so an image registered
+    without a model still updates the header that sits above it.
+    """
     row = session.execute(
         select(Inference.run, Inference.created_at)
         .order_by(col(Inference.created_at).desc(), col(Inference.id).desc())
         .limit(1)
     ).first()
-    return RunHeader(row[0], aware(row[1])) if row else RunHeader(None, None)
+    header = RunHeader(row[0], aware(row[1])) if row else RunHeader(None, None)
+    for f in frames:
+        if f.created_at is not None and (header.last_update is None or f.created_at > header.last_update):
+            header = RunHeader(f.run, f.created_at)
+    return header
 
 
 @dataclass
 class AlarmView:
     id: int
+    plot_type_id: int
     plot_type: str
     run: int
     label: str
@@ -233,18 +290,89 @@ class AlarmView:
     created_at: datetime
 
 
-def open_alarms(*, session: Session, limit: int = 50) -> list[AlarmView]:
+def open_alarms(*, session: Session, limit: int = 500) -> list[AlarmView]:
     """Raised alarms nobody has acknowledged yet, newest first."""
     rows = session.execute(
         select(Alarm, PlotType.name)
         .join(PlotType, PlotType.id == Alarm.plot_type_id)
         .where(col(Alarm.raised).is_(True), col(Alarm.acknowledged_at).is_(None))
-        .order_by(col(Alarm.created_at).desc())
+        .order_by(col(Alarm.created_at).desc(), col(Alarm.id).desc())
         .limit(limit)
     ).all()
     return [
-        AlarmView(a.id, name, a.run, a.label, a.message, a.condition, aware(a.created_at)) for a, name in rows
+        AlarmView(a.id, a.plot_type_id, name, a.run, a.label, a.message, a.condition, aware(a.created_at))
+        for a, name in rows
     ]
+
+
+@dataclass
+class AlarmGroup:
+    """The open alarms of one condition (plot type + rule), shown as one banner.
+
+    The Keeper raises an alarm per streak; a plot type that stays bad raises
+    again and again, so the Run page collapses them into one line per plot
+    type and label that updates in place: how many, which runs, since when.
+    """
+
+    plot_type_id: int
+    plot_type: str
+    label: str
+    ids: list[int]
+    runs: list[int]  # distinct, newest first
+    first_at: datetime
+    last_at: datetime
+    condition: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.plot_type_id}_{''.join(c if c.isalnum() else '_' for c in self.label)}"
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+
+def alarm_groups(*, session: Session, limit: int = 2000) -> list[AlarmGroup]:
+    """Open alarms collapsed to one per condition (plot type and label), newest activity first."""
+    groups: dict[tuple[int, str], AlarmGroup] = {}
+    for a in open_alarms(session=session, limit=limit):  # newest first
+        pt_id = a.plot_type_id
+        g = groups.get((pt_id, a.label))
+        if g is None:
+            g = groups[(pt_id, a.label)] = AlarmGroup(
+                pt_id, a.plot_type, a.label, [], [], a.created_at, a.created_at, a.condition
+            )
+        g.ids.append(a.id)
+        if a.run not in g.runs:
+            g.runs.append(a.run)
+        g.first_at = min(g.first_at, a.created_at)
+    return sorted(groups.values(), key=lambda g: g.last_at, reverse=True)
+
+
+def acknowledge_alarms(
+    *,
+    user_id: int | None,
+    session: Session,
+    alarm_ids: Sequence[int] | None = None,
+    plot_type_id: int | None = None,
+) -> int:
+    """Acknowledge many open alarms at once: given ids, one plot type's, or (neither) all.
+
+    Each goes through :func:`acknowledge_alarm`, so the same user check
+    applies; returns how many were acknowledged.
+    """
+    if alarm_ids is None:
+        query = select(Alarm.id).where(col(Alarm.raised).is_(True), col(Alarm.acknowledged_at).is_(None))
+        if plot_type_id is not None:
+            query = query.where(Alarm.plot_type_id == plot_type_id)
+        alarm_ids = list(session.scalars(query))
+    if not alarm_ids:
+        if user_id is None or session.get(User, user_id) is None:
+            raise PermissionDenied("acknowledging an alarm needs a logged-in user")
+        return 0
+    for alarm_id in alarm_ids:
+        acknowledge_alarm(alarm_id, user_id=user_id, session=session)
+    return len(alarm_ids)
 
 
 def acknowledge_alarm(alarm_id: int, *, user_id: int | None, session: Session) -> Alarm:
@@ -306,9 +434,16 @@ def log_entries(
     until: datetime | None = None,
     plot_type_ids: Sequence[int] | None = None,
     include_unconfirmed: bool = True,
+    run_min: int | None = None,
+    run_max: int | None = None,
+    group_ids: Sequence[int] | None = None,
     limit: int = 5000,
 ) -> list[LogEntry]:
-    """Confirmed problems (and unconfirmed verdicts) in a time window, newest first."""
+    """Confirmed problems (and unconfirmed verdicts) in a time window, newest first.
+
+    ``run_min``/``run_max`` bound the run number (both: one run when equal);
+    ``group_ids`` keeps the plot types of those detector groups.
+    """
     wanted: ColumnElement[bool] = and_(
         col(Inference.confirmed).is_(True), col(Inference.is_problem).is_(True)
     )
@@ -323,6 +458,12 @@ def log_entries(
         query = query.where(Inference.created_at < until)
     if plot_type_ids:
         query = query.where(col(Inference.plot_type_id).in_(plot_type_ids))
+    if run_min is not None:
+        query = query.where(Inference.run >= run_min)
+    if run_max is not None:
+        query = query.where(Inference.run <= run_max)
+    if group_ids:
+        query = query.where(col(PlotType.group_id).in_(group_ids))
     rows = session.execute(query.order_by(col(Inference.created_at).desc()).limit(limit)).all()
     return [
         LogEntry(

@@ -46,7 +46,11 @@ def test_grid_puts_problems_and_unconfirmed_first(cloned):
     assert any("**Bad** 0." in c and "(unconfirmed)" in c for c in captions)
     assert any("2 h ago" in c and "STALE" in c for c in captions)  # CDC_hits stopped arriving
     assert "no image yet" in captions
-    assert count(at.main, "image") == 5  # TOF_rates has no image
+    tiles = [m.value for m in at.main.markdown if "hydra-tile" in m.value]
+    assert len(tiles) == 5  # TOF_rates has no image
+    # the heat map is on by default: the problem and the unconfirmed tile carry it
+    assert sum("hydra-tile heat" in t for t in tiles) == 2
+    assert at.slider(key="run_opacity").value > 0
 
 
 def test_group_filter_and_hiding(cloned):
@@ -59,15 +63,44 @@ def test_group_filter_and_hiding(cloned):
 
 def test_open_one_full_size(cloned):
     at = open_run()
-    at.selectbox(key="run_full").select("FCAL_occupancy").run()
+    at.button(key=f"open_{cloned.plot_types['FCAL_occupancy']}").click().run()
     assert not at.exception
-    assert any("(full size)" in h.value for h in at.subheader)
+    assert any("FCAL_occupancy (full size)" in h.value for h in at.subheader)
+    at.button(key="run_full_close").click().run()
+    assert not any("(full size)" in h.value for h in at.subheader)
+
+
+def test_group_summary_counts_and_filters(cloned):
+    at = open_run()
+    summary = {b.key: b.label for b in at.button if b.key.startswith("run_sum_")}
+    assert "1 problem" in summary["run_sum_FCAL"] and "1 Good" in summary["run_sum_FCAL"]
+    assert "1 unconfirmed" in summary["run_sum_BCAL"]
+    assert "1 stale" in summary["run_sum_CDC"]
+    at.button(key="run_sum_FCAL").click().run()
+    assert frame_titles(at) == ["FCAL_occupancy", "FCAL_timing"]
+
+
+def test_order_is_stable_when_a_verdict_repeats(cloned):
+    eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
+    with session_scope(eng) as s:
+        before = [f.plot_type for f in q.run_frames(session=s)]
+        newest = s.exec(select(RunTime).where(RunTime.plot_type_id == cloned.plot_types["FCAL_timing"])
+                        .order_by(RunTime.created_at.desc())).first()  # fmt: skip
+        newest.weight, newest.chunk, newest.created_at = 0.99, 99, cloned.now  # a new image, still Good
+        s.add(newest)
+    with session_scope(eng) as s:
+        assert [f.plot_type for f in q.run_frames(session=s)] == before
+    eng.dispose()
+
+
+def alarm_key(cloned, plot_type: str = "FCAL_occupancy", label: str = "Bad") -> str:
+    return f"{cloned.plot_types[plot_type]}_{label}"
 
 
 def test_anonymous_acknowledge_is_refused(cloned):
     at = open_run()
-    assert any("ALARM" in e.value for e in at.error)
-    at.button(key=f"ack_{cloned.open_alarm_ids[0]}").click().run()
+    assert any("FCAL_occupancy" in e.value and "Bad confirmed" in e.value for e in at.error)
+    at.button(key=f"ack_{alarm_key(cloned)}").click().run()
     assert any("Refused" in e.value and "logged-in user" in e.value for e in at.error)
     eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
@@ -76,13 +109,41 @@ def test_anonymous_acknowledge_is_refused(cloned):
 
 def test_logged_in_user_acknowledges(cloned):
     at = open_run(hydra_user_id=cloned.users["viewer"])
-    at.button(key=f"ack_{cloned.open_alarm_ids[0]}").click().run()
+    at.button(key=f"ack_{alarm_key(cloned)}").click().run()
     assert not at.exception
-    assert not any("ALARM" in e.value for e in at.error)
+    assert not any("confirmed" in e.value for e in at.error)
     eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
         alarm = s.get(Alarm, cloned.open_alarm_ids[0])
         assert alarm.acknowledged_by == cloned.users["viewer"]
+
+
+def test_alarms_collapse_per_condition_and_acknowledge_all(cloned):
+    eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
+    with session_scope(eng) as s:
+        for run in (71010, 71011, 71011, 71012):  # the same condition again and again
+            s.add(Alarm(plot_type_id=cloned.plot_types["FCAL_occupancy"], run=run, label="Bad",
+                        message=f"FCAL_occupancy: 3 confirmed Bad in a row (run {run})"))  # fmt: skip
+        for name in ("BCAL_energy", "CDC_hits", "FCAL_timing", "TOF_rates"):
+            s.add(Alarm(plot_type_id=cloned.plot_types[name], run=71013, label="Bad", message="x"))
+    at = open_run(hydra_user_id=cloned.users["viewer"])
+    banners = [e.value for e in at.error if "confirmed ·" in e.value]
+    assert len(banners) == 5  # one per condition, the first three shown, the rest in an expander
+    more = [x for x in at.expander if "more condition" in x.label]
+    assert len(more) == 1 and more[0].label.startswith("2 more")
+    fcal = next(b for b in [e.value for e in at.error] if b.startswith("**FCAL_occupancy**"))
+    assert "5 alarms" in fcal and "runs 71012, 71011, 71010" in fcal and fcal.count("FCAL_occupancy") == 1
+    assert any("9 open alarms** on 5 conditions" in m.value for m in at.main.markdown)
+    at.button(key="ack_all").click().run()
+    assert not at.exception
+    assert not [e.value for e in at.error if "confirmed ·" in e.value]
+    with session_scope(eng) as s:
+        assert q.open_alarms(session=s) == []
+        assert {a.acknowledged_by for a in s.exec(select(Alarm)).all() if a.raised} == {
+            cloned.users["viewer"],
+            cloned.users["admin"],
+        }
+    eng.dispose()
 
 
 def test_alarm_sound_plays_once(cloned):
@@ -124,6 +185,9 @@ def test_run_queries_fall_back_order_and_acknowledge(engine, tmp_path):
     alarm_id = cloned.open_alarm_ids[0]
     with session_scope(engine) as s:
         assert [a.id for a in q.open_alarms(session=s)] == [alarm_id]
+        assert [(g.plot_type, g.ids) for g in q.alarm_groups(session=s)] == [("FCAL_occupancy", [alarm_id])]
+        with pytest.raises(PermissionDenied):
+            q.acknowledge_alarms(user_id=None, session=s)
         with pytest.raises(PermissionDenied):
             q.acknowledge_alarm(alarm_id, user_id=None, session=s)
         with pytest.raises(PermissionDenied):
