@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from sqlmodel import Session, col, func, select, update
 
 from hydra.auth import require
-from hydra.db.models import Image, ImageLabel, Label, User, utcnow
+from hydra.data.images import source_key
+from hydra.db.models import Image, ImageLabel, Inference, Label, User, utcnow
 from hydra.db.queries import NotFoundError, labels_of
 
 Order = Literal["oldest", "doubtful", "newest"]
@@ -48,6 +49,12 @@ class GridImage:
     doubt: float
     kept_reason: str
     label_id: int | None
+    content_hash: str = ""
+    train_weight: float = 1.0
+    suggested_label_id: int | None = None  # the model's verdict, as one of the plot type's labels
+    suggested_label: str | None = None
+    suggested_weight: float | None = None
+    suggested_confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,45 @@ _GRID_COLUMNS = (
     Image.doubt,
     Image.kept_reason,
     Image.label_id,
+    Image.content_hash,
+    Image.train_weight,
 )
 
 
 def _grid(rows: Sequence) -> list[GridImage]:
     return [GridImage(*row) for row in rows]
+
+
+def with_suggestions(page: Sequence[GridImage], plot_type_id: int, *, session: Session) -> list[GridImage]:
+    """The page with each image's model verdict as a suggested label (the newest inference on it).
+
+    The inference is found by its source key (file name and content), which
+    the unique ``(source_key, model_id)`` index answers directly, so a page
+    costs one indexed query whatever the size of the history. Images no
+    model has seen (ingested) keep no suggestion.
+    """
+    if not page:
+        return []
+    keys = {source_key(g.filename, g.content_hash): g.id for g in page if g.content_hash}
+    if not keys:
+        return list(page)
+    rows = session.exec(
+        select(Inference.source_key, Inference.label, Inference.weight, Inference.confirmed, Inference.id)
+        .where(col(Inference.source_key).in_(list(keys)), Inference.plot_type_id == plot_type_id)
+        .order_by(col(Inference.id))
+    ).all()
+    verdicts = {
+        keys[key]: (label, weight, confirmed) for key, label, weight, confirmed, _ in rows
+    }  # newest wins
+    by_name = {lb.name: lb.id for lb in labels_of(plot_type_id, session=session)}
+    out = []
+    for g in page:
+        label, weight, confirmed = verdicts.get(g.id, (None, None, False))
+        if label in by_name:
+            g = replace(g, suggested_label_id=by_name[label], suggested_label=label,
+                        suggested_weight=float(weight), suggested_confirmed=bool(confirmed))  # fmt: skip
+        out.append(g)
+    return out
 
 
 def next_page(
@@ -240,6 +281,29 @@ def apply_labels(
         )
     session.flush()
     return ApplyResult(sum(len(v) for v in by_label.values()), tuple(sorted(skipped)))
+
+
+def set_train_weight(
+    user: User | None, plot_type_id: int, image_ids: Sequence[int], weight: float, *, session: Session
+) -> int:
+    """Set the per-image training weight (0..10; 0 leaves an image out of training); how many changed.
+
+    Needs the ``label`` permission on the plot type, like a label change.
+    """
+    require(user, "label", plot_type_id, session=session)
+    if not 0.0 <= weight <= 10.0:
+        raise LabelingError(f"a training weight is 0 to 10, not {weight}")
+    ids = list(image_ids)
+    if not ids:
+        return 0
+    foreign = session.exec(
+        select(Image.id).where(col(Image.id).in_(ids), Image.plot_type_id != plot_type_id)
+    ).all()
+    if foreign:
+        raise LabelingError(f"image id(s) {sorted(foreign)[:10]} belong to another plot type")
+    result = session.execute(update(Image).where(col(Image.id).in_(ids)).values(train_weight=float(weight)))
+    session.flush()
+    return int(result.rowcount or 0)
 
 
 def relabel(

@@ -35,6 +35,7 @@ from PIL import ImageDraw
 from sqlalchemy.engine import Engine
 
 from hydra.auth import create_user, grant
+from hydra.data.images import source_key
 from hydra.db.engine import session_scope
 from hydra.db.models import (
     Alarm,
@@ -249,7 +250,9 @@ def _seed_model_history(session, seeded: Seeded, spec: PlotSpec, rng: random.Ran
         if heat is None:
             del timings["cam"]  # no Grad-CAM for a confident Good
         inf = Inference(
-            source_key=hashlib.sha256(stem.encode()).hexdigest(),
+            source_key=source_key(
+                png.name, hashlib.sha256(png.read_bytes()).hexdigest()
+            ),  # as the Keeper does
             path=str(png),
             filename=png.name,
             plot_type_id=pt_id,

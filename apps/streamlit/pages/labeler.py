@@ -3,9 +3,14 @@
 The grid (``components/labeler_grid``) paints in the browser; only Apply
 reaches the server. Its event is read from ``st.session_state`` *before* the
 grid is drawn, so one script run stores the labels (``hydra.labeling``, one
-transaction, permission checked there) and draws the next page. Editor mode
-shows labeled images filtered by time window, label and run range and
-relabels them the same way, keeping the history.
+transaction, permission checked there) and draws the next page.
+
+Each image carries the model's verdict and weight; in Label mode the verdict
+is painted as a suggestion (dashed), which one key (S) accepts for the whole
+page, so a page the model got right costs two actions (S, Enter). Editor mode
+shows labeled images filtered by time window, label and run range, page by
+page, relabels them the same way (keeping the history) and sets per-image
+training weights.
 """
 
 from __future__ import annotations
@@ -39,12 +44,13 @@ if not types:
     )
     st.stop()
 
-c1, c2, c3, c4, c5 = st.columns([2, 1.2, 1.5, 1.2, 1])
+c1, c2, c3, c4, c5 = st.columns([2, 1.2, 1.5, 1.4, 1])
 by_name = {pt.name: pt for pt in types}
 pt = by_name[c1.selectbox("Plot type", list(by_name), key="labeler_plot_type")]
 mode = c2.radio("Mode", ["Label", "Editor"], horizontal=True, key="labeler_mode")
 order = ORDER_NAMES[c3.selectbox("Order", list(ORDER_NAMES), key="labeler_order", disabled=mode == "Editor")]
-columns = c4.slider("Columns", 3, 12, 8, key="labeler_columns")
+tile_px = c4.slider("Tile size (px)", 100, 400, 170, 10, key="labeler_tile_px",
+                    help="The grid fits as many tiles per row as the width allows")  # fmt: skip
 per_page = c5.selectbox("Per page", [48, 72, 96], key="labeler_per_page")
 
 with shell.session() as s:
@@ -76,6 +82,10 @@ if mode == "Editor":
         run_min=int(run_min) if run_min is not None else None,
         run_max=int(run_max) if run_max is not None else None,
     )
+    signature = (pt.id, tuple(chosen), window, run_min, run_max, per_page)
+    if st.session_state.get("editor_signature") != signature:  # other filters: back to the first page
+        st.session_state["editor_signature"] = signature
+        st.session_state["editor_page"] = 0
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -102,6 +112,7 @@ def store(assignments: dict[int, int]) -> None:
     except (ValueError, LookupError) as exc:
         st.session_state["labeler_note"] = ("error", str(exc))
         return
+    _board.clear()  # the leaderboard shows these labels at once
     note = f"Stored {result.stored} label{'s' if result.stored != 1 else ''} on {pt.name}."
     if result.skipped:
         note += f" {len(result.skipped)} skipped (labeled by someone else meanwhile, or unchanged)."
@@ -132,14 +143,26 @@ def handle_apply(notice) -> None:
 
 
 def side_panel(waiting: int | None) -> None:
+    """Waiting count and leaderboard in one row above the grid (the grid gets the full width)."""
+    left, right = st.columns([1, 4])
     if waiting is not None:
-        st.metric("Waiting for a label", f"{waiting:,}")
-    st.markdown("**Leaderboard**")
+        left.metric("Waiting for a label", f"{waiting:,}")
     board = _board(pt.id)
-    if board:
-        st.dataframe(pd.DataFrame(board, columns=["Labeller", "Labels"]), hide_index=True, width="stretch")
-    else:
-        st.caption("Nobody has labeled this plot type yet.")
+    with right.container(key="labeler_board"):
+        if board:
+            st.markdown(
+                "**Leaderboard:** "
+                + " · ".join(f"{i}. {name} ({n:,})" for i, (name, n) in enumerate(board, 1))
+            )
+        else:
+            st.caption("Nobody has labeled this plot type yet.")
+
+
+def _verdict(g: labeling.GridImage) -> str:
+    if g.suggested_label is None:
+        return ""
+    mark = "" if g.suggested_confirmed else ", unconfirmed"
+    return f"model: {g.suggested_label} {g.suggested_weight:.2f}{mark}"
 
 
 def grid(page: list[labeling.GridImage]) -> None:
@@ -153,18 +176,21 @@ def grid(page: list[labeling.GridImage]) -> None:
             "title": f"{g.filename} · {g.created_at:%Y-%m-%d %H:%M} · kept: {g.kept_reason}"
             + (f" · doubt {g.doubt:.2f}" if g.doubt else ""),
             "label_id": g.label_id,
+            "suggested_label_id": g.suggested_label_id if mode == "Label" else None,
+            "verdict": _verdict(g),
         }
         for g in page
     ]
     hint = (
-        "Keys 1-9 choose a label, A paints all unpainted, C clears, Enter applies; click paints, "
-        "shift-click paints a range."
+        "Dashed: the model's suggestion; S accepts them all, painting overrides one. Keys 1-9 choose a "
+        "label, A paints all unpainted, C clears, Space previews the image under the mouse, Enter applies; "
+        "click paints, shift-click paints a range."
     )
     labeler_grid(
         cells,
         palette,
         token=token,
-        columns=columns,
+        tile_px=tile_px,
         ack=st.session_state.get("labeler_ack"),
         hint=hint if mode == "Label" else "Editor: the corner tag is the current label. " + hint,
         key=GRID_KEY,
@@ -177,6 +203,49 @@ def form(page: list[labeling.GridImage]) -> None:
         st.multiselect("Images", [f"{g.filename} (#{g.id})" for g in page], key="labeler_form_images")
         st.selectbox("Label", [lb.name for lb in labels], key="labeler_form_label")
         st.form_submit_button("Apply the label to the selected images", on_click=submit_form)
+
+
+def pager(page: list[labeling.GridImage]) -> None:
+    """Previous / next page of the Editor's filtered images."""
+    number = st.session_state.get("editor_page", 0)
+
+    def go(step: int) -> None:
+        st.session_state["editor_page"] = max(0, number + step)
+
+    with st.container(horizontal=True, gap="small", key="editor_pager", vertical_alignment="center"):
+        st.button("Previous page", key="editor_prev", disabled=number == 0, on_click=go, args=(-1,),
+                  icon=":material/chevron_left:")  # fmt: skip
+        st.markdown(f"Page {number + 1} · images {number * per_page + 1}-{number * per_page + len(page)}")
+        st.button("Next page", key="editor_next", disabled=len(page) < per_page, on_click=go, args=(1,),
+                  icon=":material/chevron_right:")  # fmt: skip
+
+
+def weight_panel(page: list[labeling.GridImage]) -> None:
+    """Per-image training weight (0 leaves an image out of training, 2 counts it twice)."""
+
+    def save() -> None:
+        picked = st.session_state.get("editor_weight_images") or []
+        ids = [int(name.rsplit("#", 1)[1].rstrip(")")) for name in picked]
+        weight = float(st.session_state.get("editor_weight_value", 1.0))
+        try:
+            with shell.session() as s:
+                n = labeling.set_train_weight(user, pt.id, ids, weight, session=s)
+        except PermissionDenied as exc:
+            st.session_state["labeler_note"] = ("error", f"Refused: {exc}")
+        except (ValueError, LookupError) as exc:
+            st.session_state["labeler_note"] = ("error", str(exc))
+        else:
+            st.session_state["labeler_note"] = ("success", f"Training weight {weight:g} on {n} image(s).")
+
+    with st.expander("Training weight of images"), st.form("editor_weight_form"):
+        st.multiselect(
+            "Images",
+            [f"{g.filename} · weight {g.train_weight:g} (#{g.id})" for g in page],
+            key="editor_weight_images",
+        )
+        st.number_input("Training weight", 0.0, 10.0, 1.0, 0.5, key="editor_weight_value",
+                        help="0 leaves the image out of training; 2 counts it twice")  # fmt: skip
+        st.form_submit_button("Set the training weight", on_click=save)
 
 
 def history_panel(page: list[labeling.GridImage]) -> None:
@@ -202,18 +271,20 @@ def workspace() -> None:
     handle_apply(notice)
     with shell.session() as s:
         if mode == "Editor":
-            page = labeling.editor_page(pt.id, session=s, limit=per_page, **filters)
+            offset = st.session_state.get("editor_page", 0) * per_page
+            page = labeling.editor_page(pt.id, session=s, limit=per_page, offset=offset, **filters)
             waiting = None
         else:
             page = labeling.next_page(pt.id, session=s, order=order, limit=per_page)
             waiting = labeling.count_unlabeled(pt.id, session=s)
+        page = labeling.with_suggestions(page, pt.id, session=s)
     kind, note = st.session_state.pop("labeler_note", (None, None))
     if kind:
         getattr(notice, kind)(note)
-    main, side = st.columns([5, 1.2])
-    with side:
-        side_panel(waiting)
-    with main:
+    side_panel(waiting)
+    if mode == "Editor":
+        pager(page)
+    with st.container():
         if not page:
             if mode == "Editor":
                 shell.empty_state("No labeled images match.", "Widen the time window or choose other labels.")
@@ -227,6 +298,7 @@ def workspace() -> None:
         grid(page)
         form(page)
         if mode == "Editor":
+            weight_panel(page)
             history_panel(page)
 
 

@@ -92,3 +92,41 @@ def test_editor_relabels_and_shows_history(seeded):
     at.selectbox(key="editor_history").set_value(first).run()
     table = next(d.value for d in at.dataframe if "Source" in d.value.columns)
     assert list(table["Label"])[-1] == new.name and list(table["Source"])[-1] == "editor"
+
+
+def test_model_verdicts_are_suggested_and_weights_settable(seeded):
+    """Every kept image the model saw carries its verdict; a training weight needs the label right."""
+    from hydra import labeling
+    from hydra.auth import PermissionDenied
+    from hydra.db.models import Inference, User
+
+    engine, seed = seeded
+    pt_id = seed.plot_types["FCAL_occupancy"]
+    with session_scope(engine) as s:
+        page = labeling.with_suggestions(
+            labeling.editor_page(pt_id, session=s, limit=100), pt_id, session=s
+        ) + labeling.with_suggestions(labeling.next_page(pt_id, session=s, limit=100), pt_id, session=s)
+        verdicts = {
+            i.kept_image_id: (i.label, i.weight)
+            for i in s.exec(select(Inference).where(Inference.plot_type_id == pt_id)).all()
+            if i.kept_image_id
+        }
+        assert page and len(page) == len(verdicts)
+        for g in page:
+            assert (g.suggested_label, g.suggested_weight) == verdicts[g.id]
+            assert g.suggested_label_id is not None
+        ids = [g.id for g in page[:2]]
+        with pytest.raises(PermissionDenied):
+            labeling.set_train_weight(s.get(User, seed.users["labeler"]), pt_id, ids, 2.0, session=s)
+        assert labeling.set_train_weight(s.get(User, seed.users["expert"]), pt_id, ids, 2.0, session=s) == 2
+    with session_scope(engine) as s:
+        assert [s.get(Image, i).train_weight for i in ids] == [2.0, 2.0]
+
+
+def test_editor_pages_through_labeled_images(seeded):
+    engine, seed = seeded
+    state = dict(labeler_plot_type="CDC_pedestal", labeler_mode="Editor", editor_window="all time")
+    at = _open(seed.users["admin"], labeler_per_page=48, **state)
+    _no_exception(at)
+    assert any(m.value.startswith("Page 1 · images 1-4") for m in at.markdown)
+    assert at.button(key="editor_next").disabled and at.button(key="editor_prev").disabled

@@ -1,7 +1,8 @@
 """The Labeler's paint grid: a static bidirectional Streamlit component (no build step).
 
-Painting, shift-click ranges, "paint all unpainted" and the keyboard
-shortcuts (1-9 choose a label, A fills, C clears, Enter applies) all run in
+Painting, shift-click ranges, "paint all unpainted", accepting the model's
+suggestions and the keyboard shortcuts (1-9 choose a label, A fills, S
+accepts the suggestions, C clears, Space previews, Enter applies) all run in
 the browser, so labeling a page costs no server round trip until Apply.
 Apply returns ``{"event", "token", "labels": {image_id: label_id}}`` once;
 the page must ignore an event id it has handled (the component keeps its
@@ -64,6 +65,7 @@ def labeler_grid(
     *,
     token: str,
     columns: int = 8,
+    tile_px: int | None = None,
     ack: str | None = None,
     hint: str | None = None,
     key: str = "labeler_grid",
@@ -71,11 +73,14 @@ def labeler_grid(
     """Draw the grid; returns the last Apply event (or None before the first).
 
     Args:
-        images: ``{"id", "src", "caption", "title", "label_id"}`` per cell
-            (``label_id``: the current label, shown in Editor mode).
+        images: ``{"id", "src", "caption", "title", "label_id", "suggested_label_id",
+            "verdict"}`` per cell (``label_id``: the current label, shown in
+            Editor mode; ``suggested_label_id``: the model's verdict, painted
+            as a suggestion; ``verdict``: a line saying it, with its weight).
         labels: the palette, ``{"id", "name", "color"}`` in palette order.
         token: :func:`page_token` of the images shown.
-        columns: cells per row.
+        columns: cells per row (when ``tile_px`` is not given).
+        tile_px: the smallest width of a cell; the grid fits as many as the width allows.
         ack: the id of the last event the page handled (ends "Applying…").
         hint: the line under the palette.
         key: the widget key.
@@ -85,6 +90,7 @@ def labeler_grid(
         labels=labels,
         token=token,
         columns=int(columns),
+        tile_px=int(tile_px) if tile_px else None,
         ack=ack,
         hint=hint,
         key=key,

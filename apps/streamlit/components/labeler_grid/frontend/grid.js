@@ -4,12 +4,16 @@
 // sends {event, token, labels: {imageId: labelId}} to Python. The server
 // answers with a new page (a new token) or, when it refused, with ack = the
 // event id and the same token, so the painting stays for another try.
+// The model's verdict of each image arrives as a suggestion: a dashed frame
+// and an outlined tag, never sent unless accepted (key S or the button),
+// which paints it on every image not painted by hand. Space previews the
+// image under the mouse (or the focused one) large; Escape closes it.
 // Speaks Streamlit's component protocol by hand (no npm build step).
 (function () {
   "use strict";
   const state = {
     token: null, labels: [], images: [], painted: new Map(), current: null,
-    last: null, pending: null, columns: null, readonly: false,
+    last: null, pending: null, columns: null, tilePx: null, readonly: false, hover: null,
   };
   const $ = (id) => document.getElementById(id);
 
@@ -58,18 +62,54 @@
   function paintCell(cell) {
     const id = Number(cell.dataset.imageId);
     const l = labelById(state.painted.get(id));
+    const img = state.images[Number(cell.dataset.index)] || {};
+    const s = l ? null : labelById(img.suggested_label_id);
     const badge = cell.querySelector(".badge");
+    cell.classList.toggle("painted", !!l);
+    cell.classList.toggle("suggested", !!s);
     if (l) {
-      cell.classList.add("painted");
       cell.style.borderColor = l.color;
       badge.textContent = l.name;
       badge.style.background = l.color;
+      badge.style.color = "";
+      badge.hidden = false;
+    } else if (s) {
+      cell.style.borderColor = s.color;
+      badge.textContent = s.name + "?";
+      badge.style.background = "#ffffffee";
+      badge.style.color = s.color;
       badge.hidden = false;
     } else {
-      cell.classList.remove("painted");
       cell.style.borderColor = "";
       badge.hidden = true;
     }
+  }
+
+  function suggestionCount() {
+    return state.images.filter((img) => labelById(img.suggested_label_id) && !state.painted.has(img.id)).length;
+  }
+
+  function acceptSuggestions() {
+    if (state.pending) return;
+    state.images.forEach((img) => {
+      if (labelById(img.suggested_label_id) && !state.painted.has(img.id)) state.painted.set(img.id, img.suggested_label_id);
+    });
+    Array.from($("grid").children).forEach(paintCell);
+    refreshCount();
+  }
+
+  function preview(index) {
+    const box = $("preview");
+    if (index === null || index === undefined || !state.images[index] || !state.images[index].src) {
+      box.hidden = true;
+      box.dataset.index = "";
+      return;
+    }
+    const img = state.images[index];
+    box.querySelector("img").src = img.src;
+    box.querySelector(".pcap").textContent = (img.title || img.caption) + (img.verdict ? " · " + img.verdict : "");
+    box.dataset.index = String(index);
+    box.hidden = false;
   }
 
   function refreshCount() {
@@ -79,6 +119,12 @@
     b.disabled = n === 0 || !!state.pending;
     b.dataset.count = String(n);
     document.body.dataset.painted = String(n);
+    const k = suggestionCount();
+    const acc = $("accept");
+    acc.textContent = "Accept " + k + (k === 1 ? " suggestion" : " suggestions");
+    acc.append(Object.assign(document.createElement("kbd"), { textContent: "S" }));
+    acc.disabled = k === 0 || !!state.pending;
+    document.body.dataset.suggested = String(k);
   }
 
   function paint(index, shift) {
@@ -155,10 +201,17 @@
       const cap = document.createElement("div");
       cap.className = "cap";
       cap.textContent = img.caption;
+
       const badge = document.createElement("span");
       badge.className = "badge";
       badge.hidden = true;
       cell.append(cap, badge);
+      if (img.verdict) {  // the model's verdict and weight, always visible
+        const v = document.createElement("div");
+        v.className = "verdict";
+        v.textContent = img.verdict;
+        cell.append(v);
+      }
       const was = labelById(img.label_id);
       if (was) {
         const w = document.createElement("span");
@@ -168,7 +221,10 @@
         cell.append(w);
       }
       cell.addEventListener("click", (ev) => { ev.preventDefault(); paint(i, ev.shiftKey); });
+      cell.addEventListener("mouseenter", () => { state.hover = i; if (!$("preview").hidden) preview(i); });
+      cell.addEventListener("mouseleave", () => { if (state.hover === i) state.hover = null; });
       frag.append(cell);
+      paintCell(cell);
     });
     grid.append(frag);
     const token = state.token;
@@ -190,6 +246,13 @@
       if (l) { choose(l.id); ev.preventDefault(); }
     } else if (ev.key === "a" || ev.key === "A") { fillUnpainted(); ev.preventDefault(); }
     else if (ev.key === "c" || ev.key === "C") { clearAll(); ev.preventDefault(); }
+    else if (ev.key === "s" || ev.key === "S") { acceptSuggestions(); ev.preventDefault(); }
+    else if (ev.key === " ") {
+      const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.index : undefined;
+      const index = state.hover !== null ? state.hover : (focused !== undefined ? Number(focused) : null);
+      preview($("preview").hidden ? index : null);
+      ev.preventDefault();
+    } else if (ev.key === "Escape") { preview(null); }
     else if (ev.key === "Enter") { apply(); ev.preventDefault(); }
   }
 
@@ -213,11 +276,15 @@
       state.last = null;
       state.pending = null;
       document.body.classList.remove("busy");
+      preview(null);
       buildGrid();
     }
-    if (args.columns !== state.columns) {
+    if (args.columns !== state.columns || args.tile_px !== state.tilePx) {
       state.columns = args.columns;
-      $("grid").style.gridTemplateColumns = "repeat(" + state.columns + ", minmax(0, 1fr))";
+      state.tilePx = args.tile_px;
+      $("grid").style.gridTemplateColumns = state.tilePx
+        ? "repeat(auto-fill, minmax(" + state.tilePx + "px, 1fr))"
+        : "repeat(" + state.columns + ", minmax(0, 1fr))";
     }
     if (labelsChanged) drawPalette();
     markCurrent();
@@ -227,6 +294,8 @@
 
   $("fill").addEventListener("click", fillUnpainted);
   $("clear").addEventListener("click", clearAll);
+  $("accept").addEventListener("click", acceptSuggestions);
+  $("preview").addEventListener("click", () => preview(null));
   $("apply").addEventListener("click", apply);
   document.addEventListener("keydown", onKey);
   try {  // shortcuts also work while the focus is on the page around the frame
