@@ -14,28 +14,36 @@ Example:
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
 import os
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from functools import partial
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from PIL import Image as PILImage
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hydra.data.naming import NamingError, ParsedName, parse_name
+from hydra.data.images import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    content_hash,
+    open_image,
+    read_bytes,
+)
+from hydra.data.naming import NamingError, ParsedName, check_plot_type_name, parse_name
 from hydra.db.engine import session_scope
 from hydra.db.models import Image, ImageLabel, utcnow
 from hydra.db.queries import add_label, create_plot_type, labels_of, plot_types_by_name
 
 DEFAULT_LABELS = ("Good", "Bad", "NoData")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+MAX_PATH = 512  # Image.path's column width
+MAX_FILENAME = 255
 
 
 class IngestError(ValueError):
@@ -50,6 +58,7 @@ class IngestReport:
     relabeled: int = 0
     already_known: int = 0
     skipped: list[str] = field(default_factory=list)  # files not following the convention
+    skip_reasons: list[str] = field(default_factory=list)  # why, one per skipped file
     created_plot_types: list[str] = field(default_factory=list)
 
 
@@ -60,8 +69,33 @@ class _Candidate:
     label: str | None = None
 
 
-def read_labels_csv(csv_path: Path, root: Path, pattern: re.Pattern[str] | None) -> dict[str, str]:
+def _relative_name(name: str, where: str) -> str:
+    """A CSV filename as a normalised path under the folder; absolute or escaping paths are refused."""
+    if "\0" in name:
+        raise IngestError(f"{where}: the filename contains a NUL character")
+    if (
+        PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+    ):
+        raise IngestError(f"{where}: filename {name!r} is an absolute path; give it relative to the folder")
+    rel = os.path.normpath(name)
+    if rel == ".." or rel.startswith(".." + os.sep) or rel == ".":
+        raise IngestError(f"{where}: filename {name!r} points outside the folder being ingested")
+    return rel
+
+
+def read_labels_csv(
+    csv_path: Path, root: Path, pattern: re.Pattern[str] | None, known: set[str] | None = None
+) -> dict[str, str]:
     """Read ``filename,label`` rows; the error names the line and the problem.
+
+    Args:
+        csv_path: the CSV file.
+        root: the folder its file names are relative to.
+        pattern: the naming convention every listed file must follow.
+        known: the relative paths the folder scan found; a row naming any
+            other file is refused (None: only check that the file exists).
 
     Returns:
         The label of every listed file, keyed by its path relative to ``root``.
@@ -82,33 +116,43 @@ def read_labels_csv(csv_path: Path, root: Path, pattern: re.Pattern[str] | None)
             first_line: dict[str, int] = {}
             for row in reader:
                 line = reader.line_num
-                row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+                where = f"{csv_path} line {line}"
+                row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(k, str)}
                 name, label = row.get("filename", ""), row.get("label", "")
                 if not name:
-                    raise IngestError(f"{csv_path} line {line}: empty filename")
+                    raise IngestError(f"{where}: empty filename")
                 if not label:
-                    raise IngestError(f"{csv_path} line {line}: empty label for {name!r}")
+                    raise IngestError(f"{where}: empty label for {name!r}")
                 if not re.fullmatch(r"[A-Za-z0-9_ .+-]{1,64}", label):
-                    raise IngestError(
-                        f"{csv_path} line {line}: label {label!r} has characters a label cannot have"
-                    )
-                rel = os.path.normpath(name)
+                    raise IngestError(f"{where}: label {label[:80]!r} has characters a label cannot have")
+                rel = _relative_name(name, where)
                 if rel in labels:
                     raise IngestError(
-                        f"{csv_path} line {line}: duplicate filename {name!r} (first on line {first_line[rel]})"
+                        f"{where}: duplicate filename {name!r} (first on line {first_line[rel]})"
                     )
                 try:
                     parse_name(rel, pattern)
                 except NamingError as exc:
-                    raise IngestError(f"{csv_path} line {line}: {exc}") from None
+                    raise IngestError(f"{where}: {exc}") from None
+                if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
+                    raise IngestError(
+                        f"{where}: {name!r} is not a {'/'.join(sorted(IMAGE_SUFFIXES))} image file"
+                    )
                 if not os.path.isfile(os.path.join(root, rel)):
-                    raise IngestError(f"{csv_path} line {line}: file {name!r} does not exist under {root}")
+                    raise IngestError(f"{where}: file {name!r} does not exist under {root}")
+                if known is not None and rel not in known:
+                    raise IngestError(
+                        f"{where}: file {name!r} is not inside {root} itself (a linked folder?); "
+                        "ingest the folder it lives in"
+                    )
                 labels[rel] = label
                 first_line[rel] = line
     except UnicodeDecodeError as exc:
         raise IngestError(f"{csv_path}: not a UTF-8 text file ({exc.reason})") from None
     except csv.Error as exc:
         raise IngestError(f"{csv_path}: not a valid CSV file ({exc})") from None
+    except OSError as exc:
+        raise IngestError(f"{csv_path}: cannot be read ({exc.strerror or exc})") from None
     return labels
 
 
@@ -121,24 +165,38 @@ def _scan(root: Path, pattern: re.Pattern[str] | None, report: IngestReport) -> 
             report.scanned += 1
             path = Path(dirpath) / fname
             try:
-                found.append(_Candidate(path, parse_name(fname, pattern)))
-            except NamingError:
+                parsed = parse_name(fname, pattern)
+            except NamingError as exc:
                 report.skipped.append(str(path.relative_to(root)))
+                report.skip_reasons.append(str(exc))
+                continue
+            if len(str(path)) > MAX_PATH or len(fname) > MAX_FILENAME:
+                raise IngestError(
+                    f"{path}: the path is longer than {MAX_PATH} characters (or the name than "
+                    f"{MAX_FILENAME}), more than the database stores; move the folder to a shorter path"
+                )
+            found.append(_Candidate(path, parsed))
     return found
 
 
-def _check_image(path: Path) -> tuple[str, datetime]:
-    """Hash a file and check that its header is an image's; returns (hash, mtime)."""
-    data = path.read_bytes()
-    if not data:
-        raise IngestError(f"{path}: the file is empty (0 bytes)")
+def _check_image(path: Path, max_bytes: int, max_pixels: int) -> tuple[str, datetime]:
+    """Hash a file and check it as the Feeder does (size, header, declared pixels); returns (hash, mtime).
+
+    The pixels are not decoded (that would cost as much as training reads),
+    but the container is verified (PNG chunk checksums) from the bytes already read.
+    """
     try:
-        with PILImage.open(io.BytesIO(data)) as img:  # the bytes already read: one read per file
+        data = read_bytes(path, max_bytes)
+        with open_image(data, path.name, max_pixels) as img:
             img.verify()
-    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds
+    except ImageError as exc:
+        raise IngestError(f"{path}: {str(exc).removeprefix(f'{path.name}: ')}") from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - PIL's verify raises many kinds
         raise IngestError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
     mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-    return hashlib.sha256(data).hexdigest(), mtime
+    return content_hash(data), mtime
 
 
 def _ordered_labels(used: Iterable[str]) -> list[str]:
@@ -179,6 +237,8 @@ def ingest(
     plot_type: str | None = None,
     pattern: re.Pattern[str] | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> IngestReport:
     """Register every image under ``directory`` that follows the naming convention.
 
@@ -190,6 +250,9 @@ def ingest(
         plot_type: only register images of this plot type.
         pattern: the deployment's naming regex (default convention otherwise).
         progress: called with (done, total) while files are checked.
+        max_bytes: the largest file accepted (``serve.max_file_bytes``).
+        max_pixels: the most pixels an image may declare (``serve.max_image_pixels``);
+            with the same limits as ``hydra-serve``, ingest refuses what serve would.
 
     Raises:
         IngestError: anything wrong; the message names the file or CSV line,
@@ -198,12 +261,22 @@ def ingest(
     root = Path(directory).resolve()
     if not root.is_dir():
         raise IngestError(f"{directory} is not a directory")
-    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    if plot_type is not None:
+        try:
+            check_plot_type_name(plot_type)
+        except NamingError as exc:
+            raise IngestError(str(exc)) from None
+    try:
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    except re.error as exc:
+        raise IngestError(
+            f"the naming pattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
     report = IngestReport()
     candidates = _scan(root, regex, report)
     if labels_csv is not None:
-        labels = read_labels_csv(Path(labels_csv), root, regex)
         by_rel = {os.path.normpath(c.path.relative_to(root)): c for c in candidates}
+        labels = read_labels_csv(Path(labels_csv), root, regex, known=set(by_rel))
         for rel, label in labels.items():
             by_rel[rel].label = label
     if plot_type is not None:
@@ -237,7 +310,8 @@ def ingest(
                 report.relabeled += 1
         # hashing and header checks read every file: overlap them (hashlib and zlib release the GIL)
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            checked = pool.map(_check_image, [c.path for c, _ in fresh])
+            check = partial(_check_image, max_bytes=max_bytes, max_pixels=max_pixels)
+            checked = pool.map(check, [c.path for c, _ in fresh])
             for done, ((c, key), (digest, mtime)) in enumerate(zip(fresh, checked), 1):
                 if progress:
                     progress(done, len(fresh))

@@ -21,12 +21,16 @@ def ingest(
     """Register every image under DIR that follows the naming convention, with its label.
 
     Plot types that do not exist yet are created with the labels the CSV uses.
-    Ingesting the same folder twice adds nothing; a bad CSV row stops the run
-    with its line number and nothing is written.
+    Ingesting the same folder twice adds nothing; a bad CSV row (a path
+    outside DIR, a name off the convention, a run number out of range) or a
+    file that hydra-serve would refuse (over serve.max_file_bytes or
+    serve.max_image_pixels, not an image) stops the run with one line naming
+    it, and nothing is written.
 
     Example: hydra ingest plots/ --labels plots/labels.csv
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from hydra.ingest import IngestError
     from hydra.ingest import ingest as run_ingest
@@ -48,9 +52,14 @@ def ingest(
                 plot_type=plot_type,
                 pattern=cfg.naming_regex,
                 progress=progress,
+                max_bytes=cfg.serve.max_file_bytes,
+                max_pixels=cfg.serve.max_image_pixels,
             )
         except IngestError as exc:
-            fail(f"{exc}\nnothing was written")
+            fail(f"{exc}; nothing was written")
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            fail(f"the database refused the ingest ({exc.__class__.__name__}: {reason}); nothing was written")
     summary = {
         "scanned": report.scanned,
         "added": report.added,
@@ -72,7 +81,9 @@ def ingest(
     if report.skipped:
         shown = ", ".join(report.skipped[:5]) + (" ..." if len(report.skipped) > 5 else "")
         console.print(
-            f"[yellow]{len(report.skipped)} files skipped: names do not follow the convention[/] ({shown})"
+            f"[yellow]{len(report.skipped)} files skipped: names do not follow the convention[/] ({shown}); "
+            f"e.g. {report.skip_reasons[0]}",
+            highlight=False,
         )
 
 

@@ -59,16 +59,21 @@ def source_key(filename: str, digest: str) -> str:
     return hashlib.sha256(f"{filename}\0{digest}".encode()).hexdigest()
 
 
-def decode(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes fully, with clear errors for every way they can be bad.
+def open_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open image bytes lazily (header only) and check what the header declares.
+
+    The one gate every image passes, in the Feeder (through :func:`decode`)
+    and in ``hydra ingest``: same limits, same error kinds.
 
     Raises:
-        ImageError: kind ``empty``, ``not_image``, ``too_large`` or ``truncated``.
+        ImageError: kind ``empty``, ``not_image`` or ``too_large``.
     """
     if not data:
         raise ImageError("empty", f"{name}: the file is empty (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the size is judged just below, against our own limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageError("too_large", f"{name}: {exc}") from None
     except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -78,6 +83,16 @@ def decode(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageError(
             "too_large", f"{name}: declared size {w}x{h} is over the limit of {max_pixels} pixels"
         )
+    return img
+
+
+def decode(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode image bytes fully, with clear errors for every way they can be bad.
+
+    Raises:
+        ImageError: kind ``empty``, ``not_image``, ``too_large`` or ``truncated``.
+    """
+    img = open_image(data, name, max_pixels)
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # a library may have switched it on globally
         ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:

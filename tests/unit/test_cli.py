@@ -133,3 +133,50 @@ def test_bad_config_fails_at_start(tmp_path):
         timeout=120,
     )
     assert r.returncode == 1 and "serve.workers" in r.stderr
+
+
+def _one_line_error(r: _Result, *needles: str) -> None:
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_cli_refuses_bad_names_and_inputs_in_one_line(hydra_home: Path, tmp_path, monkeypatch):
+    for name in ("../../x", "a/b", "fcal occupancy", "x" * 200):
+        _one_line_error(hydra("plot-type", "add", name), "is not valid")
+    listed = hydra("plot-type", "list", "--json").stdout.splitlines()
+    assert listed == []
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(plots / "fcal_occupancy-000100_0001.png")
+    (tmp_path / "fcal_occupancy-000100_0002.png").write_bytes(
+        (plots / "fcal_occupancy-000100_0001.png").read_bytes()
+    )
+    rows = {
+        "dotdot.csv": "../fcal_occupancy-000100_0002.png",
+        "abs.csv": str(tmp_path / "fcal_occupancy-000100_0002.png"),
+        "run.csv": "fcal_occupancy-100000000000000000000000.png",
+    }
+    for csv_name, row in rows.items():
+        (plots / csv_name).write_text(f"filename,label\n{row},Good\n")
+        r = hydra("ingest", str(plots), "--labels", str(plots / csv_name))
+        _one_line_error(r, f"{csv_name} line 2", "nothing was written")
+    (plots / "binary.csv").write_bytes(b"\xff\xfe\x00garbage")
+    _one_line_error(
+        hydra("ingest", str(plots), "--labels", str(plots / "binary.csv")), "not a UTF-8 text file"
+    )
+    _one_line_error(hydra("ingest", str(plots), "--plot-type", "../x"), "plot type name '../x' is not valid")
+    assert hydra("images", "list", "--json").stdout.strip() == ""
+
+    # ingest takes its image limits from the serve section of the config, as the Feeder does
+    monkeypatch.setenv("HYDRA_SERVE__MAX_IMAGE_PIXELS", "1000")
+    _one_line_error(
+        hydra("ingest", str(plots)), "40x30 is over the limit of 1000 pixels", "nothing was written"
+    )
+    monkeypatch.delenv("HYDRA_SERVE__MAX_IMAGE_PIXELS")
+    r = hydra("ingest", str(plots))
+    assert r.returncode == 0 and "1 images added" in r.stderr, r.stderr

@@ -122,3 +122,100 @@ def test_missing_csv_and_dir(engine, tmp_path):
     root = _make_folder(tmp_path / "plots", n=2)
     with pytest.raises(IngestError, match="does not exist"):
         ingest(root, engine=engine, labels_csv=root / "nope.csv")
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels (no pixel data needed to refuse it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def test_refuses_what_serve_refuses(engine, tmp_path):
+    """A 90-megapixel image passes neither ingest nor the Feeder's decode, with the same limit."""
+    from hydra.config import HydraConfig
+    from hydra.data.images import ImageError, decode
+
+    root = _make_folder(tmp_path / "plots")
+    big = png_declaring(9500, 9500)
+    (root / "a" / "fcal_occupancy-000001_0001.png").write_bytes(big)
+    with pytest.raises(IngestError, match=r"fcal_occupancy-000001_0001.png: declared size 9500x9500 is over"):
+        ingest(root, engine=engine, labels_csv=root / "labels.csv")
+    assert _counts(engine) == (0, 0, 0, 0)
+    with pytest.raises(ImageError, match="declared size 9500x9500 is over the limit of 40000000"):
+        decode(big, "x.png", HydraConfig().serve.max_image_pixels)
+    # the limits are the deployment's: lowered, a 40x30 image is refused too; an empty file always
+    (root / "a" / "fcal_occupancy-000001_0001.png").unlink()
+    with pytest.raises(IngestError, match="over the limit of 1000 pixels"):
+        ingest(root, engine=engine, max_pixels=1000)
+    with pytest.raises(IngestError, match="over the limit of 100 bytes"):
+        ingest(root, engine=engine, max_bytes=100)
+    (root / "b" / "cdc_occupancy-000002.png").write_bytes(b"")
+    with pytest.raises(IngestError, match=r"cdc_occupancy-000002.png: the file is empty"):
+        ingest(root, engine=engine)
+    assert _counts(engine) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("../outside/fcal_occupancy-000001.png", "points outside the folder"),
+        ("a/../../outside/fcal_occupancy-000001.png", "points outside the folder"),
+        ("{outside}/fcal_occupancy-000001.png", "is an absolute path"),
+        ("C:\\plots\\fcal_occupancy-000001.png", "is an absolute path"),
+        (
+            "b/fcal_occupancy-100000000000000000000000.png",
+            "run number 100000000000000000000000 is out of range",
+        ),
+        ("b/..%2F..-000001.png", "file name"),
+        ("labels.csv", "file name"),
+    ],
+)
+def test_csv_rows_outside_or_out_of_range_are_refused(engine, tmp_path, row, message):
+    root = _make_folder(tmp_path / "plots")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    PILImage.new("RGB", (4, 4)).save(outside / "fcal_occupancy-000001.png")
+    PILImage.new("RGB", (4, 4)).save(root / "b" / "fcal_occupancy-100000000000000000000000.png")
+    row = row.format(outside=outside)
+    (root / "bad.csv").write_text(f"filename,label\nb/fcal_occupancy-001000_0000.png,Good\n{row},Good\n")
+    with pytest.raises(IngestError) as err:
+        ingest(root, engine=engine, labels_csv=root / "bad.csv")
+    assert "bad.csv line 3: " in str(err.value) and message in str(err.value)
+    assert _counts(engine) == (0, 0, 0, 0)
+
+
+def test_out_of_range_names_are_skipped_with_the_reason(sqlite_engine, tmp_path):
+    root = _make_folder(tmp_path / "plots", n=2)
+    PILImage.new("RGB", (4, 4)).save(root / "fcal_occupancy-100000000000000000000000.png")
+    report = ingest(root, engine=sqlite_engine)
+    assert report.added == 2
+    assert "fcal_occupancy-100000000000000000000000.png" in report.skipped
+    assert any("out of range" in why for why in report.skip_reasons)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"filename,label\nb/fcal_occupancy-001000_0000.png,Go\x00od\n", "characters a label cannot have"),
+        (b"filename,label\nb/fcal_occupancy-001000_0000.png\x00,Good\n", "contains a NUL character"),
+        (b"\xff\xfe\x00\x00binary", "not a UTF-8 text file"),
+        (b"", "missing column(s) filename, label"),
+        (b'filename,label\n"' + b"x" * 200_000 + b'",Good\n', "not a valid CSV file"),
+    ],
+)
+def test_unreadable_csv_is_one_clear_error(sqlite_engine, tmp_path, content, message):
+    root = _make_folder(tmp_path / "plots", n=2)
+    (root / "bad.csv").write_bytes(content)
+    with pytest.raises(IngestError, match="bad.csv") as err:
+        ingest(root, engine=sqlite_engine, labels_csv=root / "bad.csv")
+    assert message in str(err.value)
+    with pytest.raises(IngestError, match="plot type name '../x' is not valid"):
+        ingest(root, engine=sqlite_engine, plot_type="../x")
