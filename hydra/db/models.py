@@ -68,6 +68,21 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class LoginFailure(SQLModel, table=True):
+    """A refused login, kept for a day: the rate limit counts them per user name and per address."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (
+        Index("ix_login_failure_name_time", "user_name", "created_at"),
+        Index("ix_login_failure_address_time", "address", "created_at"),
+        Index("ix_login_failure_time", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    user_name: str = Field(max_length=64)  # as typed, whether or not such a user exists
+    address: str = Field(default="", max_length=64)  # the client's IP address, "" when unknown
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Permission(SQLModel, table=True):
     """What a user may do on one plot type."""
 
