@@ -15,11 +15,27 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 from PIL import ImageDraw
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, func, select, update
 
 from hydra.auth import ROLES, PermissionDenied, create_user, get_user, grant, require
 from hydra.data.naming import NamingError, check_plot_type_name
-from hydra.db.models import Image, Label, Model, Permission, PlotType, User
+from hydra.db.models import (
+    Alarm,
+    Image,
+    ImageLabel,
+    Inference,
+    Label,
+    Model,
+    ModelClassification,
+    Permission,
+    PlotType,
+    RunTime,
+    Threshold,
+    ThresholdChange,
+    TrainingSet,
+    TrainingSetImage,
+    User,
+)
 from hydra.db.queries import (
     NotFoundError,
     activate_model,
@@ -40,6 +56,12 @@ __all__ = [
     "add_plot_type",
     "add_plot_type_label",
     "add_user",
+    "OPERATOR",
+    "delete_plot_type",
+    "hide_plot_type",
+    "merge_plot_types",
+    "plot_type_usage",
+    "rename_plot_type",
     "mask_after_edits",
     "mask_preview",
     "permissions",
@@ -67,7 +89,21 @@ class PermissionRow:
     can_threshold: bool
 
 
+class _Operator:
+    """Whoever runs the ``hydra`` CLI on the deployment's host (they hold the database itself)."""
+
+    name = "the operator"
+
+    def __repr__(self) -> str:
+        return "OPERATOR"
+
+
+OPERATOR = _Operator()
+
+
 def _admin(user: User | None, *, session: Session) -> None:
+    if user is OPERATOR:
+        return
     require(user, "admin", None, session=session)
 
 
@@ -105,11 +141,196 @@ def mask_after_edits(original: Sequence[Sequence[float]], edits: dict | None) ->
     return [r for r in rows if all(v is not None for v in r)]
 
 
-def _plot_type(plot_type_id: int, *, session: Session) -> PlotType:
-    pt = session.get(PlotType, plot_type_id)
+def _plot_type(plot_type: int | str, *, session: Session) -> PlotType:
+    """A plot type by id or by name; an unknown name lists the close ones."""
+    if isinstance(plot_type, int):
+        pt = session.get(PlotType, plot_type)
+        if pt is None:
+            raise NotFoundError(f"unknown plot type id {plot_type}")
+        return pt
+    pt = session.exec(select(PlotType).where(PlotType.name == plot_type)).first()
     if pt is None:
-        raise NotFoundError(f"unknown plot type id {plot_type_id}")
+        same = session.exec(select(PlotType.name).where(func.lower(PlotType.name) == plot_type.lower())).all()
+        hint = f" (did you mean {', '.join(repr(n) for n in same)}?)" if same else ""
+        raise NotFoundError(f"unknown plot type {plot_type!r}{hint}")
     return pt
+
+
+_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
+
+
+@dataclass(frozen=True)
+class PlotTypeUsage:
+    """What refers to a plot type (what a merge moves and a delete would lose)."""
+
+    images: int
+    labeled: int
+    inferences: int
+    models: int
+    alarms: int
+
+    @property
+    def empty(self) -> bool:
+        return not (self.images or self.inferences or self.models)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.images} images ({self.labeled} labeled), {self.inferences} inferences, "
+            f"{self.models} models, {self.alarms} alarms"
+        )
+
+
+def _count(session: Session, table, *where) -> int:
+    return int(session.exec(select(func.count()).select_from(table).where(*where)).one())
+
+
+def plot_type_usage(plot_type: int | str, *, session: Session) -> PlotTypeUsage:
+    pt = _plot_type(plot_type, session=session)
+    return PlotTypeUsage(
+        images=_count(session, Image, Image.plot_type_id == pt.id),
+        labeled=_count(session, Image, Image.plot_type_id == pt.id, col(Image.label_id).is_not(None)),
+        inferences=_count(session, Inference, Inference.plot_type_id == pt.id),
+        models=_count(session, Model, Model.plot_type_id == pt.id),
+        alarms=_count(session, Alarm, Alarm.plot_type_id == pt.id),
+    )
+
+
+def rename_plot_type(user: User | None, plot_type: int | str, new_name: str, *, session: Session) -> PlotType:
+    """Give a plot type another name (admin only); its images, labels, inferences and models stay with it.
+
+    New files must then use the new name; files already stored keep theirs.
+    """
+    _admin(user, session=session)
+    pt = _plot_type(plot_type, session=session)
+    new_name = (new_name or "").strip()
+    if not _NAME.fullmatch(new_name):
+        raise AdminError(
+            f"plot type name {new_name!r}: use letters, digits and _ (it is part of the file names)"
+        )
+    if new_name == pt.name:
+        return pt
+    clash = session.exec(
+        select(PlotType.name).where(func.lower(PlotType.name) == new_name.lower(), PlotType.id != pt.id)
+    ).first()
+    if clash:
+        raise AdminError(f"a plot type {clash!r} exists already; merge {pt.name!r} into it instead")
+    pt.name = new_name
+    session.add(pt)
+    session.flush()
+    return pt
+
+
+def hide_plot_type(
+    user: User | None, plot_type: int | str, hidden: bool = True, *, session: Session
+) -> PlotType:
+    """Hide a plot type from the Run page (or show it again); nothing else changes."""
+    _admin(user, session=session)
+    pt = _plot_type(plot_type, session=session)
+    pt.hidden = hidden
+    session.add(pt)
+    session.flush()
+    return pt
+
+
+def merge_plot_types(
+    user: User | None, source: int | str, target: int | str, *, session: Session
+) -> PlotTypeUsage:
+    """Move everything of ``source`` into ``target`` and delete ``source`` (admin only).
+
+    Images (with their labels and label history), inferences, the recent
+    window, alarms, training sets and models move; labels are matched by
+    name, and a label the target lacks is added to it. The target's active
+    model stays active; the source's models arrive inactive (unless the
+    target had none). Permissions on the source carry over. Returns what moved.
+    """
+    _admin(user, session=session)
+    src = _plot_type(source, session=session)
+    dst = _plot_type(target, session=session)
+    if src.id == dst.id:
+        raise AdminError(f"cannot merge {src.name!r} into itself")
+    moved = plot_type_usage(src.id, session=session)
+    dst_labels = {lb.name: lb for lb in labels_of(dst.id, session=session)}
+    mapping: dict[int, int] = {}
+    for lb in labels_of(src.id, session=session):
+        if lb.name not in dst_labels:
+            added = add_label(dst.id, lb.name, session=session, is_problem=lb.is_problem)
+            added.color = lb.color
+            dst_labels[lb.name] = added
+        mapping[lb.id] = dst_labels[lb.name].id
+    src_images = select(Image.id).where(Image.plot_type_id == src.id)
+    for old, new in mapping.items():
+        session.execute(
+            update(Image).where(Image.plot_type_id == src.id, Image.label_id == old).values(label_id=new)
+        )
+        session.execute(
+            update(ImageLabel).where(ImageLabel.label_id == old, col(ImageLabel.image_id).in_(src_images))
+            .values(label_id=new)
+        )  # fmt: skip
+        session.execute(update(TrainingSetImage).where(TrainingSetImage.label_id == old).values(label_id=new))
+    target_active = session.exec(
+        select(Model.id).where(Model.plot_type_id == dst.id, col(Model.active).is_(True))
+    ).first()
+    if target_active is not None:
+        session.execute(update(Model).where(Model.plot_type_id == src.id).values(active=False))
+    for table in (Image, Inference, RunTime, Alarm, TrainingSet, Model):
+        session.execute(update(table).where(table.plot_type_id == src.id).values(plot_type_id=dst.id))
+    for perm in session.exec(select(Permission).where(Permission.plot_type_id == src.id)).all():
+        have = session.exec(
+            select(Permission).where(Permission.user_id == perm.user_id, Permission.plot_type_id == dst.id)
+        ).first()
+        if have is None:
+            perm.plot_type_id = dst.id
+            session.add(perm)
+        else:
+            have.can_label = have.can_label or perm.can_label
+            have.can_threshold = have.can_threshold or perm.can_threshold
+            session.add(have)
+            session.delete(perm)
+    session.flush()
+    session.execute(delete(Label).where(Label.plot_type_id == src.id))
+    session.delete(src)
+    session.flush()
+    return moved
+
+
+def delete_plot_type(
+    user: User | None, plot_type: int | str, *, session: Session, purge: bool = False
+) -> PlotTypeUsage:
+    """Delete a plot type (admin only).
+
+    One with images, inferences or models is refused unless ``purge``, which
+    deletes those rows too (the image files stay on disk); merging or hiding
+    keeps them instead. Returns what was deleted.
+    """
+    _admin(user, session=session)
+    pt = _plot_type(plot_type, session=session)
+    usage = plot_type_usage(pt.id, session=session)
+    if not usage.empty and not purge:
+        raise AdminError(
+            f"{pt.name} has {usage}; merge it into another plot type or hide it, "
+            "or delete it with everything it holds (purge)"
+        )
+    models = select(Model.id).where(Model.plot_type_id == pt.id)
+    images = select(Image.id).where(Image.plot_type_id == pt.id)
+    sets = select(TrainingSet.id).where(TrainingSet.plot_type_id == pt.id)
+    session.execute(delete(RunTime).where(RunTime.plot_type_id == pt.id))
+    session.execute(delete(Alarm).where(Alarm.plot_type_id == pt.id))
+    session.execute(delete(Inference).where(Inference.plot_type_id == pt.id))
+    for table in (ModelClassification, Threshold, ThresholdChange):
+        session.execute(delete(table).where(col(table.model_id).in_(models)))
+    session.execute(delete(ModelClassification).where(col(ModelClassification.image_id).in_(images)))
+    session.execute(update(Model).where(col(Model.parent_id).in_(models)).values(parent_id=None))
+    session.execute(delete(Model).where(Model.plot_type_id == pt.id))
+    session.execute(delete(TrainingSetImage).where(col(TrainingSetImage.training_set_id).in_(sets)))
+    session.execute(delete(TrainingSetImage).where(col(TrainingSetImage.image_id).in_(images)))
+    session.execute(delete(TrainingSet).where(TrainingSet.plot_type_id == pt.id))
+    session.execute(delete(ImageLabel).where(col(ImageLabel.image_id).in_(images)))
+    session.execute(delete(Image).where(Image.plot_type_id == pt.id))
+    session.execute(delete(Permission).where(Permission.plot_type_id == pt.id))
+    session.execute(delete(Label).where(Label.plot_type_id == pt.id))
+    session.delete(pt)
+    session.flush()
+    return usage
 
 
 def add_plot_type(

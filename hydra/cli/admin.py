@@ -126,6 +126,89 @@ def plot_type_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
     Console().print(table)
 
 
+def _plot_type_change(action, *args, done, **kwargs) -> None:
+    """Run a plot-type change of ``hydra.admin`` as the host's operator; errors become messages."""
+    from hydra import admin
+    from hydra.db.engine import session_scope
+
+    cfg = get_config(kwargs.pop("config", None))
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            result = action(admin.OPERATOR, *args, session=session, **kwargs)
+            message = done(result)
+    except (ValueError, LookupError) as exc:
+        fail(str(exc))
+    console.print(message, highlight=False)
+
+
+@plot_type_app.command("rename")
+def plot_type_rename(
+    name: str = typer.Argument(..., help="The plot type's name now."),
+    new_name: str = typer.Argument(..., help="Its new name (as new file names will carry it)."),
+    config: str = ConfigOption,
+) -> None:
+    """Rename a plot type; its images, labels, inferences and models stay with it.
+
+    Example: hydra plot-type rename FCAL_Occupancy fcal_occupancy_v2
+    """
+    from hydra import admin
+
+    _plot_type_change(admin.rename_plot_type, name, new_name, config=config,
+                      done=lambda pt: f"[green]renamed[/] {name} to {pt.name}")  # fmt: skip
+
+
+@plot_type_app.command("merge")
+def plot_type_merge(
+    source: str = typer.Argument(..., help="The plot type to merge away (e.g. one a misnamed file created)."),
+    target: str = typer.Argument(..., help="The plot type that keeps everything."),
+    config: str = ConfigOption,
+) -> None:
+    """Move a plot type's images, labels, inferences, alarms and models into another one, then delete it.
+
+    Labels are matched by name (a label the target lacks is added to it).
+
+    Example: hydra plot-type merge FCAL_occupancy fcal_occupancy
+    """
+    from hydra import admin
+
+    _plot_type_change(admin.merge_plot_types, source, target, config=config,
+                      done=lambda moved: f"[green]merged[/] {source} into {target}: moved {moved}")  # fmt: skip
+
+
+@plot_type_app.command("hide")
+def plot_type_hide(
+    name: str = typer.Argument(..., help="Plot type name."),
+    show: bool = typer.Option(False, "--show", help="Show it on the Run page again."),
+    config: str = ConfigOption,
+) -> None:
+    """Hide a plot type from the Run page (it is still classified and kept).
+
+    Example: hydra plot-type hide tof_rates   (and: hydra plot-type hide tof_rates --show)
+    """
+    from hydra import admin
+
+    _plot_type_change(admin.hide_plot_type, name, not show, config=config,
+                      done=lambda pt: f"{pt.name} is {'hidden' if pt.hidden else 'shown'} on the Run page")  # fmt: skip
+
+
+@plot_type_app.command("delete")
+def plot_type_delete(
+    name: str = typer.Argument(..., help="Plot type name."),
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete its images, labels, inferences and models (files stay on disk)."
+    ),
+    config: str = ConfigOption,
+) -> None:
+    """Delete a plot type; one that holds images, inferences or models needs --purge (or merge it instead).
+
+    Example: hydra plot-type delete FCAL_Occupancy
+    """
+    from hydra import admin
+
+    _plot_type_change(admin.delete_plot_type, name, purge=purge, config=config,
+                      done=lambda gone: f"[green]deleted[/] {name} ({gone})")  # fmt: skip
+
+
 @user_app.command("add")
 def user_add(
     name: str = typer.Argument(..., help="User name."),

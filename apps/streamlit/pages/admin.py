@@ -1,5 +1,5 @@
-"""Admin: plot types (labels, colours, problems, collect percentage, masks), users,
-permissions and active models, without touching the database.
+"""Admin: plot types (labels, colours, problems, collect percentage, masks; rename,
+merge, hide, delete), users, permissions and active models, without touching the database.
 
 The page is shown to admins only, and every change goes through
 ``hydra.admin``, which checks the admin role again.
@@ -51,7 +51,10 @@ def split(text: str | None) -> list[str]:
     return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
-tab_types, tab_users, tab_perms, tab_models = st.tabs(["Plot types", "Users", "Permissions", "Active models"])
+# a keyed tab bar keeps its tab when an action reruns the page (e.g. after "Add user")
+tab_types, tab_users, tab_perms, tab_models = st.tabs(
+    ["Plot types", "Users", "Permissions", "Active models"], key="adm_tabs", on_change="rerun"
+)
 
 
 def plot_type_settings(pt) -> None:
@@ -124,6 +127,54 @@ def label_settings(pt) -> None:
         st.form_submit_button("Add label", on_click=add)
 
 
+def manage_plot_type(pt) -> None:
+    """Rename, merge into another, hide, delete: each through ``hydra.admin`` (admin only)."""
+    others = [p.name for p in types if p.id != pt.id]
+
+    def rename() -> None:
+        new = (state("adm_rename_to") or "").strip()
+        act(admin.rename_plot_type, user, pt.id, new, done=f"Renamed {pt.name} to {new}.")
+        if st.session_state.get(FLASH, ("",))[0] == "success":
+            st.session_state["adm_plot_type"] = new
+
+    def merge() -> None:
+        target = state("adm_merge_into")
+        act(admin.merge_plot_types, user, pt.id, target,
+            done=f"Merged {pt.name} into {target}: its images, labels, inferences and models are now {target}'s.")  # fmt: skip
+        if st.session_state.get(FLASH, ("",))[0] == "success":
+            st.session_state["adm_plot_type"] = target
+
+    def remove() -> None:
+        act(
+            admin.delete_plot_type,
+            user,
+            pt.id,
+            purge=bool(state("adm_delete_purge")),
+            done=f"Deleted {pt.name}.",
+        )
+        if st.session_state.get(FLASH, ("",))[0] == "success":
+            st.session_state.pop("adm_plot_type", None)
+
+    with shell.session() as s:
+        usage = admin.plot_type_usage(pt.id, session=s)
+    with st.expander(f"Rename, merge or delete {pt.name}", expanded=False):
+        st.caption(f"{pt.name} holds {usage}.")
+        c1, c2 = st.columns(2)
+        with c1.form("adm_rename", clear_on_submit=True):
+            st.text_input(
+                "New name", key="adm_rename_to", help="Letters, digits and _; new files must use it"
+            )
+            st.form_submit_button("Rename", on_click=rename)
+        with c2.form("adm_merge"):
+            st.selectbox("Merge into", others, key="adm_merge_into",
+                         help="Moves every image, label, inference, alarm and model, then deletes this one")  # fmt: skip
+            st.form_submit_button("Merge", on_click=merge, disabled=not others)
+        with st.form("adm_delete"):
+            st.checkbox("Also delete its images, labels, inferences and models (files stay on disk)",
+                        key="adm_delete_purge")  # fmt: skip
+            st.form_submit_button("Delete plot type", on_click=remove, type="primary")
+
+
 def create_plot_type() -> None:
     name = (state("adm_new_pt_name") or "").strip()
     act(
@@ -138,6 +189,7 @@ with tab_types:
             st.selectbox("Plot type", [p.name for p in types], key="adm_plot_type")
         ]
         plot_type_settings(pt)
+        manage_plot_type(pt)
         st.subheader("Labels")
         label_settings(pt)
     else:

@@ -38,6 +38,7 @@ def test_admin_changes_plot_type_users_and_permissions(seeded):
 
     at.text_input(key="adm_user_name").set_value("newbie")
     at.text_input(key="adm_user_password").set_value("pw")
+    at.selectbox(key="adm_user_role").set_value("expert")  # thresholds need the expert role
     next(b for b in at.button if b.label == "Add user").click().run()
     at.selectbox(key="adm_perm_user").set_value("newbie")
     at.selectbox(key="adm_perm_plot_type").set_value("CDC_hits")
@@ -80,3 +81,103 @@ def test_mask_preview_and_active_model(seeded):
     assert not at.exception, [e.value for e in at.exception]
     with session_scope(engine) as s:
         assert active_model(pt_id, session=s).id == spare_id
+
+
+def test_rename_merge_hide_and_delete_keep_everything_consistent(seeded):
+    """A plot type a misnamed file created is merged into the right one; nothing is lost or dangling."""
+    from sqlmodel import func, select
+
+    from hydra import admin
+    from hydra.db.models import Image, ImageLabel, Inference, Label, Permission
+    from hydra.db.queries import labels_of
+
+    engine, seed = seeded
+    fcal = seed.plot_types["FCAL_occupancy"]
+    with session_scope(engine) as s:
+        root = get_user("admin", session=s)
+        wrong = admin.add_plot_type(root, "FCAL_Occupancy", ["Good", "Bad", "Odd"], session=s)
+        odd = next(lb for lb in labels_of(wrong.id, session=s) if lb.name == "Odd")
+        bad = next(lb for lb in labels_of(wrong.id, session=s) if lb.name == "Bad")
+        moved_ids = []
+        for i, label in enumerate((bad, odd, None)):
+            img = Image(path=f"/kept/w{i}.png", filename=f"FCAL_Occupancy-000001_{i}.png", plot_type_id=wrong.id,
+                        run=1, content_hash=f"w{i}", label_id=label.id if label else None)  # fmt: skip
+            s.add(img)
+            s.flush()
+            moved_ids.append(img.id)
+            if label:
+                s.add(ImageLabel(image_id=img.id, label_id=label.id, user_id=root.id))
+        s.add(Inference(source_key="w" * 64, path="/x.png", filename="x.png", plot_type_id=wrong.id,
+                        model_id=seed.models["FCAL_occupancy"], label="Bad"))  # fmt: skip
+        s.add(Permission(user_id=seed.users["labeler"], plot_type_id=wrong.id, can_label=True))
+        wrong_id = wrong.id
+        before = s.exec(select(func.count()).select_from(Image).where(Image.plot_type_id == fcal)).one()
+        ann = get_user("expert", session=s)
+        with pytest.raises(admin.PermissionDenied):
+            admin.merge_plot_types(ann, wrong_id, fcal, session=s)
+        with pytest.raises(ValueError, match="exists already"):
+            admin.rename_plot_type(root, wrong_id, "fcal_OCCUPANCY", session=s)
+        with pytest.raises(ValueError, match="merge it into another"):
+            admin.delete_plot_type(root, wrong_id, session=s)
+        with pytest.raises(
+            LookupError, match="did you mean 'FCAL_Occupancy', 'FCAL_occupancy'|did you mean 'FC"
+        ):
+            admin.rename_plot_type(root, "fcal_occupancy", "x", session=s)
+    with session_scope(engine) as s:
+        moved = admin.merge_plot_types(admin.OPERATOR, "FCAL_Occupancy", "FCAL_occupancy", session=s)
+        assert (moved.images, moved.labeled, moved.inferences) == (3, 2, 1)
+    with session_scope(engine) as s:
+        assert s.get(PlotType, wrong_id) is None
+        assert not s.exec(select(Label).where(Label.plot_type_id == wrong_id)).all()
+        names = {lb.id: lb.name for lb in labels_of(fcal, session=s)}
+        assert "Odd" in names.values()  # the label the target lacked came along
+        images = s.exec(select(Image).where(col_in_ids(Image.id, moved_ids))).all()
+        assert {i.plot_type_id for i in images} == {fcal}
+        assert sorted(names.get(i.label_id, "-") for i in images) == ["-", "Bad", "Odd"]
+        history = s.exec(
+            select(ImageLabel).where(col_in_ids(ImageLabel.image_id, [i.id for i in images]))
+        ).all()
+        assert sorted(names[h.label_id] for h in history) == ["Bad", "Odd"]
+        assert (
+            s.exec(select(func.count()).select_from(Image).where(Image.plot_type_id == fcal)).one()
+            == before + 3
+        )
+        assert s.exec(select(Inference).where(Inference.source_key == "w" * 64)).one().plot_type_id == fcal
+        labeler = get_user("labeler", session=s)
+        assert can(labeler, "label", fcal, session=s)
+
+        root = get_user("admin", session=s)
+        assert admin.hide_plot_type(root, "TOF_rates", session=s).hidden
+        assert admin.rename_plot_type(root, "TOF_rates", "tof_rates", session=s).name == "tof_rates"
+        assert admin.delete_plot_type(root, "tof_rates", session=s).empty  # nothing in it: no purge needed
+        gone = admin.delete_plot_type(root, "CDC_pedestal", session=s, purge=True)
+        assert gone.images == 8
+    with session_scope(engine) as s:
+        assert {p.name for p in s.exec(select(PlotType)).all()} >= {"FCAL_occupancy", "BCAL_energy"}
+        assert not s.exec(select(PlotType).where(PlotType.name == "CDC_pedestal")).all()
+
+
+def col_in_ids(column, ids):
+    from sqlmodel import col
+
+    return col(column).in_(ids)
+
+
+def test_admin_page_renames_and_merges(seeded):
+    engine, seed = seeded
+    at = _open(seed.users["admin"], adm_plot_type="TOF_rates")
+    assert not at.exception, [e.value for e in at.exception]
+    at.text_input(key="adm_rename_to").set_value("TOF_rates2")
+    next(b for b in at.button if b.label == "Rename").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Renamed TOF_rates to TOF_rates2" in m.value for m in at.success)
+    assert at.selectbox(key="adm_plot_type").value == "TOF_rates2"
+    at.selectbox(key="adm_merge_into").set_value("CDC_hits")
+    next(b for b in at.button if b.label == "Merge").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Merged TOF_rates2 into CDC_hits" in m.value for m in at.success)
+    with session_scope(engine) as s:
+        from sqlmodel import select
+
+        names = set(s.exec(select(PlotType.name)).all())
+    assert "TOF_rates2" not in names and "TOF_rates" not in names and "CDC_hits" in names
