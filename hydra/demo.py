@@ -139,7 +139,8 @@ def _train_all(cfg: HydraConfig, engine: Engine, opts: DemoOptions) -> None:
         )
         if result is not None:
             acc = result.metrics.get("accuracy")
-            console.print(f"[green]model {result.model_id} active for {name}[/] (held-out accuracy {acc})")
+            shown = f"{acc:.1%}" if isinstance(acc, float) else "n/a"
+            console.print(f"[green]model {result.model_id} active for {name}[/] (held-out accuracy {shown})")
 
 
 class Streamer:

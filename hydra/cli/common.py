@@ -13,7 +13,9 @@ from rich.console import Console
 
 from hydra.config import ConfigError, HydraConfig, load_config
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # messages and progress
+# tables and lines a person (or grep) reads: stdout, never wrapped when piped
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
 ConfigOption = typer.Option(
     None,
     "--config",

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+from hydra.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    engine_for,
+    fail,
+    get_config,
+    out,
+    print_json_lines,
+)
 
 models_app = typer.Typer(help="Trained models: list them, choose the active one.", no_args_is_help=True)
 
@@ -217,7 +226,7 @@ def models_list(
             ",".join(r["labels"]),
             r["created_at"].strftime("%Y-%m-%d %H:%M"),
         )
-    console.print(table)
+    out.print(table)
 
 
 @models_app.command("activate")
@@ -227,16 +236,17 @@ def models_activate(
 ) -> None:
     """Make a model the active one of its plot type (the previous one is deactivated)."""
     from hydra.db.engine import session_scope
+    from hydra.db.models import PlotType
     from hydra.db.queries import NotFoundError, activate_model
 
     cfg = get_config(config)
     try:
         with session_scope(engine_for(cfg)) as session:
             model = activate_model(model_id, session=session)
-            pt_id = model.plot_type_id
+            pt_name = session.get(PlotType, model.plot_type_id).name
     except NotFoundError as exc:
         fail(str(exc))
-    console.print(f"model {model_id} is now active for plot type id {pt_id}")
+    console.print(f"model {model_id} is now active for {pt_name}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,16 @@ from datetime import datetime, timedelta
 
 import typer
 
-from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+from hydra.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    engine_for,
+    fail,
+    get_config,
+    out,
+    print_json_lines,
+)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -81,11 +90,11 @@ def results(
         return
     for r in rows:
         mark = "" if r["confirmed"] else " (unconfirmed)"
-        console.print(
+        out.print(
             f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['plot_type']}  run {r['run']}  "
             f"{r['label']} {r['weight']:.3f}{mark}  model {r['model_id']}  {r['path']}",
-            highlight=False,
             soft_wrap=True,
+            markup=False,
         )
     console.print(f"{len(rows)} result(s)", style="dim")
 
@@ -111,10 +120,11 @@ def errors(
         print_json_lines(rows)
         return
     for r in rows:
-        console.print(
-            f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['stage']}/{r['kind']}  {r['message']}  -> {r['quarantine_path']}",
-            highlight=False,
+        where = f"  -> {r['quarantine_path']}" if r["quarantine_path"] else ""
+        out.print(
+            f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['stage']}/{r['kind']}  {r['message']}{where}",
             soft_wrap=True,
+            markup=False,
         )
     console.print(f"{len(rows)} error(s)", style="dim")
 
