@@ -2,7 +2,8 @@
 
 The daily brief at run-coordination meetings: grouped by plot type and run,
 newest first, with thumbnails, heat maps and weights, and a CSV export of
-exactly what is shown.
+exactly what is shown. Filters: time window, plot types, detector groups, one
+run or a run range (``?run=N`` in the URL preselects a run).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import streamlit as st
 from hydra.db import pages as q
 from hydra.db.models import utcnow
 
-WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168}
+WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168, "30 days": 720}
 THUMBS_PER_GROUP = 24
 
 shell.page()
@@ -26,29 +27,56 @@ with shell.session() as s:
     types = q.plot_types(session=s)
     groups = {g.id: g.name for g in q.plot_groups(session=s)}
 
+if "log_run" not in st.session_state and str(st.query_params.get("run", "")).isdigit():
+    st.session_state["log_run"] = int(st.query_params["run"])
 c1, c2, c3, c4 = st.columns([1, 2, 1, 1])
 window = c1.selectbox("Window", list(WINDOWS), index=2, key="log_window")
 chosen = c2.multiselect("Plot types (all when empty)", [pt.name for pt in types], key="log_types")
 unconfirmed = c3.toggle("Include unconfirmed", value=True, key="log_unconfirmed")
 heatmaps = c4.toggle("Heat maps", value=True, key="log_heatmaps")
+f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
+chosen_groups = f1.multiselect("Detector groups (all when empty)", sorted(groups.values()), key="log_groups")
+run = f2.number_input("Run", min_value=0, value=None, step=1, key="log_run", help="Only this run")
+run_from = f3.number_input(
+    "Run from", min_value=0, value=None, step=1, key="log_run_min", disabled=run is not None
+)
+run_to = f4.number_input(
+    "Run to", min_value=0, value=None, step=1, key="log_run_max", disabled=run is not None
+)
+run_min, run_max = (run, run) if run is not None else (run_from, run_to)
 
 now = utcnow()
 since = now - timedelta(hours=WINDOWS[window])
 ids = [pt.id for pt in types if pt.name in chosen]
+group_ids = [gid for gid, name in groups.items() if name in chosen_groups]
 with shell.session() as s:
     entries = q.log_entries(
-        session=s, since=since, plot_type_ids=ids or None, include_unconfirmed=unconfirmed
+        session=s, since=since, plot_type_ids=ids or None, include_unconfirmed=unconfirmed,
+        run_min=int(run_min) if run_min is not None else None, run_max=int(run_max) if run_max is not None else None,
+        group_ids=group_ids or None,
+    )  # fmt: skip
+filters = []
+if run is not None:
+    filters.append(f"run {run}")
+elif run_min is not None or run_max is not None:
+    filters.append(
+        f"runs {run_min if run_min is not None else '…'} to {run_max if run_max is not None else '…'}"
     )
+if chosen_groups:
+    filters.append("groups " + ", ".join(chosen_groups))
 
 if not entries:
     shell.empty_state(
-        f"Nothing to report in the last {window}.",
+        f"Nothing to report in the last {window}" + (f" for {'; '.join(filters)}." if filters else "."),
         "No confirmed problem" + (" and no unconfirmed verdict" if unconfirmed else "") + " in this window. "
         "Widen the window, or check the Status page that the pipeline is processing images.",
     )
     st.stop()
 
+group_of = {pt.name: groups.get(pt.group_id, "") for pt in types}
 problems = sum(e.confirmed and e.is_problem for e in entries)
+if filters:
+    st.caption("Filtered: " + "; ".join(filters))
 m1, m2, m3 = st.columns(3)
 m1.metric("Confirmed problems", problems)
 m2.metric("Unconfirmed", sum(not e.confirmed for e in entries))
@@ -62,6 +90,7 @@ table = pd.DataFrame(
         "chunk": [e.chunk for e in entries],
         "label": [e.label for e in entries],
         "weight": [round(e.weight, 4) for e in entries],
+        "group": [group_of.get(e.plot_type, "") for e in entries],
         "confirmed": [e.confirmed for e in entries],
         "problem": [e.is_problem for e in entries],
         "weights": [json.dumps(e.weights, sort_keys=True) for e in entries],
@@ -81,11 +110,10 @@ st.download_button(
 grouped: dict[tuple[str, int], list[q.LogEntry]] = {}
 for entry in entries:  # entries are newest first, so groups are too
     grouped.setdefault((entry.plot_type, entry.run), []).append(entry)
-group_of = {pt.name: groups.get(pt.group_id, "") for pt in types}
 
-for i, ((plot_type, run), items) in enumerate(grouped.items()):
+for i, ((plot_type, run_no), items) in enumerate(grouped.items()):
     bad = sum(e.confirmed and e.is_problem for e in items)
-    title = f"{plot_type} · run {run} · {bad} confirmed problem(s), {len(items) - bad} unconfirmed"
+    title = f"{plot_type} · run {run_no} · {bad} confirmed problem{'s' if bad != 1 else ''}, {len(items) - bad} unconfirmed"
     if group_of.get(plot_type):
         title += f" · {group_of[plot_type]}"
     with st.expander(title, expanded=i < 3):
@@ -101,7 +129,7 @@ for i, ((plot_type, run), items) in enumerate(grouped.items()):
                     mark = "confirmed" if e.confirmed else "unconfirmed"
                     weights = ", ".join(f"{k} {v:.2f}" for k, v in e.weights.items())
                     st.caption(
-                        f"chunk {e.chunk} · **{e.label}** {e.weight:.2f} ({mark}) · {e.created_at:%H:%M}"
+                        f"chunk {e.chunk} · **{e.label}** {e.weight:.2f} ({mark}) · {e.created_at:%H:%M} UTC"
                     )
                     st.caption(weights)
         if len(items) > THUMBS_PER_GROUP:

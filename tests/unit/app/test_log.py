@@ -63,3 +63,37 @@ def test_log_entries_selects_problems_and_unconfirmed(engine, tmp_path):
     assert confirmed_only and all(e.confirmed and e.is_problem for e in confirmed_only)
     assert {e.plot_type for e in fcal} == {"FCAL_occupancy"}
     assert [e.created_at for e in every] == sorted((e.created_at for e in every), reverse=True)
+
+
+def test_filters_by_run_range_and_group(cloned):
+    from tests.helpers.seed import FIRST_RUN
+
+    at = open_log()
+    runs = {t.label.split(" · run ")[1].split(" ")[0] for t in at.expander}
+    assert len(runs) > 1
+    at.number_input(key="log_run").set_value(FIRST_RUN + 1).run()
+    assert not at.exception
+    assert {t.label.split(" · run ")[1].split(" ")[0] for t in at.expander} == {str(FIRST_RUN + 1)}
+    assert any(f"run {FIRST_RUN + 1}" in c.value for c in at.caption)
+    at.number_input(key="log_run").set_value(None).run()
+    at.number_input(key="log_run_min").set_value(FIRST_RUN + 2).run()
+    assert {int(t.label.split(" · run ")[1].split(" ")[0]) for t in at.expander} >= {FIRST_RUN + 2}
+    assert min(int(t.label.split(" · run ")[1].split(" ")[0]) for t in at.expander) >= FIRST_RUN + 2
+    at.number_input(key="log_run_min").set_value(None)
+    at.multiselect(key="log_groups").select("BCAL").run()
+    assert {t.label.split(" · ")[0] for t in at.expander} == {"BCAL_energy"}
+
+
+def test_log_entries_filters(engine, tmp_path):
+    seeded = seed_database(engine, tmp_path, history=12)
+    from tests.helpers.seed import FIRST_RUN
+
+    with session_scope(engine) as s:
+        since = seeded.now - timedelta(days=1)
+        one = q.log_entries(session=s, since=since, run_min=FIRST_RUN + 1, run_max=FIRST_RUN + 1)
+        later = q.log_entries(session=s, since=since, run_min=FIRST_RUN + 1)
+        groups = {g.name: g.id for g in q.plot_groups(session=s)}
+        fcal = q.log_entries(session=s, since=since, group_ids=[groups["FCAL"]])
+    assert one and {e.run for e in one} == {FIRST_RUN + 1}
+    assert later and min(e.run for e in later) == FIRST_RUN + 1
+    assert fcal and {e.plot_type for e in fcal} <= {"FCAL_occupancy", "FCAL_timing"}
