@@ -66,10 +66,11 @@ class NamingConfig(_Section):
 class ServeConfig(_Section):
     """The ZeroMQ pipeline: addresses, workers, batching and limits."""
 
-    balancer_frontend: str = "tcp://127.0.0.1:5761"
-    balancer_backend: str = "tcp://127.0.0.1:5762"
-    keeper_address: str = "tcp://127.0.0.1:5763"
-    control_address: str = "tcp://127.0.0.1:5764"
+    # "" = a socket private to HYDRA_HOME (ipc:// under its run/ folder)
+    balancer_frontend: str = ""
+    balancer_backend: str = ""
+    keeper_address: str = ""
+    control_address: str = ""
     workers: int = Field(2, ge=1, le=256)
     policy: Literal["least_loaded", "round_robin"] = "least_loaded"
     device: str = "cpu"
@@ -87,7 +88,18 @@ class ServeConfig(_Section):
     keeper_flush_ms: float = Field(50.0, ge=0)
     runtime_window_min: float = Field(60.0, gt=0)
     metrics_port: int = Field(9464, ge=0, le=65535)
+    metrics_bind: str = "127.0.0.1"
+    keeper_max_pending: int = Field(5000, ge=1)
+    keeper_max_heatmap_mb: int = Field(256, ge=1)
+    max_in_flight: int = Field(2000, ge=1)
     heatmaps_for: Literal["problem", "all", "none"] = "problem"
+
+    @field_validator("balancer_frontend", "balancer_backend", "keeper_address", "control_address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        if value and not re.match(r"^(tcp|ipc)://\S+$", value):
+            raise ValueError("expected empty (a socket private to HYDRA_HOME), ipc://PATH or tcp://HOST:PORT")
+        return value
 
 
 class AlarmConfig(_Section):

@@ -2,6 +2,12 @@
 
 Workers connect a DEALER to the backend ROUTER and announce themselves with
 ``READY n`` (n orders of credit); each finished order returns one credit.
+Every couple of seconds a worker also says ``ALIVE n`` with the credit it has
+free: a Balancer that does not know it yet (it restarted) takes that as its
+credit and answers ``WELCOME instance``, so a restart recovers under every
+policy. A worker's credit is capped, so one that announces more than any
+worker could take cannot draw every order to itself. Anything else on either
+socket (garbage, another instance's orders) is counted and dropped.
 Policies:
 
 * ``least_loaded`` (default): an order goes to the worker with the most
@@ -18,6 +24,7 @@ header, never the pixels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -27,28 +34,51 @@ from typing import Any
 import zmq
 
 from hydra.config import HydraConfig
-from hydra.serve.messages import ORDER, READY
-from hydra.serve.stage import Addresses, HeartbeatSender, StopFlag, make_socket, zmq_context
+from hydra.serve.instance import instance_id
+from hydra.serve.messages import ALIVE, ORDER, READY, WELCOME, MessageError
+from hydra.serve.stage import Addresses, Dropped, HeartbeatSender, StopFlag, make_socket, zmq_context
 
 log = logging.getLogger("hydra.serve.balancer")
 
 POLICIES = ("least_loaded", "round_robin")
 
 
-def stamp(frames: list[Any], t_in: float) -> list[Any] | None:
+def stamp(frames: list[Any], t_in: float, instance: str | None = None) -> list[Any] | None:
     """The order's frames with the Balancer's in/out times added to its header.
 
     None for an order past its deadline: the Feeder has sent it again already,
-    so passing it on would only make a duplicate.
+    so passing it on would only make a duplicate. Raises :class:`MessageError`
+    for frames that are not an order (of this ``instance``, when given).
     """
-    header = json.loads(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]))
+    if len(frames) < 3 or bytes(frames[0].buffer if hasattr(frames[0], "buffer") else frames[0]) != ORDER:
+        raise MessageError(f"not an order ({len(frames)} frames)")
+    try:
+        header = json.loads(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MessageError(f"order header is not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("times", {}), dict):
+        raise MessageError("order header is not a JSON object with a times object")
+    if instance is not None and header.get("instance") != instance:
+        raise ForeignError(f"an order of instance {str(header.get('instance'))[:40]!r}")
     now = time.time()
-    if header.get("deadline", now) < now:
+    deadline = header.get("deadline", now)
+    if not isinstance(deadline, (int, float)) or deadline < now:
         return None
     times = header.setdefault("times", {})
     times["bal_in"] = t_in
     times["bal_out"] = now
     return [frames[0], json.dumps(header, separators=(",", ":")).encode(), *frames[2:]]
+
+
+class ForeignError(MessageError):
+    """A well-formed message of another instance."""
+
+
+def parse_credit(rest: list[bytes]) -> int:
+    """The n of ``READY n`` / ``ALIVE n``; MessageError unless it is a plain non-negative number."""
+    if len(rest) != 1 or not rest[0].isdigit() or len(rest[0]) > 9:
+        raise MessageError(f"bad credit {b' '.join(rest)[:40]!r}")
+    return int(rest[0])
 
 
 def _show(ident: bytes) -> str:
@@ -58,10 +88,11 @@ def _show(ident: bytes) -> str:
 class Workers:
     """Known workers with their credit, in the order a policy picks them."""
 
-    def __init__(self, policy: str) -> None:
+    def __init__(self, policy: str, cap: int = 1024) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown balancer policy {policy!r}; known: {', '.join(POLICIES)}")
         self.policy = policy
+        self.cap = cap
         self.credit: dict[bytes, int] = {}
         self.seen: dict[bytes, float] = {}
         self.ring: deque[bytes] = deque()
@@ -69,13 +100,23 @@ class Workers:
     def __len__(self) -> int:
         return len(self.credit)
 
-    def ready(self, ident: bytes, n: int) -> None:
-        if ident not in self.credit:
-            log.info("worker %s joined with credit %d", _show(ident), n)
+    def ready(self, ident: bytes, n: int) -> bool:
+        """Add ``n`` credit (at most ``cap`` in all); True when the worker is new."""
+        new = ident not in self.credit
+        if new:
+            log.info("worker %s joined with credit %d", _show(ident), min(n, self.cap))
             self.credit[ident] = 0
             self.ring.append(ident)
-        self.credit[ident] += n
+        self.credit[ident] = min(self.credit[ident] + n, self.cap)
         self.seen[ident] = time.monotonic()
+        return new
+
+    def alive(self, ident: bytes, free: int) -> bool:
+        """A keep-alive: a worker this Balancer does not know joins with its free credit; True if new."""
+        if ident in self.credit:
+            self.seen[ident] = time.monotonic()
+            return False
+        return self.ready(ident, free)
 
     def forget(self, ident: bytes) -> None:
         if self.credit.pop(ident, None) is not None:
@@ -103,19 +144,26 @@ class Workers:
 
 
 def run(
-    cfg: HydraConfig, addrs: Addresses, *, policy: str | None = None, stop: StopFlag | None = None
+    cfg: HydraConfig,
+    addrs: Addresses,
+    *,
+    policy: str | None = None,
+    stop: StopFlag | None = None,
+    instance: str | None = None,
 ) -> None:
     """Run the Balancer until SIGTERM/SIGINT."""
     stop = stop or StopFlag().install()
-    workers = Workers(policy or cfg.serve.policy)
+    instance = instance or instance_id(cfg)
+    workers = Workers(policy or cfg.serve.policy, cap=credit_cap(cfg))
     waiting: deque[tuple[float, list[Any]]] = deque()
     passed = expired = 0
-    with zmq_context() as ctx:
+    dropped = Dropped()
+    with zmq_context(cfg) as ctx:
         front = make_socket(ctx, zmq.PULL, addrs.frontend, bind=True)
         back = make_socket(ctx, zmq.ROUTER, addrs.backend, bind=True)
         back.setsockopt(zmq.ROUTER_MANDATORY, 1)
         keeper = make_socket(ctx, zmq.PUSH, addrs.keeper, bind=False)
-        beat = HeartbeatSender(keeper, "balancer")
+        beat = HeartbeatSender(keeper, "balancer", instance=instance)
         poller = zmq.Poller()
         poller.register(front, zmq.POLLIN)
         poller.register(back, zmq.POLLIN)
@@ -124,9 +172,7 @@ def run(
             events = dict(poller.poll(100))
             if back in events:
                 while back.poll(0):
-                    ident, kind, *rest = back.recv_multipart()
-                    if kind == READY:
-                        workers.ready(ident, int(rest[0]) if rest else 1)
+                    _take_credit(back, back.recv_multipart(), workers, instance, dropped)
             if front in events:
                 while front.poll(0) and len(waiting) < 100_000:
                     frames = front.recv_multipart(copy=False)
@@ -137,7 +183,12 @@ def run(
                 if ident is None:
                     break
                 t_in, frames = waiting[0]
-                stamped = stamp(frames, t_in) if bytes(frames[0].buffer) == ORDER else None
+                try:
+                    stamped = stamp(frames, t_in, instance)
+                except MessageError as exc:
+                    waiting.popleft()
+                    dropped("foreign" if isinstance(exc, ForeignError) else "malformed", f"frontend: {exc}")
+                    continue
                 if stamped is None:
                     waiting.popleft()
                     expired += 1
@@ -156,10 +207,39 @@ def run(
                 workers.sent(ident)
                 passed += 1
             beat.maybe_send(
-                {"queue_waiting": len(waiting), "workers": len(workers), "passed": passed, "expired": expired}
-            )
+                {"queue_waiting": len(waiting), "workers": len(workers), "passed": passed, "expired": expired,
+                 **dropped.gauges()}
+            )  # fmt: skip
         log.info(
             "stopping: %d orders passed, %d waiting go back through the Feeder's deadline",
             passed,
             len(waiting),
         )
+
+
+def credit_cap(cfg: HydraConfig) -> int:
+    """The most credit one worker may hold: four times what an honest worker asks for."""
+    return 4 * max(2 * cfg.serve.max_batch, 4)
+
+
+def _take_credit(
+    back: zmq.Socket, frames: list[bytes], workers: Workers, instance: str, dropped: Dropped
+) -> None:
+    """Handle one message from a worker: credit, keep-alive, or something to drop."""
+    if len(frames) < 2:
+        dropped("malformed", f"backend: {len(frames)} frame(s)")
+        return
+    ident, kind, *rest = frames
+    try:
+        if kind == READY:
+            new = workers.ready(ident, parse_credit(rest) if rest else 1)
+        elif kind == ALIVE:
+            new = workers.alive(ident, parse_credit(rest))
+        else:
+            raise MessageError(f"unknown kind {kind[:32]!r}")
+    except MessageError as exc:
+        dropped("malformed", f"backend, worker {_show(ident)}: {exc}")
+        return
+    if new:  # gone or full: it is welcomed again when it comes back
+        with contextlib.suppress(zmq.ZMQError):
+            back.send_multipart([ident, WELCOME, instance.encode()], flags=zmq.NOBLOCK)

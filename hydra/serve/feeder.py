@@ -7,7 +7,12 @@ deadline passes without the Keeper announcing it done (a worker died), which
 makes delivery at-least-once; the Keeper's idempotent write makes the result
 exactly-once. Bad files become :class:`ErrorNotice` and files of plot types
 without an active model become :class:`Registration`; both go to the Keeper,
-the only writer.
+the only writer. When a later stage hits a fault of the server (a model that
+cannot be loaded, a full disk) the Keeper announces ``retry`` and the file is
+sent again after a backoff. At most ``serve.max_in_flight`` files are in
+flight, so a Keeper that cannot commit (database down) holds a bounded
+backlog. Announcements carry the instance in their topic, so the Feeder
+hears only its own Keeper.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from hydra.data.images import ImageError, content_hash, decode, prepare, read_by
 from hydra.data.naming import NamingError, parse_name
 from hydra.db.engine import make_engine
 from hydra.serve.catalog import ModelCatalog
+from hydra.serve.instance import instance_id
 from hydra.serve.messages import ErrorNotice, InferenceOrder, Message, Registration, encode
 from hydra.serve.stage import Addresses, HeartbeatSender, StopFlag, make_socket, zmq_context
 from hydra.serve.watch import Settler, ignored, observe, scan
@@ -44,6 +50,16 @@ class InFlight:
 def deadline_s(cfg: HydraConfig, attempt: int) -> float:
     """Seconds an order may take: doubled per attempt (up to 8x), so a slow start is no storm."""
     return cfg.serve.order_deadline_s * 2 ** min(attempt - 1, 3)
+
+
+def retry_delay_s(cfg: HydraConfig, attempt: int) -> float:
+    """Backoff before sending again a file that met a server fault: 1, 2, 4 s ... up to its deadline."""
+    return min(2.0 ** (attempt - 1), deadline_s(cfg, attempt))
+
+
+def topics(instance: str) -> tuple[bytes, bytes]:
+    """The Keeper's announcement topics for one instance: committed files, files to send again."""
+    return f"done:{instance}".encode(), f"retry:{instance}".encode()
 
 
 def examine(
@@ -103,8 +119,17 @@ def examine(
 class Feeder:
     """The Feeder's state: candidates, files in flight and decoder threads."""
 
-    def __init__(self, cfg: HydraConfig, addrs: Addresses, *, decoders: int, stop: StopFlag) -> None:
+    def __init__(
+        self,
+        cfg: HydraConfig,
+        addrs: Addresses,
+        *,
+        decoders: int,
+        stop: StopFlag,
+        instance: str | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.instance = instance or instance_id(cfg)
         self.addrs = addrs
         self.stop = stop
         self.input_dir = cfg.input_dir
@@ -119,19 +144,21 @@ class Feeder:
         self.decoders = max(1, decoders)
         self.sent = 0
         self.resent = 0
+        self.retries = 0
 
     def run(self) -> None:
         self.input_dir.mkdir(parents=True, exist_ok=True)
         with (
-            zmq_context() as ctx,
+            zmq_context(self.cfg) as ctx,
             ThreadPoolExecutor(self.decoders, thread_name_prefix="decode") as pool,
             observe(self.input_dir, polling=self.cfg.serve.polling, events=self.events),
         ):
             out = make_socket(ctx, zmq.PUSH, self.addrs.frontend, bind=False)
             keeper = make_socket(ctx, zmq.PUSH, self.addrs.keeper, bind=False)
             done = make_socket(ctx, zmq.SUB, self.addrs.control, bind=False)
-            done.setsockopt(zmq.SUBSCRIBE, b"done")
-            beat = HeartbeatSender(keeper, "feeder")
+            for topic in topics(self.instance):
+                done.setsockopt(zmq.SUBSCRIBE, topic)
+            beat = HeartbeatSender(keeper, "feeder", instance=self.instance)
             next_scan = 0.0
             next_expiry = time.monotonic() + 1.0
             log.info(
@@ -168,6 +195,7 @@ class Feeder:
             "decoding": len(self.busy),
             "sent": self.sent,
             "resent": self.resent,
+            "retries": self.retries,
         }
 
     def _candidate(self, path: str, *, complete: bool) -> None:
@@ -199,9 +227,19 @@ class Feeder:
             self._candidate(path, complete=complete)
 
     def _take_done(self, sock: zmq.Socket) -> None:
+        done, retry = topics(self.instance)
         while sock.poll(0):
-            _, path = sock.recv_multipart()
-            self.in_flight.pop(path.decode(), None)
+            frames = sock.recv_multipart()
+            if len(frames) != 2:
+                continue
+            topic, raw = frames
+            path = raw.decode(errors="replace")
+            if topic == done:
+                self.in_flight.pop(path, None)
+            elif topic == retry and path in self.in_flight:
+                entry = self.in_flight[path]
+                entry.deadline = min(entry.deadline, time.time() + retry_delay_s(self.cfg, entry.attempt))
+                self.retries += 1
 
     def _expire(self) -> None:
         """Forget files the Keeper moved; send again those past their deadline."""
@@ -220,7 +258,8 @@ class Feeder:
 
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
         limit = 4 * self.decoders
-        while self.ready and len(self.busy) < limit:
+        cap = self.cfg.serve.max_in_flight
+        while self.ready and len(self.busy) < limit and len(self.in_flight) < cap:
             path, seen = next(iter(self.ready.items()))
             del self.ready[path]
             attempt = self._attempts.pop(path, 1)
@@ -241,6 +280,7 @@ class Feeder:
             if msg is None:
                 self.in_flight.pop(path, None)
                 continue
+            msg.instance = self.instance
             if isinstance(msg, InferenceOrder):
                 out.send_multipart(encode(msg), copy=False)
                 self.sent += 1
@@ -253,10 +293,15 @@ class Feeder:
 
 
 def run(
-    cfg: HydraConfig, addrs: Addresses, *, decoders: int | None = None, stop: StopFlag | None = None
+    cfg: HydraConfig,
+    addrs: Addresses,
+    *,
+    decoders: int | None = None,
+    stop: StopFlag | None = None,
+    instance: str | None = None,
 ) -> None:
     """Run the Feeder until SIGTERM/SIGINT."""
     stop = stop or StopFlag().install()
     decoders = decoders or min(4, os.cpu_count() or 1)
     Path(cfg.input_dir).mkdir(parents=True, exist_ok=True)
-    Feeder(cfg, addrs, decoders=decoders, stop=stop).run()
+    Feeder(cfg, addrs, decoders=decoders, stop=stop, instance=instance).run()

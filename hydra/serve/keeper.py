@@ -7,7 +7,17 @@ does it move the files out of the input directory and announce them done on
 the control socket (``[b"done", path]``), which tells the Feeder they left
 flight. If the database is unreachable the batch is kept and retried with
 backoff while new messages keep arriving (deduplicated by key); the files
-stay in the input directory until their rows are committed.
+stay in the input directory until their rows are committed. That backlog is
+bounded (``serve.keeper_max_pending`` items, heat maps included in
+``keeper_max_heatmap_mb``): beyond it new results are dropped and their files,
+still in the input directory, come again after the Feeder's deadline.
+
+Every message is checked before use (:mod:`hydra.serve.checks`): one of
+another instance, or one that names a file outside the input folder or a
+plot type the file name does not say, is counted and dropped. A fault of the
+server while storing (a heat-map disk full, a storage folder not writable)
+never quarantines an image: its file stays in the input directory and the
+Feeder is told to send it again (``retry``) after a backoff.
 """
 
 from __future__ import annotations
@@ -21,7 +31,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from hydra.config import HydraConfig
 from hydra.db.engine import make_engine
 from hydra.serve.alarms import AlarmTracker, HookRunner
+from hydra.serve.checks import Invalid, check_message
 from hydra.serve.conditions import CommandCondition
+from hydra.serve.feeder import topics
+from hydra.serve.instance import instance_id
 from hydra.serve.messages import (
     ErrorNotice,
     Event,
@@ -29,10 +42,11 @@ from hydra.serve.messages import (
     MessageError,
     Registration,
     Report,
+    Retry,
     decode,
 )
 from hydra.serve.metrics import Metrics
-from hydra.serve.stage import Addresses, StopFlag, make_socket, zmq_context
+from hydra.serve.stage import Addresses, Dropped, StopFlag, make_socket, zmq_context
 from hydra.serve.store import Batch, Outcome, Store, move_files
 
 log = logging.getLogger("hydra.serve.keeper")
@@ -51,9 +65,14 @@ def is_outage(exc: BaseException) -> bool:
 class Keeper:
     """Collects messages into a :class:`Batch` and commits it when due."""
 
-    def __init__(self, cfg: HydraConfig, stop: StopFlag) -> None:
+    def __init__(self, cfg: HydraConfig, stop: StopFlag, instance: str | None = None) -> None:
         self.cfg = cfg
         self.stop = stop
+        self.instance = instance or instance_id(cfg)
+        self.done_topic, self.retry_topic = topics(self.instance)
+        self.dropped = Dropped()
+        self.retry_paths: list[str] = []
+        self.full_since: float | None = None
         self.engine = make_engine(cfg.database_url)
         a = cfg.alarms
         self.store = Store(
@@ -70,8 +89,8 @@ class Keeper:
         self.stored = 0
 
     def run(self, addrs: Addresses) -> None:
-        self.metrics.serve(self.cfg.serve.metrics_port)
-        with zmq_context() as ctx:
+        self.metrics.serve(self.cfg.serve.metrics_port, self.cfg.serve.metrics_bind)
+        with zmq_context(self.cfg) as ctx:
             inbox = make_socket(ctx, zmq.PULL, addrs.keeper, bind=True, hwm=100_000)
             announce = make_socket(ctx, zmq.PUB, addrs.control, bind=True)
             log.info("keeper on %s, announcing on %s, database %s", addrs.keeper, addrs.control,
@@ -80,6 +99,7 @@ class Keeper:
                 self._receive(inbox, self._timeout_ms())
                 if self._due():
                     self._flush(announce)
+                self._announce_retries(announce)
                 self.hooks.reap()
             # drain what is already on its way, then a last commit (files of a failed one stay in input)
             end = time.monotonic() + DRAIN_S
@@ -121,16 +141,53 @@ class Keeper:
             try:
                 msg = decode(sock.recv_multipart(copy=False))
             except MessageError as exc:
-                log.error("dropped a malformed message: %s", exc)
+                self._drop("malformed", str(exc))
+                continue
+            if getattr(msg, "instance", None) != self.instance:
+                self._drop("foreign", f"a {type(msg).__name__} of instance {msg.instance[:40]!r}")
+                continue
+            try:
+                check_message(self.cfg, msg)
+            except Invalid as exc:
+                self._drop("malformed", f"{type(msg).__name__}: {exc}")
                 continue
             self.add(msg)
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.dropped(reason, detail)
+        self.metrics.dropped.labels("keeper", reason).set(self.dropped.counts[reason])
+
+    def _full(self) -> bool:
+        """Whether the backlog (held while the database is down) has reached its bound."""
+        s = self.cfg.serve
+        full = (
+            len(self.batch) >= s.keeper_max_pending or self.batch.heat_bytes >= s.keeper_max_heatmap_mb << 20
+        )
+        if full and self.full_since is None:
+            self.full_since = time.monotonic()
+            log.warning("%d results wait for the database: new ones are dropped until it is back "
+                        "(their files stay in the input directory and come again)", len(self.batch))  # fmt: skip
+        elif not full:
+            self.full_since = None
+        return full
 
     def add(self, msg: object) -> None:
         """Put one message into the batch (a repeat replaces the earlier copy)."""
         b = self.batch
-        if isinstance(msg, Report):
+        if isinstance(msg, (Report, ErrorNotice, Registration)) and self._full():
+            self.metrics.backlog_dropped.inc()
+            return
+        if isinstance(msg, Retry):
+            log.warning(
+                "%s: %s fault (%s); it is sent again later", msg.filename, msg.stage, msg.reason[:300]
+            )
+            self.metrics.retries.labels(msg.stage).inc()
+            self.retry_paths.append(msg.path)
+        elif isinstance(msg, Report):
             msg.times["keep"] = time.time()
-            b.reports.setdefault((msg.source_key, msg.model_id), msg)
+            if (msg.source_key, msg.model_id) not in b.reports:
+                b.reports[(msg.source_key, msg.model_id)] = msg
+                b.heat_bytes += msg.heatmap.nbytes if msg.heatmap is not None else 0
         elif isinstance(msg, ErrorNotice):
             b.errors[msg.path] = msg
         elif isinstance(msg, Registration):
@@ -143,6 +200,7 @@ class Keeper:
                 "info": msg.info,
             }
             self.metrics.observe_heartbeat(msg.process, msg.info)
+            self.metrics.observe_dropped(msg.process, msg.info)
         elif isinstance(msg, Event):
             if msg.name == "restart":
                 self.metrics.restarts.labels(msg.process).inc()
@@ -190,17 +248,34 @@ class Keeper:
                     self.batch.registrations.update(single.registrations)
                     continue
                 reason = f"{exc.__class__.__name__}: {exc}"[:500]
+                if isinstance(exc, OSError) or isinstance(getattr(exc, "orig", None), OSError):
+                    # the server's disk, not the image: leave the file in the input folder, try again later
+                    for item in (
+                        *single.reports.values(),
+                        *single.errors.values(),
+                        *single.registrations.values(),
+                    ):
+                        self.add(Retry(item.path, item.filename, "keeper", reason, self.instance))
+                    continue
             for r in single.reports.values():
                 log.error("%s: cannot be stored (%s); quarantined", r.filename, reason)
-                self.add(ErrorNotice(r.path, r.filename, "keeper", "store_error", reason, r.source_key))
+                self.add(
+                    ErrorNotice(
+                        r.path, r.filename, "keeper", "store_error", reason, r.source_key, self.instance
+                    )
+                )
             for item in (*single.errors.values(), *single.registrations.values()):
                 log.error("%s: cannot be recorded (%s); left in the input directory", item.filename, reason)
 
     def _after_commit(self, out: Outcome, announce: zmq.Socket) -> None:
         if out.tracker is not None:
             self.store.tracker = out.tracker
-        for path in move_files(out.moves):
-            announce.send_multipart([b"done", path.encode()])
+        moved, failed = move_files(out.moves)
+        for path in moved:
+            announce.send_multipart([self.done_topic, path.encode()])
+        for r, reason in out.retry:
+            self.add(Retry(r.path, r.filename, "keeper", reason, self.instance))
+        self.retry_paths.extend(failed)
         m = self.metrics
         debug = log.isEnabledFor(logging.DEBUG)
         for report, timings in out.stored:
@@ -220,9 +295,20 @@ class Keeper:
         self.stored += len(out.stored)
         m.keeper_pending.set(len(self.batch))
 
+    def _announce_retries(self, announce: zmq.Socket) -> None:
+        """Tell the Feeder which files met a server fault, so it sends them again after a backoff."""
+        for path in self.retry_paths:
+            announce.send_multipart([self.retry_topic, path.encode()])
+        self.retry_paths.clear()
 
-def run(cfg: HydraConfig, addrs: Addresses, *, stop: StopFlag | None = None) -> None:
+
+def run(
+    cfg: HydraConfig, addrs: Addresses, *, stop: StopFlag | None = None, instance: str | None = None
+) -> None:
     """Run the Keeper until SIGTERM/SIGINT."""
     stop = stop or StopFlag().install()
-    cfg.ensure_dirs()
-    Keeper(cfg, stop).run(addrs)
+    try:
+        cfg.ensure_dirs()
+    except OSError as exc:  # a storage folder on a disk that is not there or not writable yet
+        log.error("cannot create the storage folders (%s); results wait until it is fixed", exc)
+    Keeper(cfg, stop, instance).run(addrs)

@@ -5,6 +5,7 @@ Usage::
     hydra-serve                      # all stages on this host (same as ``hydra serve``)
     hydra-serve keeper|balancer|feeder [--config FILE] [address options]
     hydra-serve predict --connect tcp://HOST:5762 --keeper tcp://HOST:5763 --device cuda:0
+    hydra-serve keys [--client NAME]   # CURVE keys for sockets beyond loopback
 
 Every stage runs as its own process whose command line names it
 (``hydra-serve predict --name predict-1 ...``), so operators can see, stop
@@ -13,6 +14,10 @@ dies (logged, and counted in the ``hydra_worker_restarts_total`` metric) and
 on SIGINT/SIGTERM stops them in pipeline order: the Feeder first (no new
 orders), then the Balancer and the workers (which finish their batch), the
 Keeper last (which commits what it holds).
+
+One home is one instance: a second ``hydra-serve`` on the same home, or a
+stage whose address is taken, stops with one line on stderr and exit status
+78 (systemd's ``RestartPreventExitStatus=78`` keeps it from looping).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import sys
 from collections.abc import Sequence
 
 from hydra.config import ConfigError, HydraConfig, load_config
+from hydra.serve.instance import EXIT_IN_USE, HomeLock, InUseError
+from hydra.serve.security import KeyMissing
 from hydra.serve.stage import Addresses, setup_logging
 
 log = logging.getLogger("hydra.serve.launcher")
@@ -37,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the Hydra serve pipeline (Feeder -> Balancer -> Predict workers -> Keeper).",
     )
     p.add_argument(
-        "stage", nargs="?", choices=(*STAGES, "all"), default="all", help="one stage, or all (default)"
+        "stage",
+        nargs="?",
+        choices=(*STAGES, "all", "keys"),
+        default="all",
+        help="one stage, all (default), or keys: make the CURVE keys for sockets beyond loopback",
     )
     p.add_argument(
         "--config", "-c", help="deployment YAML (default: $HYDRA_CONFIG, $HYDRA_HOME/hydra.yaml, ...)"
@@ -53,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads per Predict worker (0: torch's default)")
     p.add_argument("--decoders", type=int, help="Feeder decoder threads (default: min(4, cores))")
     p.add_argument("--name", help="process name shown in heartbeats (predict)")
+    p.add_argument("--instance", help=argparse.SUPPRESS)  # given by the supervisor to its stages
+    p.add_argument("--client", help="for keys: also make a key pair for the remote worker host NAME")
     p.add_argument(
         "--log-level", default=None, help="DEBUG, INFO, WARNING (default: $HYDRA_LOG_LEVEL or INFO)"
     )
@@ -75,25 +88,48 @@ def config_for(args: argparse.Namespace) -> HydraConfig:
 
 
 def run_stage(stage: str, cfg: HydraConfig, addrs: Addresses, args: argparse.Namespace) -> None:
-    """Run one stage in this process until it is told to stop."""
-    if stage == "keeper":
-        from hydra.serve import keeper
+    """Run one stage in this process until it is told to stop.
 
-        keeper.run(cfg, addrs)
-    elif stage == "balancer":
-        from hydra.serve import balancer
-
-        balancer.run(cfg, addrs, policy=args.policy)
-    elif stage == "feeder":
-        from hydra.serve import feeder
-
-        feeder.run(cfg, addrs, decoders=args.decoders)
-    elif stage == "predict":
+    A Keeper, Balancer or Feeder holds its lock in the home (two of one kind
+    on a home would process files twice); Predict workers may be many.
+    """
+    if stage == "predict":
         from hydra.serve import predict
 
-        predict.run(cfg, addrs, device=args.device, name=args.name, threads=args.threads)
-    else:  # pragma: no cover - argparse checks the choices
-        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+        predict.run(
+            cfg, addrs, device=args.device, name=args.name, threads=args.threads, instance=args.instance
+        )
+        return
+    with HomeLock(cfg, stage):
+        if stage == "keeper":
+            from hydra.serve import keeper
+
+            keeper.run(cfg, addrs, instance=args.instance)
+        elif stage == "balancer":
+            from hydra.serve import balancer
+
+            balancer.run(cfg, addrs, policy=args.policy, instance=args.instance)
+        elif stage == "feeder":
+            from hydra.serve import feeder
+
+            feeder.run(cfg, addrs, decoders=args.decoders, instance=args.instance)
+        else:  # pragma: no cover - argparse checks the choices
+            raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+
+
+def make_keys(cfg: HydraConfig, client: str | None) -> int:
+    """``hydra-serve keys``: the server pair (kept if present) and optionally a client pair."""
+    from hydra.serve.security import keys_dir, make_client_keys, make_server_keys
+
+    d = keys_dir(cfg)
+    secret = make_server_keys(cfg)
+    print(f"server keys: {secret.with_suffix('.key')} (public), {secret} (secret, stays here)")
+    if client:
+        c_secret, c_public = make_client_keys(cfg, client)
+        print(f"client {client}: allowed in ({c_public})")
+        print(f"on the worker host, put in $HYDRA_HOME/keys/: {d / 'server.key'} as server.key")
+        print(f"  and {c_secret} as client.key_secret (mode 0600)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,20 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    addrs = Addresses.from_config(
-        cfg, frontend=args.frontend, backend=args.backend, keeper=args.keeper, control=args.control
-    )
-    if stage == "all":
-        from hydra.serve.supervisor import Supervisor
+    try:
+        if stage == "keys":
+            return make_keys(cfg, args.client)
+        addrs = Addresses.from_config(
+            cfg, frontend=args.frontend, backend=args.backend, keeper=args.keeper, control=args.control
+        )
+        if stage == "all":
+            from hydra.serve.supervisor import Supervisor
 
-        extra = []
-        if args.config:
-            extra += ["--config", args.config]
-        if args.log_level:
-            extra += ["--log-level", args.log_level]
-        with Supervisor(cfg, addrs, extra_args=extra, decoders=args.decoders, threads=args.threads) as sup:
-            return sup.run()
-    run_stage(stage, cfg, addrs, args)
+            extra = []
+            if args.config:
+                extra += ["--config", args.config]
+            if args.log_level:
+                extra += ["--log-level", args.log_level]
+            sup = Supervisor(cfg, addrs, extra_args=extra, decoders=args.decoders, threads=args.threads)
+            with sup:
+                return sup.run()
+        run_stage(stage, cfg, addrs, args)
+    except (InUseError, KeyMissing) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        logging.shutdown()
+        return EXIT_IN_USE
     # everything is committed and every socket closed: skip the interpreter's slow
     # teardown of torch (seconds on a busy host) so a stop is quick
     logging.shutdown()

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -33,6 +34,9 @@ REGISTER = b"register"
 HEARTBEAT = b"hb"
 EVENT = b"event"
 READY = b"ready"
+ALIVE = b"alive"
+WELCOME = b"welcome"
+RETRY = b"retry"
 
 # Keys of the ``timings`` dict stored with each inference (milliseconds).
 TIMING_KEYS = ("wait", "feeder", "balancer", "queue", "predict", "cam", "keeper", "total")
@@ -61,6 +65,7 @@ class InferenceOrder:
     content_hash: str = ""
     attempt: int = 1
     times: dict[str, float] = field(default_factory=dict)
+    instance: str = ""
 
 
 @dataclass
@@ -89,6 +94,7 @@ class Report:
     worker: str = ""
     times: dict[str, float] = field(default_factory=dict)
     heatmap: np.ndarray | None = None
+    instance: str = ""
 
 
 @dataclass
@@ -101,6 +107,7 @@ class ErrorNotice:
     kind: str
     message: str
     source_key: str | None = None
+    instance: str = ""
 
 
 @dataclass
@@ -114,6 +121,18 @@ class Registration:
     chunk: int | None
     content_hash: str
     source_key: str
+    instance: str = ""
+
+
+@dataclass
+class Retry:
+    """A server fault (model not loadable, disk full): send the file again later, never quarantine it."""
+
+    path: str
+    filename: str
+    stage: str
+    reason: str
+    instance: str = ""
 
 
 @dataclass
@@ -124,6 +143,7 @@ class Heartbeat:
     pid: int
     host: str
     info: dict[str, Any] = field(default_factory=dict)
+    instance: str = ""
 
 
 @dataclass
@@ -133,6 +153,7 @@ class Event:
     name: str
     process: str
     detail: str = ""
+    instance: str = ""
 
 
 _KINDS: dict[bytes, type] = {
@@ -142,11 +163,16 @@ _KINDS: dict[bytes, type] = {
     REGISTER: Registration,
     HEARTBEAT: Heartbeat,
     EVENT: Event,
+    RETRY: Retry,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
 _ARRAYS = ("pixels", "heatmap")
 
-Message = InferenceOrder | Report | ErrorNotice | Registration | Heartbeat | Event
+Message = InferenceOrder | Report | ErrorNotice | Registration | Heartbeat | Event | Retry
+
+MAX_HEADER_BYTES = 1 << 20
+ARRAY_DTYPES = ("uint8", "float32")
+MAX_ARRAY_BYTES = 1 << 28
 
 
 class MessageError(ValueError):
@@ -175,28 +201,97 @@ def encode(msg: Message) -> list[Any]:
     return [_TAGS[type(msg)], json.dumps(header, separators=(",", ":")).encode(), *frames]
 
 
+def _bytes(frame: Any) -> bytes:
+    return bytes(frame.buffer if hasattr(frame, "buffer") else frame)
+
+
+def _buffer(frame: Any) -> Any:
+    return frame.buffer if hasattr(frame, "buffer") else frame
+
+
 def decode(frames: list[Any]) -> Message:
-    """The message held by ``frames`` (bytes or ``zmq.Frame``); arrays view the frames."""
+    """The message held by ``frames`` (bytes or ``zmq.Frame``); arrays view the frames.
+
+    Anything that is not one of our messages, field by field (a non-JSON or
+    non-UTF-8 header, a header that is not an object, a field of the wrong
+    type, an unknown dtype, a frame count or size that does not match)
+    raises :class:`MessageError` and nothing else, so a stage can count and
+    drop it.
+    """
     if len(frames) < 2:
         raise MessageError(f"expected at least 2 frames, got {len(frames)}")
-    tag = bytes(frames[0].buffer if hasattr(frames[0], "buffer") else frames[0])
+    tag = _bytes(frames[0])
     cls = _KINDS.get(tag)
     if cls is None:
-        raise MessageError(f"unknown message kind {tag!r}; known: {sorted(k.decode() for k in _KINDS)}")
-    raw = frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]
-    header = json.loads(bytes(raw))
+        raise MessageError(f"unknown message kind {tag[:32]!r}; known: {sorted(k.decode() for k in _KINDS)}")
+    raw = _bytes(frames[1])
+    if len(raw) > MAX_HEADER_BYTES:
+        raise MessageError(f"{tag.decode()}: header of {len(raw)} bytes")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MessageError(f"{tag.decode()}: header is not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise MessageError(f"{tag.decode()}: header is a JSON {type(header).__name__}, not an object")
     arrays = header.pop("_arrays", [])
-    if len(arrays) != len(frames) - 2:
-        raise MessageError(
-            f"{tag.decode()}: header names {len(arrays)} arrays but {len(frames) - 2} frames came"
-        )
-    for (name, dtype, shape), frame in zip(arrays, frames[2:]):
-        buf = frame.buffer if hasattr(frame, "buffer") else frame
-        header[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    if not isinstance(arrays, list) or len(arrays) != len(frames) - 2:
+        n = len(arrays) if isinstance(arrays, list) else "no list of"
+        raise MessageError(f"{tag.decode()}: header names {n} arrays but {len(frames) - 2} frames came")
+    for spec, frame in zip(arrays, frames[2:]):
+        header.update(_array(tag, spec, _buffer(frame)))
+    _check_fields(tag, cls, header)
     try:
         return cls(**header)
     except TypeError as exc:
         raise MessageError(f"{tag.decode()}: bad header ({exc})") from None
+
+
+def _array(tag: bytes, spec: Any, buf: Any) -> dict[str, np.ndarray]:
+    if not (isinstance(spec, list) and len(spec) == 3 and spec[0] in _ARRAYS and spec[1] in ARRAY_DTYPES):
+        raise MessageError(f"{tag.decode()}: bad array description {str(spec)[:80]}")
+    name, dtype, shape = spec
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 4):
+        raise MessageError(f"{tag.decode()}: bad array shape {str(shape)[:80]}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1 << 16 for n in shape):
+        raise MessageError(f"{tag.decode()}: bad array shape {str(shape)[:80]}")
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size > MAX_ARRAY_BYTES or size != memoryview(buf).nbytes:
+        raise MessageError(f"{tag.decode()}: {name} of shape {shape} does not match its frame")
+    return {name: np.frombuffer(buf, dtype=dtype).reshape(shape)}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+
+
+_CHECKS: dict[str, Any] = {
+    "str": lambda v: isinstance(v, str) and len(v) <= 4096,
+    "int": _is_int,
+    "float": _is_number,
+    "bool": lambda v: isinstance(v, bool),
+    "int | None": lambda v: v is None or _is_int(v),
+    "str | None": lambda v: v is None or (isinstance(v, str) and len(v) <= 4096),
+    "dict[str, float]": lambda v: (
+        isinstance(v, dict)
+        and len(v) <= 256
+        and all(isinstance(k, str) and _is_number(x) for k, x in v.items())
+    ),
+    "dict[str, Any]": lambda v: isinstance(v, dict) and len(v) <= 256 and all(isinstance(k, str) for k in v),
+}
+
+
+def _check_fields(tag: bytes, cls: type, header: dict[str, Any]) -> None:
+    """Every header value has its field's type (numbers finite, strings bounded)."""
+    for f in fields(cls):
+        if f.name not in header or f.name in _ARRAYS:
+            continue
+        check = _CHECKS.get(str(f.type))
+        if check is not None and not check(header[f.name]):
+            raise MessageError(f"{tag.decode()}: field {f.name} is not a valid {f.type}")
 
 
 def to_dict(msg: Message) -> dict[str, Any]:

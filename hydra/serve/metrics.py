@@ -1,4 +1,4 @@
-"""Prometheus metrics, served by the Keeper on ``serve.metrics_port`` (0: off).
+"""Prometheus metrics, served by the Keeper on ``serve.metrics_bind``:``serve.metrics_port`` (0: off).
 
 The Keeper sees every report with its per-stage timestamps and every
 stage's heartbeat, so one ``/metrics`` endpoint covers the whole pipeline
@@ -59,22 +59,44 @@ class Metrics:
         self.flush_failures = Counter(
             "hydra_keeper_flush_failures_total", "Failed database commits (retried)", registry=r
         )
+        self.dropped = Gauge(
+            "hydra_dropped_messages",
+            "Messages dropped by a stage since it started: malformed, or of another instance",
+            ["process", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "hydra_retries_total",
+            "Images sent again after a fault of the server (model not loadable, disk full), by stage",
+            ["stage"],
+            registry=r,
+        )
+        self.backlog_dropped = Counter(
+            "hydra_keeper_backlog_dropped_total",
+            "Results dropped because the Keeper's backlog was full (their files come again)",
+            registry=r,
+        )
 
-    def serve(self, port: int) -> bool:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> bool:
         """Start the HTTP endpoint; False (logged) when the port is taken."""
         if port <= 0:
             return False
         try:
-            start_http_server(port, registry=self.registry)
+            start_http_server(port, addr=addr, registry=self.registry)
         except OSError as exc:
-            log.error("metrics port %d unavailable (%s); metrics are off", port, exc)
+            log.error("metrics port %s:%d unavailable (%s); metrics are off", addr, port, exc)
             return False
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        log.info("metrics on http://%s:%d/metrics", addr, port)
         return True
 
     def observe_timings(self, timings: dict[str, float]) -> None:
         for stage, ms in timings.items():
             self.stage_ms.labels(stage).observe(ms)
+
+    def observe_dropped(self, process: str, info: dict[str, Any]) -> None:
+        for key, value in info.items():
+            if key.startswith("dropped_") and isinstance(value, (int, float)):
+                self.dropped.labels(process, key[8:]).set(value)
 
     def observe_heartbeat(self, process: str, info: dict[str, Any]) -> None:
         for key, value in info.items():

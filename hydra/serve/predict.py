@@ -6,7 +6,13 @@ Grad-CAM, so serving can never disagree with offline prediction.
 
 The worker asks the Balancer for work with credit (``READY n``) and returns
 one credit per finished order, so at most a few batches wait in its socket;
-an order waits at most ``max_wait_ms`` for its batch to fill.
+an order waits at most ``max_wait_ms`` for its batch to fill. Every couple of
+seconds it says ``ALIVE n`` with the credit it has free, which a restarted
+Balancer takes as its credit. It learns its instance from the Balancer's
+``WELCOME`` (or ``--instance``) and drops orders of any other instance and
+anything malformed. A model that cannot be loaded or run (the database is
+down, the file is unreadable) is a fault of the server, not of the images:
+their files are sent again later (:class:`Retry`), never quarantined.
 """
 
 from __future__ import annotations
@@ -23,9 +29,19 @@ import zmq
 
 from hydra.config import HydraConfig
 from hydra.db.engine import make_engine
-from hydra.serve.messages import READY, ErrorNotice, InferenceOrder, MessageError, Report, decode, encode
+from hydra.serve.messages import (
+    ALIVE,
+    READY,
+    WELCOME,
+    InferenceOrder,
+    MessageError,
+    Report,
+    Retry,
+    decode,
+    encode,
+)
 from hydra.serve.models import ModelCache
-from hydra.serve.stage import Addresses, HeartbeatSender, StopFlag, make_socket, zmq_context
+from hydra.serve.stage import Addresses, Dropped, HeartbeatSender, StopFlag, make_socket, zmq_context
 
 log = logging.getLogger("hydra.serve.predict")
 
@@ -45,15 +61,23 @@ def set_threads(threads: int, device: str) -> None:
 class Worker:
     """One Predict process: its batches, its models and its sockets."""
 
-    def __init__(self, cfg: HydraConfig, *, device: str, name: str, stop: StopFlag) -> None:
+    def __init__(
+        self, cfg: HydraConfig, *, device: str, name: str, stop: StopFlag, instance: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.device = device
         self.name = name
         self.stop = stop
+        self.fixed = bool(instance)
+        self.instance = instance or ""
+        self.dropped = Dropped()
+        self.refund = 0  # credit of dropped orders, given back to the Balancer
+        self.beat: HeartbeatSender | None = None
         self.models = ModelCache(
             make_engine(cfg.database_url), device, cfg.serve.model_refresh_s, cfg.path("models")
         )
-        self.pending: dict[int, list[InferenceOrder]] = defaultdict(list)
+        # orders by model and pixel shape: one odd order never spoils a batch of good ones
+        self.pending: dict[tuple[int, tuple[int, ...]], list[InferenceOrder]] = defaultdict(list)
         self.window = max(2 * cfg.serve.max_batch, 4)
         self.done = 0
         self.batches = 0
@@ -62,34 +86,42 @@ class Worker:
         import hydra.heads.cam  # noqa: F401 - pay for torch and the heads before asking for work
         import hydra.inference  # noqa: F401
 
-        with zmq_context() as ctx:
+        with zmq_context(self.cfg) as ctx:
             ident = f"{self.name}@{socket.gethostname()}:{os.getpid()}".encode()
             work = make_socket(
                 ctx, zmq.DEALER, addrs.backend, bind=False, hwm=self.window * 4, identity=ident
             )
             keeper = make_socket(ctx, zmq.PUSH, addrs.keeper, bind=False)
-            beat = HeartbeatSender(keeper, self.name)
+            self.beat = beat = HeartbeatSender(keeper, self.name, instance=self.instance)
             work.send_multipart([READY, str(self.window).encode()])
             last_ready = time.monotonic()
             log.info("%s on %s: backend %s, keeper %s", self.name, self.device, addrs.backend, addrs.keeper)
             while not self.stop:
                 self._receive(work, self._poll_timeout_ms())
-                for model_id in self._due(flush=False):
-                    n = self._run_batch(model_id, keeper)
+                if self.refund:
+                    work.send_multipart([READY, str(self.refund).encode()])
+                    self.refund = 0
+                for key in self._due(flush=False):
+                    n = self._run_batch(key, keeper)
                     work.send_multipart([READY, str(n).encode()])
                     last_ready = time.monotonic()
                 if time.monotonic() - last_ready > BALANCER_BEAT_S:
-                    work.send_multipart([READY, b"0"])  # still alive, no new credit
+                    work.send_multipart([ALIVE, str(self.free_credit()).encode()])
                     last_ready = time.monotonic()
                 beat.maybe_send(self.gauges())
             # finish what already arrived; the rest comes back through the Feeder's deadline
             self._receive(work, 0)
-            for model_id in self._due(flush=True):
-                self._run_batch(model_id, keeper)
+            for key in self._due(flush=True):
+                self._run_batch(key, keeper)
             log.info("stopping: %d orders in %d batches", self.done, self.batches)
+
+    def free_credit(self) -> int:
+        """Orders this worker can take now (what a Balancer that lost count should grant)."""
+        return max(self.window - sum(len(v) for v in self.pending.values()), 0)
 
     def gauges(self) -> dict[str, Any]:
         return {
+            **self.dropped.gauges(),
             "queue_pending": sum(len(v) for v in self.pending.values()),
             "done": self.done,
             "batches": self.batches,
@@ -109,16 +141,42 @@ class Worker:
             return
         while sock.poll(0):
             frames = sock.recv_multipart(copy=False)
+            if len(frames) == 2 and bytes(frames[0].buffer) == WELCOME:
+                self._welcome(bytes(frames[1].buffer).decode(errors="replace"))
+                continue
+            self.refund += 1  # taken back below once the order is accepted
             try:
                 order = decode(frames)
             except MessageError as exc:
-                log.error("dropped a malformed message: %s", exc)
+                self.dropped("malformed", f"from the Balancer: {exc}")
                 continue
-            if isinstance(order, InferenceOrder):
-                order.times["recv"] = time.time()
-                self.pending[order.model_id].append(order)
+            if not isinstance(order, InferenceOrder):
+                self.dropped("malformed", f"from the Balancer: a {type(order).__name__}, not an order")
+                continue
+            if not self.instance or order.instance != self.instance:
+                self.dropped("foreign", f"an order of instance {order.instance[:40]!r}")
+                continue
+            px = order.pixels
+            if px.dtype != np.uint8 or px.ndim != 3 or px.shape[2] not in (1, 3, 4):
+                self.dropped("malformed", f"order {order.order_id[:40]}: pixels {px.dtype} {px.shape}")
+                continue
+            self.refund -= 1
+            order.times["recv"] = time.time()
+            self.pending[(order.model_id, px.shape)].append(order)
 
-    def _due(self, *, flush: bool) -> list[int]:
+    def _welcome(self, instance: str) -> None:
+        if instance == self.instance:
+            return
+        if self.fixed:
+            log.error("the Balancer belongs to instance %r, this worker to %r: its orders are dropped",
+                      instance[:40], self.instance)  # fmt: skip
+            return
+        log.info("serving instance %s", instance[:40])
+        self.instance = instance
+        if self.beat is not None:
+            self.beat.instance = instance
+
+    def _due(self, *, flush: bool) -> list[tuple[int, tuple[int, ...]]]:
         """Models whose batch is full or whose oldest order has waited long enough."""
         now = time.time()
         wait = self.cfg.serve.max_wait_ms / 1000.0
@@ -129,17 +187,19 @@ class Worker:
             and (flush or len(orders) >= self.cfg.serve.max_batch or now - orders[0].times["recv"] >= wait)
         ]
 
-    def _run_batch(self, model_id: int, keeper: zmq.Socket) -> int:
-        orders = self.pending[model_id][: self.cfg.serve.max_batch]
-        del self.pending[model_id][: len(orders)]
+    def _run_batch(self, key: tuple[int, tuple[int, ...]], keeper: zmq.Socket) -> int:
+        model_id = key[0]
+        orders = self.pending[key][: self.cfg.serve.max_batch]
+        del self.pending[key][: len(orders)]
         try:
             reports = self.infer(model_id, orders)
         except Exception as exc:  # noqa: BLE001 - a broken model must not kill the worker
-            log.exception("model %d failed on a batch of %d", model_id, len(orders))
+            # the server's fault (database down, model file unreadable): the files stay in the input
+            # folder and come again after a backoff; nothing is quarantined for it
+            reason = f"model {model_id}: {exc.__class__.__name__}: {exc}"[:500]
+            log.error("%s; %d image(s) will be sent again", reason, len(orders))
             for o in orders:
-                note = ErrorNotice(
-                    o.path, o.filename, "predict", "model_error", f"model {model_id}: {exc}", o.source_key
-                )
+                note = Retry(o.path, o.filename, "predict", reason, instance=o.instance)
                 keeper.send_multipart(encode(note), copy=False)
             return len(orders)
         for r in reports:
@@ -201,6 +261,7 @@ class Worker:
                     worker=self.name,
                     times=times,
                     heatmap=cams.get(i),
+                    instance=o.instance,
                 )
             )
         return reports
@@ -214,11 +275,11 @@ def run(
     name: str | None = None,
     threads: int | None = None,
     stop: StopFlag | None = None,
+    instance: str | None = None,
 ) -> None:
-    """Run one Predict worker until SIGTERM/SIGINT."""
+    """Run one Predict worker until SIGTERM/SIGINT (``instance``: serve only that one)."""
     stop = stop or StopFlag().install()
     device = device or cfg.serve.device
     set_threads(threads if threads is not None else cfg.serve.torch_threads, device)
-    Worker(cfg, device=device, name=name or f"predict@{socket.gethostname()}:{os.getpid()}", stop=stop).run(
-        addrs
-    )
+    name = name or f"predict@{socket.gethostname()}:{os.getpid()}"
+    Worker(cfg, device=device, name=name, stop=stop, instance=instance).run(addrs)

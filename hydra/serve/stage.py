@@ -1,8 +1,11 @@
 """What every serve stage shares: addresses, sockets, stop signals, heartbeats.
 
 A stage is a plain function ``run(cfg, addrs, ...)`` that loops until
-:class:`StopFlag` is set by SIGTERM/SIGINT; sockets live in a
-:func:`zmq_context` so nothing leaks when it returns.
+:class:`StopFlag` is set by SIGTERM/SIGINT or its parent dies; sockets live in
+a :func:`zmq_context` so nothing leaks when it returns. Addresses left empty
+in the config are the home's private ``ipc://`` sockets
+(:mod:`hydra.serve.instance`); TCP beyond loopback gets CURVE
+(:mod:`hydra.serve.security`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Any
 import zmq
 
 from hydra.config import HydraConfig
+from hydra.serve.instance import InUseError, check_free, default_address
 from hydra.serve.messages import Heartbeat, encode
+from hydra.serve.security import Curve, needs_curve
 
 log = logging.getLogger("hydra.serve")
 
@@ -41,6 +46,7 @@ class Addresses:
 
     @classmethod
     def from_config(cls, cfg: HydraConfig, **overrides: str | None) -> Addresses:
+        """The configured addresses; an empty one is this home's private ipc socket."""
         s = cfg.serve
         values = {
             "frontend": s.balancer_frontend,
@@ -49,7 +55,16 @@ class Addresses:
             "control": s.control_address,
         }
         values.update({k: v for k, v in overrides.items() if v})
-        return cls(**values)
+        return cls(**{k: v or default_address(cfg, k) for k, v in values.items()})
+
+    def named(self) -> list[tuple[str, str]]:
+        """(config key, address) of the four sockets, for messages that name them."""
+        return [
+            ("serve.balancer_frontend", self.frontend),
+            ("serve.balancer_backend", self.backend),
+            ("serve.keeper_address", self.keeper),
+            ("serve.control_address", self.control),
+        ]
 
     def as_args(self) -> list[str]:
         """Command-line options that reproduce these addresses in a child process."""
@@ -62,11 +77,18 @@ class Addresses:
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT; stages check it between iterations."""
+    """Set by SIGTERM/SIGINT, or when the parent process is gone; stages check it between iterations.
+
+    The parent check is what keeps a stage from outliving a supervisor that
+    was killed with SIGKILL (besides ``PR_SET_PDEATHSIG``, which a stage
+    started by anything else does not have): the parent pid changes when the
+    parent dies, to 1 or a subreaper.
+    """
 
     def __init__(self) -> None:
         self.stopped = False
         self.signal: int | None = None
+        self.parent = os.getppid()
 
     def install(self) -> StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,17 +103,39 @@ class StopFlag:
         self.stopped = True
 
     def __bool__(self) -> bool:
+        if not self.stopped and self.parent != 1 and os.getppid() != self.parent:
+            log.warning("the parent process %d is gone; stopping", self.parent)
+            self.stopped = True
         return self.stopped
 
 
+_CURVES: dict[int, Curve] = {}
+
+
 @contextmanager
-def zmq_context() -> Iterator[zmq.Context]:
-    """A private ZeroMQ context whose sockets are closed (linger 1 s) on exit."""
+def zmq_context(cfg: HydraConfig | None = None) -> Iterator[zmq.Context]:
+    """A private ZeroMQ context whose sockets are closed (linger 1 s) on exit.
+
+    With ``cfg``, sockets on addresses beyond loopback get CURVE with that home's keys.
+    """
     ctx = zmq.Context()
+    if cfg is not None:
+        _CURVES[id(ctx)] = Curve(cfg)
     try:
         yield ctx
     finally:
+        curve = _CURVES.pop(id(ctx), None)
+        if curve is not None:
+            curve.close()
         ctx.destroy(linger=1000)
+
+
+def connect_address(address: str) -> str:
+    """Where to connect for a bound ``address``: a wildcard host means this host."""
+    for wild in ("tcp://0.0.0.0:", "tcp://*:"):
+        if address.startswith(wild):
+            return "tcp://127.0.0.1:" + address[len(wild) :]
+    return address
 
 
 def make_socket(
@@ -103,8 +147,22 @@ def make_socket(
     its connection (a crashed remote host) within about ``PEER_TIMEOUT_S``.
     (ZMTP heartbeats would do it too, but libzmq 4.3 aborts when one times
     out on a connection whose input is paused by the high-water mark.)
+    An address beyond loopback is CURVE (the context must know the config);
+    a bind to an address that is taken raises :class:`InUseError`.
     """
+    if bind and address.startswith("ipc://"):
+        check_free(address, "socket")
+        os.makedirs(os.path.dirname(address[len("ipc://") :]), mode=0o700, exist_ok=True)
     sock = ctx.socket(kind)
+    if needs_curve(address):
+        curve = _CURVES.get(id(ctx))
+        if curve is None:
+            sock.close(linger=0)
+            raise ValueError(f"{address} leaves this host: it needs CURVE, so zmq_context(cfg)")
+        if bind:
+            curve.server(ctx, sock)
+        else:
+            curve.client(sock)
     if identity is not None:
         sock.setsockopt(zmq.IDENTITY, identity)
     sock.setsockopt(zmq.LINGER, 1000)
@@ -118,29 +176,44 @@ def make_socket(
         # reconnects quickly when the peer restarts
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-    if bind:
-        sock.bind(address)
-    else:
-        sock.connect(address)
+    try:
+        if bind:
+            sock.bind(address)
+        else:
+            sock.connect(connect_address(address))
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        if exc.errno == zmq.EADDRINUSE:
+            raise InUseError(
+                f"{address} is in use by another process; stop it or choose another address"
+            ) from None
+        raise
     return sock
 
 
 class HeartbeatSender:
     """Sends a :class:`Heartbeat` to the Keeper every few seconds."""
 
-    def __init__(self, sock: zmq.Socket, process: str, every_s: float = HEARTBEAT_S) -> None:
+    def __init__(
+        self, sock: zmq.Socket, process: str, every_s: float = HEARTBEAT_S, instance: str = ""
+    ) -> None:
         self.sock = sock
         self.process = process
         self.every_s = every_s
         self.last = 0.0
         self.host = socket.gethostname()
+        self.instance = instance
 
     def maybe_send(self, info: dict[str, Any], *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last < self.every_s:
             return
         self.last = now
-        hb = Heartbeat(process=self.process, pid=os.getpid(), host=self.host, info=info)
+        if not self.instance:
+            return  # a remote worker that has not met its Balancer yet: nobody to report to
+        hb = Heartbeat(
+            process=self.process, pid=os.getpid(), host=self.host, info=info, instance=self.instance
+        )
         with contextlib.suppress(zmq.Again):  # the Keeper is busy or gone; the next beat will do
             self.sock.send_multipart(encode(hb), flags=zmq.NOBLOCK, copy=False)
 
@@ -155,3 +228,31 @@ def setup_logging(stage: str, level: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # ``kill -USR1 PID`` prints every thread's stack: where a stuck stage is stuck
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+class Dropped:
+    """Messages dropped as malformed or of another instance, counted by reason.
+
+    Logged at most once a second (a flood of garbage must not flood the log);
+    the counts travel in the stage's heartbeat (``dropped_malformed``,
+    ``dropped_foreign``) to the Keeper's metrics.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {"malformed": 0, "foreign": 0}
+        self._next_log = 0.0
+        self._quiet = 0
+
+    def __call__(self, reason: str, detail: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = time.monotonic()
+        if now < self._next_log:
+            self._quiet += 1
+            return
+        more = f" (and {self._quiet} more since the last report)" if self._quiet else ""
+        log.warning("dropped a %s message: %s%s", reason, detail[:300], more)
+        self._next_log = now + 1.0
+        self._quiet = 0
+
+    def gauges(self) -> dict[str, int]:
+        return {f"dropped_{k}": v for k, v in self.counts.items()}

@@ -5,6 +5,9 @@ and heartbeats into rows (inferences, RunTime, kept images, errors, alarms,
 heartbeats) in one transaction, and returns the file moves to make once it
 has committed. Nothing here moves a file: if the commit fails, every file is
 still in the input directory and the same batch can be written again.
+A report whose heat map cannot be written (disk full, folder not writable) is
+left out of the batch and handed back for a retry; a report whose plot type
+or model does not match the database is dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlmodel import Session, col, select
 from hydra.config import HydraConfig
 from hydra.db import results
 from hydra.db.engine import session_scope
-from hydra.db.models import Alarm, PlotType, utcnow
+from hydra.db.models import Alarm, Model, PlotType, utcnow
 from hydra.db.queries import active_model, create_plot_type
 from hydra.serve.alarms import AlarmTracker, DueAlarm
 from hydra.serve.conditions import CommandCondition
@@ -43,6 +46,7 @@ class Batch:
     registrations: dict[str, Registration] = field(default_factory=dict)
     beats: dict[str, dict[str, Any]] = field(default_factory=dict)
     since: float = field(default_factory=time.monotonic)
+    heat_bytes: int = 0
 
     def __len__(self) -> int:
         return len(self.reports) + len(self.errors) + len(self.registrations)
@@ -59,6 +63,7 @@ class Outcome:
     registered: int = 0
     alarms: list[tuple[DueAlarm, int | None, bool]] = field(default_factory=list)
     tracker: AlarmTracker | None = None
+    retry: list[tuple[Report, str]] = field(default_factory=list)
 
 
 def keep_reason(report: Report, collect_percent: float) -> str | None:
@@ -142,6 +147,29 @@ class Store:
         if not new:
             return
         pts = self._plot_types(s, {r.plot_type_id for r in new})
+        models = dict(
+            s.exec(
+                select(Model.id, Model.plot_type_id).where(col(Model.id).in_({r.model_id for r in new}))
+            ).all()
+        )
+        heatmaps: dict[str, str] = {}
+        kept_new = []
+        for r in new:
+            pt = pts.get(r.plot_type_id)
+            if pt is None or pt.name != r.plot_type or models.get(r.model_id) != r.plot_type_id:
+                log.error("%s: dropped a report for plot type %r, model %d that the database does not have",
+                          r.filename, r.plot_type, r.model_id)  # fmt: skip
+                continue
+            if r.heatmap is not None:
+                try:
+                    heatmaps[r.source_key] = self._heatmap(r)
+                except OSError as exc:  # the server's disk: try again later, never quarantine
+                    out.retry.append((r, f"heat map not written: {exc}"[:500]))
+                    continue
+            kept_new.append(r)
+        new = kept_new
+        if not new:
+            return
         reasons = {
             r.source_key: keep_reason(
                 r, pts[r.plot_type_id].collect_percent if r.plot_type_id in pts else 0.0
@@ -152,7 +180,7 @@ class Store:
         registered = results.image_hashes(wanted, session=s)
         taken = set(registered)
         now = utcnow()
-        images, rows, dests, heatmaps = [], [], {}, {}
+        images, rows, dests = [], [], {}
         for r in new:
             reason = reasons[r.source_key]
             if reason:
@@ -168,8 +196,6 @@ class Store:
             else:
                 dest = _free_name(os.path.join(self.short, r.plot_type), r.filename, r.source_key, taken)
             dests[r.source_key] = dest
-            if r.heatmap is not None:
-                heatmaps[r.source_key] = self._heatmap(r)
         image_ids = results.insert_images(images, session=s)
         for r in new:
             timings = stage_timings(dict(r.times), wall)
@@ -209,6 +235,10 @@ class Store:
 
         stem = r.filename.rsplit(".", 1)[0]
         path = self.heat / r.plot_type / f"{stem}-{r.source_key[:8]}-m{r.model_id}.png"
+        if (
+            path.parent.parent != self.heat or "/" in path.name
+        ):  # names are checked on receipt; belt and braces
+            raise ValueError(f"heat map path {path} is outside {self.heat}")
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.ascontiguousarray(r.heatmap)).save(path, compress_level=1)
         return str(path)
@@ -287,26 +317,32 @@ class Store:
         out.registered += len(images)
 
 
-def move_files(moves: list[tuple[str, str]]) -> list[str]:
-    """Make the moves of a committed batch; the source paths that were moved (or already gone)."""
-    done = []
+def move_files(moves: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """Make the moves of a committed batch: the source paths moved (or already gone), and those not.
+
+    A file that cannot be moved (its folder not writable, its disk full) stays
+    in the input directory; its row is committed, so when it comes again the
+    Keeper sees the stored result and only tries the move again.
+    """
+    done, failed = [], []
     made: set[str] = set()
     for src, dst in moves:
         parent = os.path.dirname(dst)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
         try:
-            os.replace(src, dst)
-        except FileNotFoundError:
-            pass
-        except OSError:  # another file system: copy, then remove
-            import shutil
-
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
             try:
+                os.replace(src, dst)
+            except FileNotFoundError:
+                pass
+            except OSError:  # another file system: copy, then remove
+                import shutil
+
                 shutil.move(src, dst)
-            except OSError as exc:
-                log.error("cannot move %s to %s: %s", src, dst, exc)
-                continue
+        except OSError as exc:
+            log.error("cannot move %s to %s (%s); it stays in the input directory for now", src, dst, exc)
+            failed.append(src)
+            continue
         done.append(src)
-    return done
+    return done, failed

@@ -1,7 +1,14 @@
 """The supervisor behind ``hydra-serve``: one child process per stage.
 
 Used as a context manager so that whatever happens (an exception, a signal)
-every child it started is stopped when the block ends.
+every child it started is stopped when the block ends. It holds the home's
+lock (:class:`hydra.serve.instance.HomeLock`) and checks every address it
+will bind before it starts anything, so a second instance on the same home,
+or one whose port is taken, stops at once with one line saying why instead
+of crash-looping. A stage that exits with ``EXIT_IN_USE`` (its address was
+taken after all) stops the whole instance the same way. Children die with
+the supervisor however it dies: ``PR_SET_PDEATHSIG``, and each stage also
+watches its parent pid.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from dataclasses import dataclass, field
 import zmq
 
 from hydra.config import HydraConfig
+from hydra.serve.instance import EXIT_IN_USE, HomeLock, InUseError, check_free, instance_id
 from hydra.serve.messages import Event, encode
-from hydra.serve.stage import Addresses, StopFlag, make_socket
+from hydra.serve.stage import Addresses, StopFlag, make_socket, zmq_context
 
 log = logging.getLogger("hydra.serve.supervisor")
 
@@ -65,8 +73,11 @@ class Supervisor:
         self.cfg = cfg
         self.addrs = addrs
         self.stop = StopFlag()
+        self.lock = HomeLock(cfg)
+        self.instance = instance_id(cfg)
+        self.exit_code = 0
         base = [*serve_command()]
-        common = [*addrs.as_args(), *(extra_args or [])]
+        common = [*addrs.as_args(), "--instance", self.instance, *(extra_args or [])]
         s = cfg.serve
         if threads is None:
             threads = s.torch_threads or (
@@ -84,10 +95,19 @@ class Supervisor:
         self._events: zmq.Socket | None = None
 
     def __enter__(self) -> Supervisor:
+        """Take the home's lock and check the addresses (raising :class:`InUseError`), then start."""
+        self.lock.__enter__()
+        try:
+            for key, address in self.addrs.named():
+                check_free(address, key)
+        except InUseError:
+            self.lock.__exit__()
+            raise
         self.stop.install()
         self.cfg.ensure_dirs()
         self._prepare_database()
-        self._ctx = zmq.Context()
+        self._zmq = zmq_context(self.cfg)
+        self._ctx = self._zmq.__enter__()
         self._events = make_socket(self._ctx, zmq.PUSH, self.addrs.keeper, bind=False)
         for child in self.children:
             child.start()
@@ -116,6 +136,12 @@ class Supervisor:
                     continue
                 if child.next_start == 0.0:
                     code = child.proc.returncode if child.proc else None
+                    if code == EXIT_IN_USE:
+                        log.error("%s cannot bind its address (see its error above); stopping this instance",
+                                  child.name)  # fmt: skip
+                        self.exit_code = EXIT_IN_USE
+                        self.stop.set()
+                        break
                     child.crashes = [t for t in child.crashes if now - t < CRASH_WINDOW_S] + [now]
                     delay = 0.5 * 2 ** (len(child.crashes) - 1) if len(child.crashes) > 1 else 0.0
                     child.next_start = now + min(delay, 30.0)
@@ -126,9 +152,10 @@ class Supervisor:
                     child.start()
                     self._event(Event("restart", child.name, f"restart #{child.restarts}"))
         log.info("stopping (signal %s)", self.stop.signal)
-        return 0
+        return self.exit_code
 
     def _event(self, event: Event) -> None:
+        event.instance = self.instance
         if self._events is not None:
             with contextlib.suppress(zmq.Again):
                 self._events.send_multipart(encode(event), flags=zmq.NOBLOCK)
@@ -147,7 +174,8 @@ class Supervisor:
         if self._events is not None:
             self._events.close(linger=0)
         if self._ctx is not None:
-            self._ctx.term()
+            self._zmq.__exit__(None, None, None)
+        self.lock.__exit__()
         log.info("all stages stopped")
 
 

@@ -67,7 +67,7 @@ def test_reports_are_stored_once_and_files_move_only_when_asked(engine, tmp_path
     doubt = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id, confirmed=False, heat=True)
     out = store.write(batch_of(good, doubt))
     assert Path(good.path).exists(), "the store must not move files itself"
-    assert move_files(out.moves) == [good.path, doubt.path]
+    assert move_files(out.moves) == ([good.path, doubt.path], [])
     with session_scope(engine) as s:
         rows = {i.filename: i for i in s.exec(select(Inference)).all()}
         images = s.exec(select(Image)).all()
@@ -138,11 +138,19 @@ def test_errors_are_recorded_once_and_registrations_create_plot_types(engine, tm
     assert listed[0]["kind"] == "empty"
 
 
-def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(engine, tmp_path):
+def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(engine, tmp_path, monkeypatch):
     cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
     ok = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
-    broken = make_report(cfg, "fcal-000007_0002.png", 999, model_id)  # its plot type does not exist
-    with pytest.raises(DBAPIError):
+    broken = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id, heat=True)
+    real = Store._heatmap
+
+    def heatmap(self, r):  # a report the store cannot handle (not a fault of its disk)
+        if r is broken:
+            raise ValueError("cannot draw this one")
+        return real(self, r)
+
+    monkeypatch.setattr(Store, "_heatmap", heatmap)
+    with pytest.raises(ValueError):
         store.write(batch_of(ok, broken))
     with session_scope(engine) as s:
         assert s.exec(select(Inference)).all() == []

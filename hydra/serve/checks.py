@@ -1,0 +1,78 @@
+"""What the Keeper checks before it trusts a message with its files and database.
+
+The codec (:func:`hydra.serve.messages.decode`) already guarantees each
+field's type. Here the values are checked against the deployment: a path
+must be a file directly in the input folder with the message's base name,
+the plot type must be a valid name and the one the file name says, and a
+heat map must be a small RGB image. A message that fails is dropped (and
+counted), so a forged or garbled one can never move a file from elsewhere,
+create a plot type like ``../../x`` or write outside ``HYDRA_HOME``.
+
+Example:
+    >>> from hydra.config import load_config
+    >>> cfg = load_config(None, home="/srv/hydra")
+    >>> check_input_path(cfg, "/srv/hydra/input/../x/fcal-1.png", "fcal-1.png")
+    Traceback (most recent call last):
+    ...
+    hydra.serve.checks.Invalid: path '/srv/hydra/input/../x/fcal-1.png' is not a file of the input folder
+"""
+
+from __future__ import annotations
+
+import os
+
+from hydra.config import HydraConfig
+from hydra.data.naming import NamingError, check_plot_type_name, parse_name
+from hydra.serve.messages import ErrorNotice, Heartbeat, Registration, Report, Retry
+
+MAX_HEATMAP_PIXELS = 4096 * 4096
+
+
+class Invalid(ValueError):
+    """A message whose values this deployment must not act on."""
+
+
+def check_input_path(cfg: HydraConfig, path: str, filename: str) -> None:
+    """``path`` is ``input_dir/filename`` exactly, and ``filename`` a plain base name."""
+    if (
+        not filename
+        or filename in (".", "..")
+        or os.path.basename(filename) != filename
+        or "\0" in filename
+        or len(filename) > 255
+    ):
+        raise Invalid(f"file name {filename[:80]!r} is not a base name")
+    if "\0" in path or os.path.normpath(path) != path or path != os.path.join(str(cfg.input_dir), filename):
+        raise Invalid(f"path {path[:200]!r} is not a file of the input folder")
+
+
+def check_names(cfg: HydraConfig, filename: str, plot_type: str, run: int, chunk: int | None) -> None:
+    """The plot type is a valid name and, with run and chunk, what the file name says."""
+    try:
+        check_plot_type_name(plot_type)
+        parsed = parse_name(filename, cfg.naming_regex)
+    except NamingError as exc:
+        raise Invalid(str(exc)) from None
+    if (parsed.plot_type, parsed.run, parsed.chunk) != (plot_type, run, chunk):
+        raise Invalid(f"{filename[:80]!r} is not plot type {plot_type[:40]!r}, run {run}, chunk {chunk}")
+
+
+def check_message(cfg: HydraConfig, msg: object) -> None:
+    """Raise :class:`Invalid` if the Keeper must not act on ``msg``."""
+    if isinstance(msg, (Report, ErrorNotice, Registration, Retry)):
+        check_input_path(cfg, msg.path, msg.filename)
+    if isinstance(msg, (Report, Registration)):
+        check_names(cfg, msg.filename, msg.plot_type, msg.run, msg.chunk)
+    if isinstance(msg, Report):
+        if msg.model_id <= 0 or msg.plot_type_id <= 0 or not msg.label or len(msg.label) > 64:
+            raise Invalid(f"report of {msg.filename[:80]!r}: bad model, plot type or label")
+        if msg.weights and msg.label not in msg.weights:
+            raise Invalid(f"report of {msg.filename[:80]!r}: label {msg.label[:40]!r} has no weight")
+        if msg.heatmap is not None:
+            h = msg.heatmap
+            if h.dtype.name != "uint8" or h.ndim != 3 or h.shape[2] not in (1, 3, 4):
+                raise Invalid(f"report of {msg.filename[:80]!r}: heat map {h.dtype} {h.shape}")
+            if h.shape[0] * h.shape[1] > MAX_HEATMAP_PIXELS:
+                raise Invalid(f"report of {msg.filename[:80]!r}: heat map of {h.shape[0]}x{h.shape[1]}")
+    if isinstance(msg, Heartbeat) and not (0 < len(msg.process) <= 64):
+        raise Invalid("heartbeat without a process name")
