@@ -67,12 +67,12 @@ else:
                     y=alt.Y("count():Q", title="images"),
                     color=alt.value(PALETTE[i % len(PALETTE)]),
                 )
-                .properties(width=260, height=160)
+                .properties(width=230, height=150)
                 for i, stage in enumerate(order)
             ],
             columns=3,
         )
-        st.altair_chart(hist, key="status_hist")
+        st.altair_chart(hist, key="status_hist", width="content")  # its own width: nothing cut off
         stats = long.groupby("stage")["ms"].describe(percentiles=[0.5, 0.95])[["count", "mean", "50%", "95%"]]
         every = [k for k in q.TIMING_KEYS if k in stats.index]
         st.dataframe(stats.reindex(every).round(3), key="status_stats")
@@ -99,7 +99,21 @@ else:
     st.altair_chart(
         alt.Chart(per_minute)
         .mark_bar()
-        .encode(x=alt.X("minute:T", title="time (UTC)"), y=alt.Y("images:Q"))
+        .encode(
+            x=alt.X(
+                "minute:T",
+                title="time (UTC)",
+                scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%H:%M" if WINDOWS[window] <= 24 else "%d %b %H:%M"),
+            ),
+            y=alt.Y("images:Q"),
+            tooltip=[
+                alt.Tooltip(
+                    "utcyearmonthdatehoursminutes(minute):T", title="minute (UTC)", format="%Y-%m-%d %H:%M"
+                ),
+                "images:Q",
+            ],
+        )  # fmt: skip
         .properties(height=180),
         key="status_rate",
     )

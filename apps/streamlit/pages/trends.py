@@ -59,16 +59,21 @@ color_scale = alt.Scale(domain=label_names, range=colors) if colors else alt.Sca
 shown = st.multiselect("Labels", label_names, default=label_names, key="trends_labels")
 long = long[long["label"].isin(shown)]
 
+# 24-hour UTC on the axis and in the tooltip, whatever the browser's time zone
+time_format = "%H:%M" if WINDOWS[window] <= 24 else "%d %b %H:%M"
 lines = (
     alt.Chart(long)
     .mark_line(point=alt.OverlayMarkDef(size=18))
     .encode(
-        x=alt.X("time:T", title="time (UTC)"),
+        x=alt.X("time:T", title="time (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format=time_format)),
         y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1]), title="output weight"),
         color=alt.Color("label:N", scale=color_scale),
-        tooltip=["time:T", "run:Q", "chunk:Q", "label:N", alt.Tooltip("weight:Q", format=".3f")],
+        tooltip=[
+            alt.Tooltip("utcyearmonthdatehoursminutesseconds(time):T", title="time (UTC)", format="%Y-%m-%d %H:%M:%S"),
+            "run:Q", "chunk:Q", "label:N", alt.Tooltip("weight:Q", format=".3f"),
+        ],
     )
-)
+)  # fmt: skip
 newest_model = series.points[-1].model_id
 thresholds = series.thresholds.get(newest_model, {})
 rules_df = pd.DataFrame([(k, v) for k, v in thresholds.items() if k in shown], columns=["label", "threshold"])

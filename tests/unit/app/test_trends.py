@@ -38,6 +38,11 @@ def test_trends_from_the_log_link(app, seeded):
     for label in ("Good", "Bad", "NoData"):
         assert label in spec
     assert "#d62728" in spec  # the Bad label's colour
+    import json
+
+    x = json.loads(spec)["encoding"]["x"] if "encoding" in json.loads(spec) else None
+    x = x or next(layer["encoding"]["x"] for layer in json.loads(spec)["layer"])
+    assert x["scale"]["type"] == "utc" and x["axis"]["format"] == "%H:%M"  # 24-hour UTC
 
 
 def test_plot_type_without_inferences(app):
