@@ -254,7 +254,10 @@ def sidebar(*, mark: bool = True) -> None:
     with session() as s:
         beats = heartbeats(session=s)
     if not beats:
-        bar.caption("No serve process has reported yet (start them with `hydra serve`).")
+        bar.caption(
+            "No heartbeat from the serve processes yet: they report within a few seconds of starting "
+            "(`hydra serve`, or `make demo`, starts them)."
+        )
     now = utcnow()
     for hb in beats:
         age = (now - hb.last_seen).total_seconds()

@@ -53,11 +53,11 @@ table = pd.DataFrame(
             "Head": m.head,
             "Sampling": m.sampling or "-",
             "Training images": m.training_size,
-            "Label counts": ", ".join(f"{k}: {v}" for k, v in m.label_counts.items()),
+            "Label counts": " · ".join(f"{k} {v:,}" for k, v in m.label_counts.items()),
             "Input": f"{m.input_size[0]}x{m.input_size[1]}",
             "Trained (UTC)": f"{m.created_at:%Y-%m-%d %H:%M}",
-            "Metrics": ", ".join(
-                f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
+            "Metrics": " · ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                 for k, v in m.metrics.items()
                 if not isinstance(v, (dict, list))
             ),
@@ -65,7 +65,13 @@ table = pd.DataFrame(
         for m in models
     ]
 )
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={"Label counts": st.column_config.TextColumn(width="medium"),
+                   "Metrics": st.column_config.TextColumn(width="large")},
+)  # fmt: skip
 active = next((m for m in models if m.active), models[0])
 names = {f"{'★ ' if m.active else ''}model {m.id} ({m.head}, {m.created_at:%Y-%m-%d})": m for m in models}
 model = names[
@@ -180,6 +186,10 @@ def matrix_png(model_id: int, cells_key: tuple, thresholds: tuple, colors: tuple
             weights = cells.get((h, p), ())
             ax.hist(weights, bins=BINS, range=(0, 1), color=color.get(p, "#888888"), alpha=0.85)
             ax.axvline(th[p], color="black", lw=1, ls="--")
+            if not weights:  # an empty cell: no histogram, no axis of -0.04..0.04
+                ax.set_ylim(0, 1)
+                ax.set_yticks([])
+                ax.text(0.5, 0.5, "none", ha="center", va="center", color="#999999", fontsize=9)
             above = sum(w > th[p] for w in weights)
             ax.set_title(
                 f"{len(weights)}  ({above} confirmed)", fontsize=9, fontweight="bold" if h == p else None
