@@ -47,6 +47,21 @@ def grad_cam(head: Head, x: torch.Tensor, class_indices: Sequence[int]) -> np.nd
     return np.clip(maps, 0.0, 1.0)
 
 
+def heat_map(cam: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A CAM (H×W in [0, 1]) as a single-channel uint8 map (0..255), optionally resized to ``size`` (w, h).
+
+    This is what is stored: a plain map, upsampled to the original image, that
+    a page colours and blends over the image once, at the opacity it chooses.
+    """
+    from PIL import Image
+
+    gray = np.clip(np.nan_to_num(np.asarray(cam, dtype=np.float32)), 0.0, 1.0)
+    out = Image.fromarray((gray * 255.0 + 0.5).astype(np.uint8), mode="L")
+    if size is not None and out.size != tuple(size):
+        out = out.resize(tuple(size), Image.Resampling.BILINEAR)
+    return np.asarray(out, dtype=np.uint8)
+
+
 def overlay(pixels: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """Blend a CAM (H×W in [0, 1]) over the image (uint8 H×W×C) as a heat map, uint8 RGB.
 

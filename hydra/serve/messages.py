@@ -72,8 +72,9 @@ class InferenceOrder:
 class Report:
     """A Predict worker's verdict on one order, for the Keeper.
 
-    ``heatmap`` (uint8 H x W x 3: the Grad-CAM overlaid on the model input)
-    travels only when one was computed; the Keeper writes it as a PNG.
+    ``heatmap`` (uint8 H x W x 1: the Grad-CAM map, 0..255, at the model's
+    input size) travels only when one was computed; the Keeper upsamples it to
+    the original image and writes it as a single-channel PNG.
     """
 
     order_id: str

@@ -211,7 +211,7 @@ class Worker:
     def infer(self, model_id: int, orders: list[InferenceOrder]) -> list[Report]:
         """Weights, verdicts and (where needed) Grad-CAM for one batch of one model."""
         from hydra import inference
-        from hydra.heads.cam import overlay
+        from hydra.heads.cam import heat_map
 
         served = self.models.get(model_id)
         t0 = time.time()
@@ -235,7 +235,7 @@ class Worker:
             maps = np.asarray(inference.cam_batch(served.model, pixels[cam_rows], idx), dtype=np.float32)
             c1 = time.time()
             for i, m in zip(cam_rows, maps):
-                cams[i] = overlay(orders[i].pixels, m)
+                cams[i] = heat_map(m)[:, :, None]  # the plain map; the Keeper sizes it to the image
         reports = []
         for i, (o, v) in enumerate(zip(orders, verdicts)):
             times = dict(o.times, pred0=t0, pred1=t1)

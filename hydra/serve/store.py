@@ -230,7 +230,12 @@ class Store:
         self._alarms(s, new, ids, out)
 
     def _heatmap(self, r: Report) -> str:
-        """Write the Grad-CAM overlay (made by the worker on the model input) as a PNG; its path."""
+        """Write the Grad-CAM map as a single-channel PNG at the original image's size; its path.
+
+        The worker's map is at the model's input size (e.g. 120x160, or a
+        squashed 299x299); it is stretched back to the file's own size (read
+        from its header), so the pages blend it once, pixel for pixel.
+        """
         from PIL import Image
 
         stem = r.filename.rsplit(".", 1)[0]
@@ -240,7 +245,18 @@ class Store:
         ):  # names are checked on receipt; belt and braces
             raise ValueError(f"heat map path {path} is outside {self.heat}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.ascontiguousarray(r.heatmap)).save(path, compress_level=1)
+        heat = np.ascontiguousarray(r.heatmap)
+        if heat.ndim == 3 and heat.shape[2] == 1:
+            heat = heat[:, :, 0]
+        try:
+            with Image.open(r.path) as src:  # the header only
+                size = src.size
+        except OSError:
+            size = None
+        out = Image.fromarray(heat)
+        if heat.ndim == 2 and size and size != out.size and size[0] * size[1] <= 64_000_000:
+            out = out.resize(size, Image.Resampling.BILINEAR)
+        out.save(path, compress_level=1)
         return str(path)
 
     def _alarms(self, s: Session, new: list[Report], ids: dict[tuple[str, int], int], out: Outcome) -> None:
