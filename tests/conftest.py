@@ -66,6 +66,21 @@ def make_mysql_database() -> tuple[str, callable]:
     return url.set(database=name).render_as_string(hide_password=False), drop
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes():
+    """New password hashes use cheap scrypt parameters while testing.
+
+    Users are made in many tests, and a hash at the recommended cost takes
+    about half a second; ``tests/unit/test_auth.py`` tests that cost itself
+    (``hydra.auth.RECOMMENDED``). Processes the tests start use the real one.
+    """
+    from hydra import auth
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(auth, "SCRYPT", auth.ScryptParams(n=2**10, r=8, p=1))
+        yield
+
+
 @pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
 def db_url(request, tmp_path: Path):
     """A URL of an empty database, on each backend."""

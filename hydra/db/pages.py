@@ -3,8 +3,9 @@
 Pages never run SQL themselves: they call these functions, which return plain
 dataclasses and dicts (no pandas, so the serve layer can reuse them). Every
 function takes a keyword-only ``session``; the one that changes state,
-:func:`acknowledge_alarm`, checks the user itself, so a tampered page cannot
-acknowledge anonymously.
+:func:`acknowledge_alarm`, checks the user's role and grants itself
+(``hydra.auth.require(user, "acknowledge", ...)``), so a tampered page cannot
+acknowledge anonymously or as a viewer.
 
 The Run page's queries stay fast with millions of inferences because the newest
 row of each plot type is found by one correlated ``ORDER BY created_at DESC
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlmodel import Session, col
 
-from hydra.auth import PermissionDenied
+from hydra.auth import PermissionDenied, can, require
 from hydra.db.models import (
     Alarm,
     ErrorRecord,
@@ -362,10 +363,17 @@ def acknowledge_alarms(
     applies; returns how many were acknowledged.
     """
     if alarm_ids is None:
-        query = select(Alarm.id).where(col(Alarm.raised).is_(True), col(Alarm.acknowledged_at).is_(None))
+        query = select(Alarm.id, Alarm.plot_type_id).where(
+            col(Alarm.raised).is_(True), col(Alarm.acknowledged_at).is_(None)
+        )
         if plot_type_id is not None:
             query = query.where(Alarm.plot_type_id == plot_type_id)
-        alarm_ids = list(session.scalars(query))
+        found = session.execute(query).all()
+        user = session.get(User, user_id) if user_id is not None else None
+        mine = [i for i, pt in found if can(user, "acknowledge", pt, session=session)]
+        if found and not mine:  # say why, from the first one
+            require(user, "acknowledge", found[0][1], session=session)
+        alarm_ids = mine
     if not alarm_ids:
         if user_id is None or session.get(User, user_id) is None:
             raise PermissionDenied("acknowledging an alarm needs a logged-in user")
@@ -376,10 +384,11 @@ def acknowledge_alarms(
 
 
 def acknowledge_alarm(alarm_id: int, *, user_id: int | None, session: Session) -> Alarm:
-    """Mark an alarm acknowledged by a logged-in user.
+    """Mark an alarm acknowledged by a user allowed to: an admin, or an expert with a grant on its plot type.
 
     Raises:
-        PermissionDenied: without a user (or with one that does not exist).
+        PermissionDenied: without a user (or with one that does not exist), or
+            one whose role or grants do not allow it.
         LookupError: the alarm does not exist.
     """
     user = session.get(User, user_id) if user_id is not None else None
@@ -388,6 +397,7 @@ def acknowledge_alarm(alarm_id: int, *, user_id: int | None, session: Session) -
     alarm = session.get(Alarm, alarm_id)
     if alarm is None:
         raise LookupError(f"unknown alarm id {alarm_id}")
+    require(user, "acknowledge", alarm.plot_type_id, session=session)
     if alarm.acknowledged_at is None:
         alarm.acknowledged_by, alarm.acknowledged_at = user.id, utcnow()
         session.add(alarm)
