@@ -93,6 +93,7 @@ class ServeConfig(_Section):
     keeper_max_heatmap_mb: int = Field(256, ge=1)
     max_in_flight: int = Field(2000, ge=1)
     heatmaps_for: Literal["problem", "all", "none"] = "problem"
+    onboard_new_plot_types: bool = False
 
     @field_validator("balancer_frontend", "balancer_backend", "keeper_address", "control_address")
     @classmethod

@@ -48,10 +48,14 @@ class DemoOptions:
 
 
 @contextmanager
-def _process(args: list[str], name: str, log: Path) -> Iterator[subprocess.Popen]:
+def _process(
+    args: list[str], name: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
     """A child process that is stopped (SIGTERM, then SIGKILL) when the block ends."""
     fh = log.open("ab")
-    proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env and {**os.environ, **env}
+    )
     console.print(f"started {name} (pid {proc.pid}, log {log})")
     try:
         yield proc
@@ -209,7 +213,9 @@ def run_demo(cfg: HydraConfig, opts: DemoOptions) -> None:
     try:
         with _maybe_app(hydra, opts, logs):
             _train_all(cfg, engine, opts)
-            with _process([*hydra, "serve"], "hydra-serve", logs / "serve.log"):
+            # the demo onboards new plot types (a deployment quarantines unknown ones by default)
+            onboard = {"HYDRA_SERVE__ONBOARD_NEW_PLOT_TYPES": "true"}
+            with _process([*hydra, "serve"], "hydra-serve", logs / "serve.log", env=onboard):
                 streamer = Streamer(cfg.input_dir, opts)
                 console.print(
                     f"[bold green]streaming {opts.rate:g} plots/s into {cfg.input_dir}[/]  "

@@ -75,6 +75,19 @@ class ModelCatalog:
                 out[pt.name] = Target(pt.name, pt.id, mask, m.id, m.input_height, m.input_width, m.channels)
         return out
 
+    def names(self) -> list[str]:
+        """The plot type names of the last good read."""
+        return sorted(self._targets or {})
+
+    def recheck(self, plot_type: str, min_interval_s: float = 1.0) -> Target:
+        """:meth:`lookup` after reading the database again (at most once per ``min_interval_s``),
+        for a name the last read did not know: it may have been added since."""
+        now = time.monotonic()
+        if now - getattr(self, "_rechecked", 0.0) >= min_interval_s:
+            self._rechecked = now
+            self.refresh(force=True)
+        return self.lookup(plot_type)
+
     def lookup(self, plot_type: str) -> Target:
         """The target of ``plot_type``; one without a model (or id) when there is none."""
         assert self._targets is not None, "refresh() first"

@@ -90,6 +90,17 @@ def examine(
     try:
         img = decode(data, name, cfg.serve.max_image_pixels)
         target = catalog.lookup(parsed.plot_type)
+        if target.plot_type_id is None:
+            target = catalog.recheck(parsed.plot_type)
+        if target.plot_type_id is None and not cfg.serve.onboard_new_plot_types:
+            return ErrorNotice(
+                path,
+                name,
+                "feeder",
+                "unknown_plot_type",
+                unknown_plot_type(parsed.plot_type, catalog.names()),
+                key,
+            )
         if target.model_id is None:
             return Registration(path, name, parsed.plot_type, parsed.run, parsed.chunk, digest, key)
         pixels = prepare(img, (target.height, target.width), target.channels, target.mask or None)
@@ -113,6 +124,19 @@ def examine(
         content_hash=digest,
         attempt=attempt,
         times={"file": st.st_mtime, "seen": seen, "feed0": t0, "feed1": now},
+    )
+
+
+def unknown_plot_type(name: str, known: list[str]) -> str:
+    """The message for a file of a plot type not in the database, with the likely intended one."""
+    import difflib
+
+    same = [k for k in known if k.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, known, n=2, cutoff=0.8)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return (
+        f"unknown plot type {name!r}{hint}; add it with 'hydra plot-type add {name}' "
+        "or set serve.onboard_new_plot_types"
     )
 
 

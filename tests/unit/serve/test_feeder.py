@@ -76,11 +76,26 @@ def test_truncated_and_bomb_images(world, tmp_path):
     assert isinstance(msg, ErrorNotice) and msg.kind == "too_large" and "5000x5000" in msg.message
 
 
-def test_no_model_or_unknown_plot_type_is_registered(world):
+def test_no_model_is_registered_and_unknown_plot_type_only_when_onboarding(world):
     cfg, catalog = world
-    for name in ("cdc-000001_0001.png", "brand_new-000001_0001.png"):
-        msg = examine(write(cfg, name), cfg, catalog, seen=1.0)
-        assert isinstance(msg, Registration) and msg.filename == name
+    msg = examine(write(cfg, "cdc-000001_0001.png"), cfg, catalog, seen=1.0)
+    assert isinstance(msg, Registration) and msg.filename == "cdc-000001_0001.png"
+    msg = examine(write(cfg, "FCAL-000001_0001.png"), cfg, catalog, seen=1.0)  # a wrong-case name
+    assert isinstance(msg, ErrorNotice) and msg.kind == "unknown_plot_type"
+    assert "unknown plot type 'FCAL' (did you mean 'fcal'?)" in msg.message
+    onboarding = cfg.model_copy(
+        update={"serve": cfg.serve.model_copy(update={"onboard_new_plot_types": True})}
+    )
+    msg = examine(write(cfg, "brand_new-000001_0001.png"), onboarding, catalog, seen=1.0)
+    assert isinstance(msg, Registration) and msg.filename == "brand_new-000001_0001.png"
+
+
+def test_a_plot_type_added_since_the_last_read_is_known(world, sqlite_engine):
+    cfg, catalog = world
+    with session_scope(sqlite_engine) as s:
+        create_plot_type("late", ["Good", "Bad"], session=s)
+    msg = examine(write(cfg, "late-000001_0001.png"), cfg, catalog, seen=1.0)
+    assert isinstance(msg, Registration)
 
 
 def test_vanished_file_is_nothing(world):
