@@ -87,3 +87,42 @@ def test_stage_timings_in_ms():
     assert out["keeper"] == pytest.approx(20.0, abs=0.01)
     assert out["total"] == pytest.approx(100.0, abs=0.01)
     assert "cam" not in out
+
+
+@pytest.mark.parametrize(
+    "frames,match",
+    [
+        ([b"report", b"\xff\xfe not utf-8"], "not JSON"),
+        ([b"report", b"{not json"], "not JSON"),
+        ([b"report", b"[1, 2, 3]"], "JSON list, not an object"),
+        ([b"report", b'"text"'], "JSON str, not an object"),
+        ([b"order", b'{"_arrays": [["pixels", "complex128", [2, 2, 3]]]}', b"x" * 192], "bad array"),
+        ([b"order", b'{"_arrays": [["pixels", "uint8", [2, 2, 3]]]}', b"x" * 5], "does not match its frame"),
+        ([b"order", b'{"_arrays": [["pixels", "uint8", [-1]]]}', b""], "bad array shape"),
+        ([b"order", b'{"_arrays": [["__class__", "uint8", [1]]]}', b"x"], "bad array"),
+        ([b"order", b'{"_arrays": "pixels"}'], "no list of arrays"),
+        ([b"order"], "at least 2 frames"),
+        ([b"hb", b'{"process": 5, "pid": 1, "host": "h"}'], "field process"),
+        ([b"hb", b'{"process": "p", "pid": true, "host": "h"}'], "field pid"),
+        (
+            [b"error", b'{"path": "x", "filename": "x", "stage": "s", "kind": "k", "message": ["m"]}'],
+            "message",
+        ),
+    ],
+)
+def test_every_malformed_message_is_a_message_error(frames, match):
+    with pytest.raises(MessageError, match=match):
+        decode(frames)
+
+
+def test_weights_must_be_finite_numbers_and_every_message_carries_its_instance():
+    r = Report(
+        order_id="o", path="p", filename="f", source_key="k", plot_type="t", plot_type_id=1, run=2, chunk=None,
+        model_id=3, label="Bad", weight=0.9, weights={"Good": 0.1}, confirmed=True, is_problem=True, instance="i1",
+    )  # fmt: skip
+    assert decode(encode(r)).instance == "i1"
+    tag, header = encode(r)
+    with pytest.raises(MessageError, match="weights"):
+        decode([tag, header.replace(b'"Good":0.1', b'"Good":"x"')])
+    with pytest.raises(MessageError, match="weight"):
+        decode([tag, header.replace(b'"weight":0.9', b'"weight":NaN')])

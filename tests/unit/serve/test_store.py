@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from hydra.config import load_config
@@ -18,7 +17,7 @@ from hydra.db.results import recent_errors, recent_results
 from hydra.serve.alarms import AlarmTracker
 from hydra.serve.conditions import CommandCondition
 from hydra.serve.keeper import Keeper
-from hydra.serve.messages import ErrorNotice, Registration, Report
+from hydra.serve.messages import ErrorNotice, Registration, Report, encode
 from hydra.serve.stage import StopFlag
 from hydra.serve.store import Batch, Store, move_files
 from tests.helpers.models import add_active_model
@@ -171,3 +170,55 @@ def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(en
             (broken.filename, "store_error")
         ]
     assert not Path(ok.path).exists() and not Path(broken.path).exists()
+
+
+def test_a_full_or_unwritable_disk_hands_the_report_back_and_quarantines_nothing(engine, tmp_path):
+    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    ok = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
+    heat = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id, heat=True)
+    store.heat.rmdir()
+    store.heat.write_bytes(b"")  # a heat-map folder that cannot be made: like a disk that refuses
+    out = store.write(batch_of(ok, heat))
+    assert [r.filename for r, _ in out.retry] == [heat.filename] and "heat map not written" in out.retry[0][1]
+    assert [r.filename for r, _ in out.stored] == [ok.filename]
+    kept = Path(cfg.path("short_term")) / "fcal"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(b"")  # the destination folder cannot be made either
+    moved, failed = move_files(out.moves)
+    assert moved == [] and failed == [ok.path] and Path(ok.path).exists()
+    with session_scope(engine) as s:
+        assert [i.filename for i in s.exec(select(Inference)).all()] == [ok.filename]
+        assert s.exec(select(ErrorRecord)).all() == []
+    kept.unlink()  # fixed: the file comes again, the stored result is found and only the move is made
+    again = store.write(batch_of(make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)))
+    assert again.duplicates == 1
+    assert move_files(again.moves) == ([ok.path], []) and not Path(ok.path).exists()
+
+
+def test_the_keeper_drops_other_instances_and_bounds_its_backlog(engine, tmp_path):
+    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    cfg = cfg.model_copy(
+        update={
+            "db_url": engine.url.render_as_string(hide_password=False),
+            "serve": cfg.serve.model_copy(update={"keeper_max_pending": 2}),
+        }
+    )
+    keeper = Keeper(cfg, StopFlag(), instance="me")
+    with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as push, ctx.socket(zmq.PULL) as pull:
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        reports = [make_report(cfg, f"fcal-000007_000{i}.png", pt_id, model_id) for i in range(1, 5)]
+        reports[0].instance = "another"
+        for i, r in enumerate(reports, 1):
+            r.chunk = i  # as the file name says
+            r.instance = r.instance or "me"
+        forged = make_report(cfg, "fcal-000007_0009.png", pt_id, model_id)
+        forged.instance, forged.chunk, forged.path = "me", 9, str(tmp_path / "fcal-000007_0009.png")
+        for msg in (*reports, forged):
+            push.send_multipart(encode(msg))
+        push.send_multipart([b"report", b"[1, 2]"])
+        time.sleep(0.3)
+        keeper._receive(pull, 1000)
+    assert [r.filename for r in keeper.batch.reports.values()] == [r.filename for r in reports[1:3]]
+    assert keeper.dropped.counts == {"malformed": 2, "foreign": 1}
+    assert keeper.metrics.backlog_dropped._value.get() == 1

@@ -1,0 +1,214 @@
+"""One home, one instance: locks, instance ids, private addresses, checks of what messages name."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hydra.config import load_config
+from hydra.serve.balancer import ForeignError, Workers, credit_cap, parse_credit, stamp
+from hydra.serve.checks import Invalid, check_message
+from hydra.serve.instance import HomeLock, InUseError, check_free, default_address, instance_id
+from hydra.serve.messages import ErrorNotice, MessageError, Registration, Report, encode
+from hydra.serve.stage import Addresses
+
+
+def cfg_at(tmp_path, name="home", **serve):
+    return load_config(None, home=tmp_path / name, serve=serve)
+
+
+def test_a_home_has_one_stable_instance_id_and_private_sockets(tmp_path):
+    a, b = cfg_at(tmp_path, "a"), cfg_at(tmp_path, "b")
+    assert instance_id(a) == instance_id(a) != instance_id(b)
+    addrs = Addresses.from_config(a)
+    assert addrs.keeper == default_address(a, "keeper") and addrs.keeper.startswith("ipc://")
+    assert Addresses.from_config(b).keeper != addrs.keeper
+    assert (a.home / "run").stat().st_mode & 0o077 == 0  # private to the user
+    deep = cfg_at(tmp_path, "x" * 120)  # too long for a Unix socket path: a per-home folder in /tmp
+    far = Addresses.from_config(deep)
+    assert far.frontend.startswith("ipc:///tmp/hydra-") and len(far.frontend) < 100
+    assert far.frontend != Addresses.from_config(cfg_at(tmp_path, "y" * 120)).frontend
+    given = Addresses.from_config(cfg_at(tmp_path, keeper_address="tcp://127.0.0.1:7000"))
+    assert given.keeper == "tcp://127.0.0.1:7000"
+
+
+def test_a_second_lock_on_a_home_is_refused_with_the_holder_named(tmp_path):
+    cfg = cfg_at(tmp_path)
+    with HomeLock(cfg):
+        with pytest.raises(InUseError, match=r"already served by hydra-serve \(pid \d+\)"):
+            HomeLock(cfg).__enter__()
+        # another process too (flock is per open file, the kernel releases it when the holder dies)
+        code = (
+            "import sys; from hydra.config import load_config; from hydra.serve.instance import HomeLock\n"
+            f"cfg = load_config(None, home={str(cfg.home)!r})\n"
+            "try:\n    HomeLock(cfg).__enter__()\nexcept Exception as e:\n    print(e); sys.exit(3)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 3 and "already served" in out.stdout
+        with HomeLock(cfg, "feeder"):  # a stage's own lock is another lock
+            pass
+    with HomeLock(cfg):
+        pass
+
+
+def test_a_taken_port_or_live_socket_is_named(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(InUseError, match=f"serve.keeper_address tcp://127.0.0.1:{port} cannot be bound"):
+            check_free(f"tcp://127.0.0.1:{port}", "serve.keeper_address")
+    check_free(f"tcp://127.0.0.1:{port}", "serve.keeper_address")
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as u:
+        u.bind(str(path))
+        u.listen()
+        with pytest.raises(InUseError, match="in use"):
+            check_free(f"ipc://{path}", "socket")
+    check_free(f"ipc://{path}", "socket")  # a file left by a dead process is no obstacle
+
+
+GRANDCHILD = """
+import sys, time
+from hydra.serve.stage import StopFlag
+flag = StopFlag()
+print("up", flush=True)
+while not flag:
+    time.sleep(0.05)
+open(sys.argv[1], "w").write("stopped")
+"""
+
+
+def test_a_stage_stops_when_its_parent_is_killed(tmp_path):
+    marker = tmp_path / "stopped"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         f"subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}, {str(marker)!r}])\ntime.sleep(120)"],
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # the grandchild imports and starts watching
+        parent.kill()  # SIGKILL: no chance to stop its child
+        parent.wait()
+        end = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert marker.read_text() == "stopped"
+    finally:
+        parent.kill()
+
+
+def test_credit_is_capped_and_a_keep_alive_registers_a_worker_the_balancer_lost():
+    w = Workers("least_loaded", cap=8)
+    assert w.ready(b"rogue", 1_000_000)
+    assert w.credit[b"rogue"] == 8
+    assert w.alive(b"honest", 5) is True and w.credit[b"honest"] == 5
+    assert w.alive(b"honest", 5) is False and w.credit[b"honest"] == 5  # known: credit unchanged
+    for bad in ([b"abc"], [b"-1"], [b"1e9"], [b"1", b"2"], [], [b"9" * 12]):
+        with pytest.raises(MessageError):
+            parse_credit(bad)
+    assert parse_credit([b"12"]) == 12
+    assert credit_cap(load_config(None, serve={"max_batch": 32})) == 256
+
+
+def test_the_balancer_drops_orders_of_another_instance_and_garbage():
+    from hydra.serve.messages import InferenceOrder
+
+    o = InferenceOrder(
+        order_id="o", path="/in/a-1.png", filename="a-1.png", source_key="k", plot_type="a", plot_type_id=1,
+        run=1, chunk=None, model_id=1, deadline=9e12, pixels=np.zeros((2, 2, 3), np.uint8), instance="me",
+    )  # fmt: skip
+    frames = encode(o)
+    assert stamp(frames, 1.0, "me") is not None
+    with pytest.raises(ForeignError):
+        stamp(frames, 1.0, "other")
+    for bad in ([b"order", b"\xff"], [b"order", b"[1]"], [b"order"], [b"report", b"{}", b"x"]):
+        with pytest.raises(MessageError):
+            stamp([*bad, b"p"] if len(bad) == 2 else bad, 1.0, "me")
+
+
+def report_at(cfg, **kw):
+    base = dict(
+        order_id="o", path=str(cfg.input_dir / "fcal-000001_0001.png"), filename="fcal-000001_0001.png",
+        source_key="k", plot_type="fcal", plot_type_id=1, run=1, chunk=1, model_id=1, label="Good",
+        weight=0.9, weights={"Good": 0.9, "Bad": 0.1}, confirmed=True, is_problem=False,
+    )  # fmt: skip
+    base.update(kw)
+    return Report(**base)
+
+
+def test_the_keeper_acts_only_on_files_of_its_input_folder_and_names_by_the_rule(tmp_path):
+    cfg = cfg_at(tmp_path)
+    check_message(cfg, report_at(cfg))
+    outside = str(tmp_path / "elsewhere" / "fcal-000001_0001.png")
+    bad = [
+        report_at(cfg, path=outside),
+        report_at(cfg, path=str(cfg.input_dir / ".." / "fcal-000001_0001.png")),
+        report_at(cfg, filename="../fcal-000001_0001.png"),
+        report_at(cfg, plot_type="../../x"),
+        report_at(cfg, plot_type="cdc"),  # not what the file name says
+        report_at(cfg, run=2),
+        report_at(cfg, model_id=0),
+        report_at(cfg, label="Nope"),
+        report_at(cfg, heatmap=np.zeros((4, 4), np.uint8)),
+        report_at(cfg, heatmap=np.zeros((4, 4, 3), np.float32)),
+        ErrorNotice("/etc/passwd", "passwd", "feeder", "empty", "x"),
+        Registration(
+            str(cfg.input_dir / "x-000001.png"), "x-000001.png", "../../../regdir", 1, None, "h", "k"
+        ),
+    ]
+    for msg in bad:
+        with pytest.raises(Invalid):
+            check_message(cfg, msg)
+
+
+def test_curve_refuses_unknown_clients_and_lets_known_ones_in(tmp_path):
+    import zmq
+
+    from hydra.serve.security import make_client_keys, needs_curve
+    from hydra.serve.stage import make_socket, zmq_context
+
+    assert needs_curve("tcp://0.0.0.0:5762") and needs_curve("tcp://10.0.0.5:5762")
+    assert not needs_curve("tcp://127.0.0.1:5762") and not needs_curve("ipc:///x/y")
+    server_cfg = cfg_at(tmp_path, "main")
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    address = f"tcp://0.0.0.0:{port.getsockname()[1]}"
+    port.close()
+    secret, _ = make_client_keys(server_cfg, "gpu1")
+    remote_cfg = cfg_at(tmp_path, "gpu-host")
+    (remote_cfg.home / "keys").mkdir(parents=True)
+    (remote_cfg.home / "keys" / "server.key").write_bytes(
+        (server_cfg.home / "keys" / "server.key").read_bytes()
+    )
+    (remote_cfg.home / "keys" / "client.key_secret").write_bytes(secret.read_bytes())
+    with zmq_context(server_cfg) as ctx, zmq_context(remote_cfg) as rctx:
+        pull = make_socket(ctx, zmq.PULL, address, bind=True)
+        plain = ctx.socket(zmq.PUSH)  # no CURVE at all
+        plain.connect(address.replace("0.0.0.0", "127.0.0.1"))
+        stranger = ctx.socket(zmq.PUSH)  # CURVE, but a key nobody allowed
+        public, private = zmq.curve_keypair()
+        stranger.curve_serverkey = (
+            (server_cfg.home / "keys" / "server.key").read_text().split('"')[1].encode()
+        )
+        stranger.curve_publickey, stranger.curve_secretkey = public, private
+        stranger.connect(address.replace("0.0.0.0", "127.0.0.1"))
+        for sock in (plain, stranger):
+            with contextlib.suppress(zmq.Again):  # refused in the handshake: maybe not even queued
+                sock.send(b"forged", flags=zmq.NOBLOCK)
+        assert not pull.poll(1500)
+        local = make_socket(ctx, zmq.PUSH, address, bind=False)  # the main host's own stages
+        remote = make_socket(rctx, zmq.PUSH, address, bind=False)  # another host's keys
+        local.send(b"local")
+        remote.send(b"remote")
+        got = set()
+        while pull.poll(5000) and len(got) < 2:
+            got.add(pull.recv())
+        assert got == {b"local", b"remote"}
+        for sock in (plain, stranger):
+            sock.close(linger=0)
