@@ -111,6 +111,12 @@ class AlarmConfig(_Section):
     condition_name: str = "beam current"
 
 
+class PlotTypeDefaults(_Section):
+    """What a new plot type gets unless its creator says otherwise."""
+
+    collect_percent: float = Field(2.0, ge=0, le=100)
+
+
 class AppConfig(_Section):
     port: int = Field(8501, ge=1, le=65535)
     open_viewing: bool = True
@@ -130,6 +136,7 @@ class HydraConfig(BaseSettings):
     naming: NamingConfig = NamingConfig()
     serve: ServeConfig = ServeConfig()
     alarms: AlarmConfig = AlarmConfig()
+    plot_types: PlotTypeDefaults = PlotTypeDefaults()
     app: AppConfig = AppConfig()
 
     @classmethod

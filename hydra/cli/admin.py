@@ -49,7 +49,13 @@ def plot_type_add(
     problem: str = typer.Option(None, "--problem", help="Labels that count as a problem (default: Bad)."),
     colors: str = typer.Option(None, "--colors", help="Comma-separated colours, one per label (#rrggbb)."),
     group: str = typer.Option(None, "--group", help="Plot group, usually the detector system."),
-    collect: float = typer.Option(0.0, "--collect", min=0, max=100, help="Percent of images kept at random."),
+    collect: float = typer.Option(
+        None,
+        "--collect",
+        min=0,
+        max=100,
+        help="Percent of fine images kept at random (default: plot_types.collect_percent of the config).",
+    ),  # fmt: skip
     config: str = ConfigOption,
 ) -> None:
     """Add a plot type with its labels.
@@ -69,7 +75,7 @@ def plot_type_add(
                 problem=_split(problem) if problem is not None else None,
                 colors=_split(colors) or None,
                 group=group,
-                collect_percent=collect,
+                collect_percent=cfg.plot_types.collect_percent if collect is None else collect,
             )
             console.print(f"[green]plot type {pt.name} added[/] (id {pt.id}) with labels {labels}")
     except ValueError as exc:

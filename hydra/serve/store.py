@@ -306,7 +306,10 @@ class Store:
                 continue
             pt = types.get(g.plot_type)
             if pt is None:
-                pt = create_plot_type(g.plot_type, NEW_PLOT_TYPE_LABELS, session=s)
+                pt = create_plot_type(
+                    g.plot_type, NEW_PLOT_TYPE_LABELS, session=s,
+                    collect_percent=self.cfg.plot_types.collect_percent,
+                )  # fmt: skip
                 types[pt.name] = pt
                 log.info(
                     "new plot type %r registered with labels %s", pt.name, ", ".join(NEW_PLOT_TYPE_LABELS)

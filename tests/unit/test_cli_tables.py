@@ -50,6 +50,8 @@ def test_plot_type_rename_merge_hide_delete(seeded_home):
     eng, seed = seeded_home
     code, _, err = hydra("plot-type", "add", "CDC_Pedestal", "--labels", "Good,Bad")
     assert code == 0, err
+    with session_scope(eng) as s:  # the configured collect percentage, not 0
+        assert s.exec(select(PlotType).where(PlotType.name == "CDC_Pedestal")).one().collect_percent == 2.0
     code, _, err = hydra("plot-type", "rename", "CDC_Pedestal", "cdc_pedestal")
     assert code == 1 and "exists already" in err and "merge" in err
     code, _, err = hydra("plot-type", "merge", "CDC_Pedestal", "CDC_pedestal")

@@ -179,7 +179,9 @@ def create_plot_type() -> None:
     name = (state("adm_new_pt_name") or "").strip()
     act(
         admin.add_plot_type, user, name, split(state("adm_new_pt_labels")), problem=split(state("adm_new_pt_problem")),
-        group=(state("adm_new_pt_group") or "").strip() or None, done=f"Created {name}.",
+        group=(state("adm_new_pt_group") or "").strip() or None,
+        collect_percent=float(state("adm_new_pt_collect", shell.config().plot_types.collect_percent)),
+        done=f"Created {name}.",
     )  # fmt: skip
 
 
@@ -201,6 +203,8 @@ with tab_types:
         c2.text_input("Labels, comma separated", "Good,Bad,NoData", key="adm_new_pt_labels")
         c1.text_input("Problem labels", "Bad", key="adm_new_pt_problem")
         c2.text_input("Group", key="adm_new_pt_group")
+        c1.number_input("Collect percent", 0.0, 100.0, float(shell.config().plot_types.collect_percent), 0.5,
+                        key="adm_new_pt_collect", help="Fine images kept at random to watch the model in situ")  # fmt: skip
         st.form_submit_button("Create plot type", on_click=create_plot_type)
 
 with tab_users:
