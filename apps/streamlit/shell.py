@@ -21,7 +21,7 @@ imports this module, calls ``shell.page()`` first, and uses:
     The logged-in user; otherwise shows a login form in the page and stops it.
 ``require_permission(action, plot_type_id) -> User``
     ``require_login`` plus ``hydra.auth.can`` (actions: ``label``,
-    ``thresholds``, ``admin``); otherwise explains what is missing and stops.
+    ``thresholds``, ``acknowledge``, ``admin``); otherwise explains what is missing and stops.
     This only hides what cannot be done: the service functions the page
     calls must still check with ``hydra.auth.require``.
 ``run_service(fn, *args, success=None, **kwargs)``
@@ -59,7 +59,7 @@ from PIL import Image as PILImage
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from hydra.auth import PermissionDenied, authenticate, can
+from hydra.auth import LoginThrottled, PermissionDenied, authenticate, can
 from hydra.config import ConfigError, HydraConfig, load_config
 from hydra.db.engine import get_engine, session_scope
 from hydra.db.migrate import current_revision
@@ -123,10 +123,23 @@ def current_user() -> User | None:
     return user
 
 
+def client_address() -> str | None:
+    """The browser's IP address as the server sees it (None on localhost): the login rate limit's key."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no client context (a bare script run)
+        return None
+    return address if isinstance(address, str) and address else None
+
+
 def log_in(name: str, password: str) -> User | None:
-    """Check the credentials against the database and remember the user in this browser session."""
+    """Check the credentials against the database and remember the user in this browser session.
+
+    Raises:
+        LoginThrottled: too many recent failures for this name or address.
+    """
     with session() as s:
-        user = authenticate(name.strip(), password, session=s)
+        user = authenticate(name.strip(), password, session=s, address=client_address())
     if user is not None:
         st.session_state[USER_KEY] = user.id
     return user
@@ -140,7 +153,12 @@ def _submit_login(key: str) -> None:
     # a callback: runs before the script, so the whole run sees the new user
     name = st.session_state.get(f"login_name_{key}", "")
     password = st.session_state.get(f"login_password_{key}", "")
-    if log_in(name, password) is None:
+    try:
+        user = log_in(name, password)
+    except LoginThrottled as exc:
+        st.session_state[f"login_error_{key}"] = f"Refused: {str(exc)[0].upper()}{str(exc)[1:]}."
+        return
+    if user is None:
         st.session_state[f"login_error_{key}"] = "Wrong user name or password."
     else:
         st.session_state.pop(f"login_error_{key}", None)

@@ -112,16 +112,30 @@ def load_image(
     return decode(read_bytes(path, max_bytes), Path(path).name, max_pixels)
 
 
+def canvas_color(arr: np.ndarray) -> np.ndarray:
+    """The colour of the plot's canvas: the most common pixel on the image's outer border."""
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        return arr.reshape(-1, *arr.shape[2:])[0]
+    border = np.concatenate([arr[0], arr[-1], arr[1:-1, 0], arr[1:-1, -1]])
+    values, counts = np.unique(border.reshape(len(border), -1), axis=0, return_counts=True)
+    return values[int(np.argmax(counts))].reshape(arr.shape[2:])
+
+
 def apply_mask(arr: np.ndarray, mask: Sequence[Sequence[float]] | None) -> np.ndarray:
-    """Blank the regions to ignore (rectangles in fractions of width/height) to white."""
+    """Fill the regions to ignore (rectangles in fractions of width/height) with the canvas colour.
+
+    White on a white canvas, black on a dark one: a masked region looks like
+    empty canvas, never like a bright block the model could learn from.
+    """
     if not mask:
         return arr
     h, w = arr.shape[:2]
+    fill = canvas_color(arr)
     out = arr.copy()
     for x0, y0, x1, y1 in mask:
         c0, c1 = sorted((int(round(x0 * w)), int(round(x1 * w))))
         r0, r1 = sorted((int(round(y0 * h)), int(round(y1 * h))))
-        out[max(r0, 0) : min(r1, h), max(c0, 0) : min(c1, w)] = 255
+        out[max(r0, 0) : min(r1, h), max(c0, 0) : min(c1, w)] = fill
     return out
 
 

@@ -57,6 +57,20 @@ def test_wrong_password_is_refused(app):
     assert any("Wrong user name or password" in e.value for e in at.sidebar.error)
 
 
+def test_repeated_failures_lock_the_name_for_a_while(cloned):
+    from hydra.auth import MAX_FAILURES_PER_USER
+
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    for _ in range(MAX_FAILURES_PER_USER):
+        at = log_in(at, "labeler", "guess")
+    at = log_in(at, "labeler", USERS["labeler"].password)
+    assert not at.exception
+    assert "Logged in as" not in sidebar_text(at)
+    assert any("Too many failed logins for user 'labeler'" in e.value for e in at.sidebar.error)
+    at = log_in(at, "expert", USERS["expert"].password)  # other names are not locked
+    assert "Logged in as **expert**" in sidebar_text(at)
+
+
 def test_sidebar_shows_name_and_serve_health(app):
     at = app.run()
     text = sidebar_text(at)
