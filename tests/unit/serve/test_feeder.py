@@ -42,10 +42,16 @@ def write(cfg, name: str, data: bytes | None = None):
 
 def test_a_good_image_becomes_a_masked_resized_order(world):
     cfg, catalog = world
-    msg = examine(write(cfg, "fcal-000012_0003.png"), cfg, catalog, seen=1.0)
+    import io
+
+    img = Image.new("RGB", (64, 48), (0, 0, 0))  # a dark canvas with bright content in the left half
+    img.paste((255, 255, 255), (8, 8, 24, 40))
+    data = io.BytesIO()
+    img.save(data, format="PNG")
+    msg = examine(write(cfg, "fcal-000012_0003.png", data.getvalue()), cfg, catalog, seen=1.0)
     assert isinstance(msg, InferenceOrder)
     assert msg.pixels.shape == (12, 16, 3) and msg.pixels.dtype == np.uint8
-    assert (msg.pixels[:, :8] == 255).all() and (msg.pixels[:, 8:] == 0).all()  # left half masked
+    assert (msg.pixels == 0).all()  # left half masked with the canvas colour, the right half empty
     assert (msg.run, msg.chunk, msg.plot_type) == (12, 3, "fcal")
     assert {"file", "seen", "feed0", "feed1"} <= set(msg.times)
 
