@@ -156,9 +156,6 @@ def _plot_type(plot_type: int | str, *, session: Session) -> PlotType:
     return pt
 
 
-_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
-
-
 @dataclass(frozen=True)
 class PlotTypeUsage:
     """What refers to a plot type (what a merge moves and a delete would lose)."""
@@ -203,10 +200,10 @@ def rename_plot_type(user: User | None, plot_type: int | str, new_name: str, *, 
     _admin(user, session=session)
     pt = _plot_type(plot_type, session=session)
     new_name = (new_name or "").strip()
-    if not _NAME.fullmatch(new_name):
-        raise AdminError(
-            f"plot type name {new_name!r}: use letters, digits and _ (it is part of the file names)"
-        )
+    try:
+        check_plot_type_name(new_name)
+    except NamingError as exc:
+        raise AdminError(str(exc)) from None
     if new_name == pt.name:
         return pt
     clash = session.exec(

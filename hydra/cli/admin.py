@@ -233,10 +233,7 @@ def user_add(
     from hydra.db.engine import session_scope
 
     cfg = get_config(config)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     try:
         with session_scope(engine_for(cfg)) as session:
             user = create_user(
@@ -259,7 +256,7 @@ def user_grant(
 
     Example: hydra user grant alice fcal_occupancy --label --thresholds
     """
-    from hydra.auth import grant
+    from hydra.auth import get_user, grant, role_allows
     from hydra.db.engine import session_scope
     from hydra.db.queries import NotFoundError
 
@@ -267,9 +264,76 @@ def user_grant(
     try:
         with session_scope(engine_for(cfg)) as session:
             grant(name, plot_type, session=session, label=label, thresholds=thresholds)
+            role = get_user(name, session=session).role
     except NotFoundError as exc:
         fail(str(exc))
-    console.print(f"[green]{name} on {plot_type}:[/] label={label} thresholds={thresholds}")
+    console.print(f"[green]{name} on {plot_type}:[/] label={label} thresholds={thresholds}", highlight=False)
+    capped = [what for what, wanted in (("label", label), ("thresholds", thresholds)) if wanted]
+    capped = [what for what in capped if not role_allows(role, what)]
+    if capped:
+        console.print(
+            f"[yellow]note:[/] {name} is a {role}, and the {role} role cannot use {' or '.join(capped)}; "
+            f"hydra user role {name} {'expert' if 'thresholds' in capped else 'labeler'} gives it",
+            highlight=False,
+        )
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@user_app.command("role")
+def user_role(
+    name: str = typer.Argument(..., help="User name."),
+    role: str = typer.Argument(..., help="admin, expert, labeler or viewer."),
+    config: str = ConfigOption,
+) -> None:
+    """Change a user's role: viewer reads; labeler labels where granted; expert also
+    changes thresholds and acknowledges alarms where granted; admin does everything.
+
+    Example: hydra user role alice expert
+    """
+    from hydra import admin
+    from hydra.db.engine import session_scope
+
+    cfg = get_config(config)
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            admin.set_role(admin.OPERATOR, name, role, session=session)
+    except (ValueError, LookupError) as exc:
+        fail(str(exc))
+    console.print(f"[green]{name} is now {role}[/]", highlight=False)
+
+
+@user_app.command("password")
+def user_password(
+    name: str = typer.Argument(..., help="User name."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the new password from standard input."
+    ),
+    config: str = ConfigOption,
+) -> None:
+    """Set a user's password (prompted for, or read from stdin); it also lifts a login lockout.
+
+    Example: echo 'n3w-s3cret' | hydra user password alice --password-stdin
+    """
+    from sqlmodel import delete
+
+    from hydra.auth import set_password
+    from hydra.db.engine import session_scope
+    from hydra.db.models import LoginFailure
+
+    cfg = get_config(config)
+    password = _read_password(password_stdin)
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            set_password(name, password, session=session)
+            session.execute(delete(LoginFailure).where(LoginFailure.user_name == name))
+    except (ValueError, LookupError) as exc:
+        fail(str(exc))
+    console.print(f"[green]password of {name} changed[/]", highlight=False)
 
 
 @user_app.command("list")

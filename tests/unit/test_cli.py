@@ -36,6 +36,8 @@ def test_expected_verbs_exist():
         "plot-type list",
         "user add",
         "user grant",
+        "user role",
+        "user password",
         "ingest",
         "images list",
     ]:
@@ -180,3 +182,45 @@ def test_cli_refuses_bad_names_and_inputs_in_one_line(hydra_home: Path, tmp_path
     monkeypatch.delenv("HYDRA_SERVE__MAX_IMAGE_PIXELS")
     r = hydra("ingest", str(plots))
     assert r.returncode == 0 and "1 images added" in r.stderr, r.stderr
+
+
+def test_user_roles_passwords_and_grants(hydra_home: Path):
+    from hydra import auth
+    from hydra.config import load_config
+    from hydra.db import make_engine, session_scope
+
+    assert hydra("plot-type", "add", "fcal_occupancy").returncode == 0
+    assert hydra("user", "add", "root", "--admin", "--password-stdin", stdin="pw\n").returncode == 0
+    assert hydra("user", "add", "alice", "--role", "viewer", "--password-stdin", stdin="pw\n").returncode == 0
+    _one_line_error(
+        hydra("user", "add", "bob", "--role", "god", "--password-stdin", stdin="pw\n"), "unknown role"
+    )
+    _one_line_error(hydra("user", "add", "bob", "--password-stdin", stdin="\n"), "must not be empty")
+
+    r = hydra("user", "grant", "alice", "fcal_occupancy", "--thresholds")
+    assert (
+        r.returncode == 0 and "alice is a viewer" in r.stderr and "hydra user role alice expert" in r.stderr
+    )
+    assert hydra("user", "role", "alice", "expert").returncode == 0
+    r = hydra("user", "grant", "alice", "fcal_occupancy", "--thresholds")
+    assert r.returncode == 0 and "note:" not in r.stderr
+    _one_line_error(hydra("user", "role", "alice", "king"), "unknown role 'king'")
+    _one_line_error(hydra("user", "role", "root", "viewer"), "last admin")
+    _one_line_error(hydra("user", "role", "nobody", "viewer"), "unknown user 'nobody'")
+    users = {
+        u["name"]: u["role"] for u in map(json.loads, hydra("user", "list", "--json").stdout.splitlines())
+    }
+    assert users == {"alice": "expert", "root": "admin"}
+
+    engine = make_engine(load_config().database_url)
+    for _ in range(auth.MAX_FAILURES_PER_USER):
+        with session_scope(engine) as s:
+            auth.authenticate("alice", "guess", session=s)
+    with pytest.raises(auth.LoginThrottled), session_scope(engine) as s:
+        auth.authenticate("alice", "pw", session=s)
+    assert hydra("user", "password", "alice", "--password-stdin", stdin="n3w\n").returncode == 0
+    with session_scope(engine) as s:  # the new password works at once: the lockout is lifted
+        assert auth.authenticate("alice", "n3w", session=s) is not None
+        assert auth.authenticate("alice", "pw", session=s) is None
+    engine.dispose()
+    _one_line_error(hydra("user", "password", "nobody", "--password-stdin", stdin="x\n"), "unknown user")
