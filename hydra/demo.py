@@ -7,11 +7,17 @@ type (a Siamese head for the plot type that has no Bad labels), starts
 a fault now and then, a slow gain drift that shows in Trends, and every few
 minutes a burst of bad plots that raises an alarm. A second run reuses the
 models it finds. Ctrl-C stops everything.
+
+The demo is for one person on one machine: it runs only on the embedded
+SQLite database of HYDRA_HOME (never on a configured production database),
+the app listens on 127.0.0.1 unless told otherwise, and the ``demo`` admin
+gets a fresh random password on every start (printed) unless one is given.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.engine import Engine
 
 from hydra.config import HydraConfig
@@ -32,7 +39,12 @@ console = Console(stderr=True)
 CLASSIFIED = ("cdc_occupancy", "fcal_occupancy", "bcal_timing")
 GOOD_ONLY = "tof_energy"  # trained with the Siamese head from Good images alone
 DRIFTING = "tof_energy"
-DEMO_USER, DEMO_PASSWORD = "demo", "demo"
+DEMO_USER = "demo"
+PASSWORD_ENV = "HYDRA_DEMO_PASSWORD"
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run here; the message says why and what to do."""
 
 
 @dataclass
@@ -45,6 +57,8 @@ class DemoOptions:
     burst_every: float = 180.0  # seconds between bursts of bad plots
     app: bool = True
     seed: int = 0
+    address: str = "127.0.0.1"  # where the web app listens
+    password: str | None = None  # of the demo admin; None: a random one, printed
 
 
 @contextmanager
@@ -71,8 +85,27 @@ def _process(
         console.print(f"stopped {name}")
 
 
-def _ensure_user(engine: Engine) -> None:
-    from hydra.auth import create_user, get_user
+def check_database(cfg: HydraConfig) -> None:
+    """Refuse a configured database: the demo makes an admin, plot types and models wherever it runs."""
+    if cfg.db_url:
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(cfg.db_url).render_as_string(hide_password=True)
+        raise DemoError(
+            f"hydra demo runs on the embedded SQLite database of HYDRA_HOME only, and the database "
+            f"is configured as {shown}; unset HYDRA_DB_URL (or db_url in the config) and point "
+            "HYDRA_HOME at a scratch folder"
+        )
+
+
+def demo_password(opts: DemoOptions) -> str:
+    """The password given (option or $HYDRA_DEMO_PASSWORD), else a fresh random one."""
+    return opts.password or os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(12)
+
+
+def ensure_user(engine: Engine, password: str) -> None:
+    """Create the demo admin, or give the existing one this run's password."""
+    from hydra.auth import create_user, get_user, set_password
     from hydra.db.engine import session_scope
     from hydra.db.queries import NotFoundError
 
@@ -80,7 +113,9 @@ def _ensure_user(engine: Engine) -> None:
         try:
             get_user(DEMO_USER, session=session)
         except NotFoundError:
-            create_user(DEMO_USER, DEMO_PASSWORD, session=session, role="admin")
+            create_user(DEMO_USER, password, session=session, role="admin")
+        else:
+            set_password(DEMO_USER, password, session=session)
 
 
 def _needs_model(engine: Engine, plot_type: str) -> bool:
@@ -197,10 +232,13 @@ def run_demo(cfg: HydraConfig, opts: DemoOptions) -> None:
     from hydra.db.engine import get_engine
     from hydra.db.migrate import upgrade_to_head
 
+    check_database(cfg)
     cfg.ensure_dirs()
     engine = get_engine(cfg.database_url)
     upgrade_to_head(engine)
-    _ensure_user(engine)
+    password = demo_password(opts)
+    ensure_user(engine, password)
+    login = escape(f"login: {DEMO_USER} / {password}")
     logs = cfg.home / "logs"
     logs.mkdir(exist_ok=True)
     hydra = [sys.executable, "-m", "hydra.cli"]
@@ -211,7 +249,7 @@ def run_demo(cfg: HydraConfig, opts: DemoOptions) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        with _maybe_app(hydra, opts, logs):
+        with _maybe_app(hydra, opts, logs, login):
             _train_all(cfg, engine, opts)
             # the demo onboards new plot types (a deployment quarantines unknown ones by default)
             onboard = {"HYDRA_SERVE__ONBOARD_NEW_PLOT_TYPES": "true"}
@@ -219,7 +257,9 @@ def run_demo(cfg: HydraConfig, opts: DemoOptions) -> None:
                 streamer = Streamer(cfg.input_dir, opts)
                 console.print(
                     f"[bold green]streaming {opts.rate:g} plots/s into {cfg.input_dir}[/]  "
-                    f"web app: http://localhost:{opts.port}  login: {DEMO_USER} / {DEMO_PASSWORD}  (Ctrl-C stops)"
+                    f"web app: {app_url(opts)}  {login}  (Ctrl-C stops)",
+                    highlight=False,
+                    soft_wrap=True,
                 )
                 t0 = time.monotonic()
                 while not stop["now"] and (not opts.duration or time.monotonic() - t0 < opts.duration):
@@ -229,14 +269,26 @@ def run_demo(cfg: HydraConfig, opts: DemoOptions) -> None:
         console.print("stopping ...")
 
 
+def app_url(opts: DemoOptions) -> str:
+    host = "localhost" if opts.address in ("127.0.0.1", "localhost") else opts.address
+    return f"http://{host}:{opts.port}"
+
+
+def app_command(hydra: list[str], opts: DemoOptions) -> list[str]:
+    """``hydra app`` bound to ``opts.address`` (loopback unless told otherwise)."""
+    return [*hydra, "app", "--port", str(opts.port), "--address", opts.address]
+
+
 @contextmanager
-def _maybe_app(hydra: list[str], opts: DemoOptions, logs: Path) -> Iterator[None]:
+def _maybe_app(hydra: list[str], opts: DemoOptions, logs: Path, login: str) -> Iterator[None]:
     if not opts.app:
         yield
         return
-    with _process([*hydra, "app", "--port", str(opts.port)], "web app", logs / "app.log"):
+    with _process(app_command(hydra, opts), "web app", logs / "app.log"):
         console.print(
-            f"[bold]web app: http://localhost:{opts.port}[/]  login: {DEMO_USER} / {DEMO_PASSWORD} "
-            "(models are being trained; pages fill as they arrive)"
+            f"[bold]web app: {app_url(opts)}[/]  {login} "
+            "(models are being trained; pages fill as they arrive)",
+            highlight=False,
+            soft_wrap=True,
         )
         yield

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hydra.cli.common import ConfigOption, get_config
+from hydra.cli.common import ConfigOption, fail, get_config
 
 
 def demo(
@@ -22,30 +22,50 @@ def demo(
     ),
     app: bool = typer.Option(True, "--app/--no-app", help="Start the web app."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic plots."),
+    address: str = typer.Option(
+        "127.0.0.1", "--address", help="Interface the web app listens on (0.0.0.0: every interface)."
+    ),
+    password: str = typer.Option(
+        None,
+        "--password",
+        envvar="HYDRA_DEMO_PASSWORD",
+        show_envvar=True,
+        help="Password of the demo admin (default: a new random one each start, printed).",
+    ),
     config: str = ConfigOption,
 ) -> None:
     """Generate plots, train a model per plot type, start hydra-serve and the web app, stream plots.
 
-    Everything lives in HYDRA_HOME (default ./var) on SQLite. A second run
-    reuses the models it finds. Ctrl-C stops everything cleanly.
+    Everything lives in HYDRA_HOME (default ./var) on its own SQLite database
+    (a configured HYDRA_DB_URL is refused). A second run reuses the models it
+    finds. The app listens on 127.0.0.1 and the login (user demo, an admin) gets
+    a random password, printed, unless --address / --password say otherwise.
+    Ctrl-C stops everything cleanly.
 
     Example: HYDRA_HOME=/tmp/hydra-demo hydra demo --port 8502
     """
-    from hydra.demo import DemoOptions, run_demo
+    from hydra.demo import DemoError, DemoOptions, run_demo
 
-    run_demo(
-        get_config(config),
-        DemoOptions(
-            port=port,
-            images=images,
-            epochs=epochs,
-            rate=rate,
-            duration=duration,
-            burst_every=burst_every,
-            app=app,
-            seed=seed,
-        ),
-    )
+    if password is not None and not password:
+        fail("--password must not be empty")
+    try:
+        run_demo(
+            get_config(config),
+            DemoOptions(
+                port=port,
+                images=images,
+                epochs=epochs,
+                rate=rate,
+                duration=duration,
+                burst_every=burst_every,
+                app=app,
+                seed=seed,
+                address=address,
+                password=password,
+            ),
+        )
+    except DemoError as exc:
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

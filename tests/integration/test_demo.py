@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -75,7 +76,9 @@ def test_demo_trains_serves_and_streams(tmp_path: Path):
             proc.terminate()
             proc.wait(timeout=30)
     assert proc.returncode == 0, out[-4000:]
-    assert "login: demo / demo" in out
+    login = re.search(r"login: demo / (\S+)", out)
+    assert login and login.group(1) != "demo" and len(login.group(1)) >= 16, "a random password is printed"
+    assert f"http://localhost:{port}" in out
 
     models = _hydra_json("models", "list", env=env)
     active = {m["plot_type"] for m in models if m["active"]}
