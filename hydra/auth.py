@@ -267,8 +267,8 @@ def role_allows(role: str, action: str) -> bool:
     return action in ROLE_ACTIONS.get(role, frozenset())
 
 
-def _why_not(user: User | None, action: str, plot_type_id: int | None, *, session: Session) -> str | None:
-    """None if ``user`` may do ``action`` on the plot type, else the reason why not."""
+def refusal(user: User | None, action: str, plot_type_id: int | None, *, session: Session) -> str | None:
+    """None if ``user`` may do ``action`` on the plot type, else the reason why not (for messages)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
     if user is None:
@@ -299,12 +299,12 @@ def _why_not(user: User | None, action: str, plot_type_id: int | None, *, sessio
 
 def can(user: User | None, action: str, plot_type_id: int | None, *, session: Session) -> bool:
     """Whether ``user`` may do ``action`` (label, thresholds, acknowledge, admin) on a plot type."""
-    return _why_not(user, action, plot_type_id, session=session) is None
+    return refusal(user, action, plot_type_id, session=session) is None
 
 
 def require(user: User | None, action: str, plot_type_id: int | None, *, session: Session) -> None:
     """Raise PermissionDenied unless ``user`` may do ``action``; the message says what is missing."""
-    reason = _why_not(user, action, plot_type_id, session=session)
+    reason = refusal(user, action, plot_type_id, session=session)
     if reason is None:
         return
     who = user.name if user else "an anonymous user"

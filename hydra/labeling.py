@@ -1,8 +1,9 @@
 """Human labels: the Labeler's and the Editor's service layer.
 
 Every change of a label goes through :func:`apply_labels`, which checks the
-user's ``label`` permission on the plot type first (so a tampered page is
-refused), writes the new current label on ``Image`` and one ``ImageLabel``
+user's ``label`` permission on the plot type first (a labeler or expert with
+the ``label`` grant, or an admin; never a viewer), so a tampered page is
+refused; it writes the new current label on ``Image`` and one ``ImageLabel``
 history row per change, all in the caller's transaction. Pages never write
 labels themselves.
 

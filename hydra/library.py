@@ -3,9 +3,10 @@
 A model's held-out verdicts (``ModelClassification``) are the data behind the
 enhanced confusion matrix, the live precision/recall at chosen thresholds
 (computed by :mod:`hydra.thresholds`, the same code training uses) and the
-list of model-vs-human disagreements. Saving thresholds needs the
-``thresholds`` permission on the plot type and leaves a ``ThresholdChange``
-row per edited label; activating a model needs the admin role.
+list of model-vs-human disagreements. Saving thresholds needs an expert with
+the ``thresholds`` grant on the plot type (or an admin) and leaves a
+``ThresholdChange`` row per edited label; activating a model needs the admin
+role. Both are checked here (``hydra.auth.require``), whatever the page shows.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ from PIL import Image as PILImage
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from hydra.auth import LoginThrottled, PermissionDenied, authenticate, can
+from hydra.auth import LoginThrottled, PermissionDenied, authenticate, refusal
 from hydra.config import ConfigError, HydraConfig, load_config
 from hydra.db.engine import get_engine, session_scope
 from hydra.db.migrate import current_revision
@@ -187,10 +187,12 @@ def require_login(reason: str = "This page needs a logged-in user.") -> User:
 def require_permission(action: str, plot_type_id: int | None = None) -> User:
     user = require_login(f"Log in to {action}.")
     with session() as s:
-        allowed = can(user, action, plot_type_id, session=s)
-    if not allowed:
+        reason = refusal(user, action, plot_type_id, session=s)
+    if reason is not None:
         where = " on this plot type" if plot_type_id is not None else ""
-        st.warning(f"{user.name} ({user.role}) may not {action}{where}. Ask an admin for the permission.")
+        st.warning(
+            f"{user.name} ({user.role}) may not {action}{where}: {reason}. Ask an admin for the permission."
+        )
         st.stop()
     return user
 
