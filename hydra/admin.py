@@ -18,7 +18,7 @@ from PIL import ImageDraw
 from sqlmodel import Session, col, delete, func, select, update
 
 from hydra.auth import ROLES, PermissionDenied, create_user, get_user, grant, require
-from hydra.data.naming import NamingError, check_plot_type_name
+from hydra.data.naming import NamingError, check_label_name, check_plot_type_name
 from hydra.db.models import (
     Alarm,
     Image,
@@ -418,8 +418,10 @@ def add_plot_type_label(user: User | None, plot_type_id: int, name: str, *, sess
     """Add a label to a plot type's palette (admin only)."""
     _admin(user, session=session)
     _plot_type(plot_type_id, session=session)
-    if not re.fullmatch(r"[A-Za-z0-9_ -]{1,64}", name or ""):
-        raise AdminError(f"label name {name!r}: 1 to 64 letters, digits, space, _ or -")
+    try:
+        check_label_name(name)
+    except NamingError as exc:
+        raise AdminError(str(exc)) from None
     if any(lb.name == name for lb in labels_of(plot_type_id, session=session)):
         raise AdminError(f"the plot type already has a label {name!r}")
     return add_label(plot_type_id, name, session=session)

@@ -35,7 +35,7 @@ from hydra.data.images import (
     open_image,
     read_bytes,
 )
-from hydra.data.naming import NamingError, ParsedName, check_plot_type_name, parse_name
+from hydra.data.naming import LABEL_RULE, NamingError, ParsedName, check_plot_type_name, parse_name
 from hydra.db.engine import session_scope
 from hydra.db.models import Image, ImageLabel, utcnow
 from hydra.db.queries import add_label, create_plot_type, labels_of, plot_types_by_name
@@ -123,7 +123,7 @@ def read_labels_csv(
                     raise IngestError(f"{where}: empty filename")
                 if not label:
                     raise IngestError(f"{where}: empty label for {name!r}")
-                if not re.fullmatch(r"[A-Za-z0-9_ .+-]{1,64}", label):
+                if not LABEL_RULE.fullmatch(label):
                     raise IngestError(f"{where}: label {label[:80]!r} has characters a label cannot have")
                 rel = _relative_name(name, where)
                 if rel in labels:

@@ -1,7 +1,7 @@
 """The file-naming convention that carries plot type, run and chunk.
 
-Plot-type names and run numbers are checked here, once, for everything that
-takes them: file names (ingest and the Feeder), the CLI and the admin
+Plot-type names, label names and run numbers are checked here, once, for
+everything that takes them: file names (ingest and the Feeder), the CLI and the admin
 service. A plot-type name becomes part of file and folder names, so it is
 letters, digits and ``_`` only; run and chunk numbers fit the database's
 integer columns.
@@ -22,6 +22,7 @@ from hydra.config import DEFAULT_PATTERN
 
 _DEFAULT = re.compile(DEFAULT_PATTERN)
 PLOT_TYPE_RULE = re.compile(r"[A-Za-z0-9_]{1,128}")
+LABEL_RULE = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_ .+-]{0,63}")
 MAX_RUN = 2**31 - 1  # the run and chunk columns are 32-bit integers on MariaDB
 MAX_CHUNK = 2**31 - 1
 
@@ -49,6 +50,17 @@ def check_plot_type_name(name: object) -> str:
         raise NamingError(
             f"plot type name {shown!r} is not valid: use 1 to 128 letters, digits and _ "
             "(it is part of file names, e.g. fcal_occupancy)"
+        )
+    return name
+
+
+def check_label_name(name: object) -> str:
+    """Return ``name`` if it is a valid label name (Good, Bad, NoData, Hot channel, ...), else raise NamingError."""
+    if not isinstance(name, str) or not LABEL_RULE.fullmatch(name) or name != name.strip():
+        shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}..."
+        raise NamingError(
+            f"label name {shown!r} is not valid: use 1 to 64 letters, digits, spaces and _ . + - "
+            "(not at the start or end a space)"
         )
     return name
 

@@ -6,11 +6,12 @@ Every function takes a keyword-only ``session``; none commits (the caller's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlmodel import Session, col, func, select
 
-from hydra.data.naming import check_plot_type_name
+from hydra.data.naming import check_label_name, check_plot_type_name
 from hydra.db.models import Label, Model, PlotGroup, PlotType, Threshold, utcnow
 
 # Colours given to labels that arrive without one (red is reserved for problems).
@@ -23,6 +24,7 @@ DEFAULT_COLORS = {
 }
 _PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e"]
 PROBLEM_NAMES = {"Bad"}
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 class NotFoundError(LookupError):
@@ -73,6 +75,12 @@ def create_plot_type(
     check_plot_type_name(name)
     if not labels:
         raise ValueError(f"plot type {name!r} needs at least one label")
+    for label in labels:
+        check_label_name(label)
+    if colors and any(not _COLOR.fullmatch(c) for c in colors):
+        raise ValueError(f"colours are #rrggbb, got {list(colors)}")
+    if group and len(group) > 64:
+        raise ValueError(f"a group name has at most 64 characters, got {len(group)}")
     if len(set(labels)) != len(labels):
         raise ValueError(f"plot type {name!r}: duplicate labels in {list(labels)}")
     problem = list(PROBLEM_NAMES & set(labels)) if problem is None else list(problem)
@@ -104,6 +112,7 @@ def labels_of(plot_type_id: int, *, session: Session) -> list[Label]:
 
 def add_label(plot_type_id: int, name: str, *, session: Session, is_problem: bool | None = None) -> Label:
     """Add a label to a plot type (used when a CSV brings a new one)."""
+    check_label_name(name)
     existing = labels_of(plot_type_id, session=session)
     label = Label(
         plot_type_id=plot_type_id,

@@ -149,6 +149,15 @@ def _one_line_error(r: _Result, *needles: str) -> None:
 def test_cli_refuses_bad_names_and_inputs_in_one_line(hydra_home: Path, tmp_path, monkeypatch):
     for name in ("../../x", "a/b", "fcal occupancy", "x" * 200):
         _one_line_error(hydra("plot-type", "add", name), "is not valid")
+    # what MariaDB would refuse with a traceback (too long, odd characters) is refused first, in one line
+    _one_line_error(hydra("plot-type", "add", "fcal", "--labels", "Good," + "B" * 100), "label name")
+    _one_line_error(
+        hydra("plot-type", "add", "fcal", "--labels", "Good,Bad;", "--problem", "Bad;"), "label name"
+    )
+    _one_line_error(
+        hydra("plot-type", "add", "fcal", "--labels", "Good,Bad", "--colors", "#00ff00,red"), "#rrggbb"
+    )
+    _one_line_error(hydra("plot-type", "add", "fcal", "--group", "G" * 65), "at most 64 characters")
     listed = hydra("plot-type", "list", "--json").stdout.splitlines()
     assert listed == []
 

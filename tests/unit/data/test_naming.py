@@ -1,6 +1,13 @@
 import pytest
 
-from hydra.data.naming import NamingError, ParsedName, check_plot_type_name, make_name, parse_name
+from hydra.data.naming import (
+    NamingError,
+    ParsedName,
+    check_label_name,
+    check_plot_type_name,
+    make_name,
+    parse_name,
+)
 
 
 def test_default_convention():
@@ -54,3 +61,11 @@ def test_custom_pattern_cannot_smuggle_a_bad_plot_type_or_run():
         parse_name("fcal-12a.png", loose)
     with pytest.raises(NamingError, match="run number '١٢' is not a number"):
         parse_name("fcal-١٢.png", loose)
+
+
+@pytest.mark.parametrize("bad", ["", " Good", "Good ", "Go;od", "B" * 65, "../x", "a/b", None])
+def test_label_names_follow_one_rule(bad):
+    with pytest.raises(NamingError, match="label name .* is not valid"):
+        check_label_name(bad)
+    for good in ("Good", "NoData", "Hot channel", "Bad+", "low-stat", "v1.2"):
+        assert check_label_name(good) == good
