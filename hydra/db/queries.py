@@ -49,6 +49,8 @@ def plot_types_by_name(*, session: Session) -> dict[str, PlotType]:
 
 
 def get_or_create_group(name: str, *, session: Session) -> PlotGroup:
+    if not name or len(name) > 64 or name != name.strip():
+        raise ValueError(f"a group name has 1 to 64 characters, without spaces around; got {name[:80]!r}")
     group = session.exec(select(PlotGroup).where(PlotGroup.name == name)).first()
     if group is None:
         group = PlotGroup(name=name)
@@ -79,8 +81,6 @@ def create_plot_type(
         check_label_name(label)
     if colors and any(not _COLOR.fullmatch(c) for c in colors):
         raise ValueError(f"colours are #rrggbb, got {list(colors)}")
-    if group and len(group) > 64:
-        raise ValueError(f"a group name has at most 64 characters, got {len(group)}")
     if len(set(labels)) != len(labels):
         raise ValueError(f"plot type {name!r}: duplicate labels in {list(labels)}")
     problem = list(PROBLEM_NAMES & set(labels)) if problem is None else list(problem)

@@ -157,7 +157,7 @@ def test_cli_refuses_bad_names_and_inputs_in_one_line(hydra_home: Path, tmp_path
     _one_line_error(
         hydra("plot-type", "add", "fcal", "--labels", "Good,Bad", "--colors", "#00ff00,red"), "#rrggbb"
     )
-    _one_line_error(hydra("plot-type", "add", "fcal", "--group", "G" * 65), "at most 64 characters")
+    _one_line_error(hydra("plot-type", "add", "fcal", "--group", "G" * 65), "1 to 64 characters")
     listed = hydra("plot-type", "list", "--json").stdout.splitlines()
     assert listed == []
 
