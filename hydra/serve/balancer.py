@@ -218,8 +218,8 @@ def run(
 
 
 def credit_cap(cfg: HydraConfig) -> int:
-    """The most credit one worker may hold: four times what an honest worker asks for."""
-    return 4 * max(2 * cfg.serve.max_batch, 4)
+    """The most credit one worker may hold: twice what an honest worker asks for (its window)."""
+    return 2 * max(2 * cfg.serve.max_batch, 4)
 
 
 def _take_credit(

@@ -240,19 +240,19 @@ class Dropped:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {"malformed": 0, "foreign": 0}
-        self._next_log = 0.0
-        self._quiet = 0
+        self._next_log: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
 
     def __call__(self, reason: str, detail: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
         now = time.monotonic()
-        if now < self._next_log:
-            self._quiet += 1
+        if now < self._next_log.get(reason, 0.0):
+            self._quiet[reason] = self._quiet.get(reason, 0) + 1
             return
-        more = f" (and {self._quiet} more since the last report)" if self._quiet else ""
+        quiet = self._quiet.pop(reason, 0)
+        more = f" (and {quiet} more since the last report)" if quiet else ""
         log.warning("dropped a %s message: %s%s", reason, detail[:300], more)
-        self._next_log = now + 1.0
-        self._quiet = 0
+        self._next_log[reason] = now + 1.0
 
     def gauges(self) -> dict[str, int]:
         return {f"dropped_{k}": v for k, v in self.counts.items()}

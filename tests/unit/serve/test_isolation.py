@@ -113,7 +113,7 @@ def test_credit_is_capped_and_a_keep_alive_registers_a_worker_the_balancer_lost(
         with pytest.raises(MessageError):
             parse_credit(bad)
     assert parse_credit([b"12"]) == 12
-    assert credit_cap(load_config(None, serve={"max_batch": 32})) == 256
+    assert credit_cap(load_config(None, serve={"max_batch": 32})) == 128
 
 
 def test_the_balancer_drops_orders_of_another_instance_and_garbage():

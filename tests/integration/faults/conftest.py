@@ -1,0 +1,52 @@
+"""The fault-injection suite: real ``hydra-serve`` processes, real databases, real faults.
+
+Every case streams images through the pipeline, injects one kind of fault,
+and checks the same promise: every good image ends with exactly one stored
+result, none is quarantined, and the pipeline recovers within a stated time.
+Each case prints one ``FAULT {...}`` line with what it measured (run with
+``-s`` to see them; docs/reliability.md lists them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.integration.serve.conftest import Deployment, Serve, deployment_factory, wait_until  # noqa: F401
+from tests.integration.serve.test_end_to_end import input_files, stored
+
+
+def good_images_done_once(dep: Deployment, names: list[str]) -> None:
+    """Exactly one result per image, no error record, nothing in quarantine, files where the rows say."""
+    inferences, errors = stored(dep)
+    assert not errors, [(e.filename, e.kind, e.message[:120]) for e in errors][:5]
+    assert not os.listdir(dep.dir("quarantine"))
+    counts = Counter(i.filename for i in inferences)
+    assert sorted(counts) == sorted(names), f"missing: {sorted(set(names) - set(counts))[:5]}"
+    assert max(counts.values()) == 1, [n for n, c in counts.items() if c > 1][:5]
+    for inf in inferences:
+        assert Path(inf.path).is_file(), inf.path
+    assert not input_files(dep)
+
+
+def drained(dep: Deployment, srv: Serve, timeout: float, what: str) -> float:
+    """Seconds until the input folder is empty (the recovery time of a case)."""
+    t0 = time.monotonic()
+    wait_until(lambda: not input_files(dep), timeout, every=0.1, what=f"{what}; log:\n{srv.tail()}")
+    return round(time.monotonic() - t0, 1)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped has stopped running)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def measured(case: str, **numbers: object) -> None:
+    print("FAULT " + json.dumps({"case": case, **numbers}), flush=True)

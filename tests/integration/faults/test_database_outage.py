@@ -1,0 +1,67 @@
+"""A MariaDB outage with a Predict worker restarted during it: nothing quarantined, all done after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.integration.serve.conftest import Serve, add_model, wait_until
+from tests.integration.serve.mariadb_server import PrivateMariaDB
+from tests.integration.serve.test_end_to_end import PLOT, drop_plots, input_files, stored
+
+from .conftest import drained, good_images_done_once, measured
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_S = 12
+RECOVERY_S = 60
+
+
+def test_database_outage_with_a_worker_restarted_during_it(deployment_factory, tmp_path):
+    db = PrivateMariaDB(tmp_path / "mariadb")
+    try:
+        # a Keeper backlog of 6 results at most, so the bound is reached during the outage
+        dep = deployment_factory(
+            db.url, workers=1, keeper_flush_ms=20, keeper_max_pending=6, order_deadline_s=3
+        )
+        add_model(dep.engine, dep.dir("models"), PLOT, thresholds=0.0)
+        inp = dep.cfg.input_dir
+        with Serve(dep) as srv:
+            srv.wait_ready()
+            names = drop_plots(inp, 6)
+            drained(dep, srv, 120, "the first images")
+            db.stop()
+            down = time.monotonic()
+            names += drop_plots(inp, 12, start=6)
+            # the loaded worker scores them; the Keeper holds 6, drops the rest (their files stay)
+            wait_until(lambda: "wait for the database" in srv.log.read_text(), 60, what="a full backlog")
+            victim = srv.children()["predict-0"]
+            os.kill(victim, signal.SIGKILL)
+            # the new worker cannot load its model while the database is down: a retry, not model_error
+            wait_until(
+                lambda: "predict fault" in srv.log.read_text(), 90, what=f"a model load retried; {srv.tail()}"
+            )
+            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down)))
+            assert len(input_files(dep)) == 12, (
+                "a file left the input folder while nothing could be committed"
+            )
+            outage = round(time.monotonic() - down, 1)
+            db.start()
+            recovery = drained(dep, srv, RECOVERY_S, "everything after the outage")
+            assert srv.stop() == 0
+        good_images_done_once(dep, names)
+        log = srv.log.read_text()
+        assert "database write failed" in log and "model_error" not in log
+        measured(
+            "database outage + worker restart",
+            outage_s=outage,
+            images=12,
+            recovery_s=recovery,
+            stored=len(stored(dep)[0]),
+            quarantined=0,
+        )
+    finally:
+        db.close()

@@ -1,0 +1,178 @@
+"""Hostile and broken peers: unauthenticated clients on CURVE sockets, malformed frames on every
+socket, forged messages and a rogue worker that asks for everything. No stage dies, nothing forged
+is acted on, and every good image still gets exactly one result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zmq
+import zmq.auth
+
+from hydra.serve.messages import ErrorNotice, Registration, Report, encode
+from hydra.serve.stage import Addresses
+from tests.integration.serve.conftest import ROOT, Serve, add_model
+from tests.integration.serve.test_end_to_end import PLOT, drop_plots, stored
+
+from .conftest import drained, good_images_done_once, measured
+
+pytestmark = pytest.mark.slow
+
+MAX_BATCH = 4
+CAP = 2 * max(2 * MAX_BATCH, 4)  # the Balancer's credit cap for one worker
+RECOVERY_S = 30  # the rogue's orders come back after their 3 s deadline
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def curve_client(
+    ctx: zmq.Context, kind: int, address: str, server_key: bytes, pair: tuple[bytes, bytes] | None
+):
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    if pair is not None:
+        sock.curve_serverkey = server_key
+        sock.curve_publickey, sock.curve_secretkey = pair
+    sock.connect(address)
+    return sock
+
+
+def send(sock: zmq.Socket, frames: list[bytes]) -> None:
+    with contextlib.suppress(zmq.Again):  # a refused peer may not even queue it
+        sock.send_multipart(frames, flags=zmq.NOBLOCK)
+
+
+def report(dep, filename: str, instance: str, **kw) -> Report:
+    base = dict(
+        order_id="f", path=str(dep.cfg.input_dir / filename), filename=filename, source_key="f" * 64,
+        plot_type=PLOT, plot_type_id=1, run=99999, chunk=1, model_id=1, label="Good", weight=0.99,
+        weights={"Good": 0.99, "Bad": 0.01}, confirmed=True, is_problem=False, instance=instance,
+    )  # fmt: skip
+    base.update(kw)
+    return Report(**base)
+
+
+def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deployment_factory, tmp_path):
+    back_port, keeper_port = free_port(), free_port()
+    dep = deployment_factory(
+        workers=1, max_batch=MAX_BATCH, order_deadline_s=3, balancer_frontend="", control_address="",
+        balancer_backend=f"tcp://0.0.0.0:{back_port}", keeper_address=f"tcp://0.0.0.0:{keeper_port}",
+    )  # fmt: skip
+    add_model(dep.engine, dep.dir("models"), PLOT, thresholds=0.0)
+    keys = subprocess.run(
+        [sys.executable, "-m", "hydra.serve.launcher", "keys", "--client", "tester"],
+        env=dep.env, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert keys.returncode == 0, keys.stderr
+    assert "client tester: allowed in" in keys.stdout
+    kdir = dep.home / "keys"
+    server_key = zmq.auth.load_certificate(kdir / "server.key")[0]
+    tester = zmq.auth.load_certificate(kdir / "clients" / "tester.key_secret")
+    victim = tmp_path / "elsewhere" / f"{PLOT}-000001_0001.png"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not yours")
+    backend, keeper = f"tcp://127.0.0.1:{back_port}", f"tcp://127.0.0.1:{keeper_port}"
+    with Serve(dep) as srv, zmq.Context() as ctx:
+        srv.wait_ready()
+        pids = srv.children()
+        instance = (dep.home / "run" / "instance").read_text().strip()
+        # 1. no CURVE at all, and CURVE with a key nobody allowed: refused in the handshake
+        strangers = []
+        for pair in (None, zmq.curve_keypair()):
+            d = curve_client(ctx, zmq.DEALER, backend, server_key, pair)
+            send(d, [b"ready", b"1000000"])
+            p = curve_client(ctx, zmq.PUSH, keeper, server_key, pair)
+            send(p, encode(report(dep, f"{PLOT}-099999_0001.png", instance)))
+            strangers.append(d)
+
+        # 2. an allowed client that sends garbage to the Balancer and the Keeper
+        garbage = curve_client(ctx, zmq.DEALER, backend, server_key, tester)
+        for frames in ([b"READY abc"], [b"ready", b"abc"], [b"ready", b"-5"], [b"\xff\xfe"], [b"alive"]):
+            send(garbage, frames)
+        push = curve_client(ctx, zmq.PUSH, keeper, server_key, tester)
+        heat = np.zeros((8, 8, 1), np.uint8)
+        bad_order = json.dumps({"_arrays": [["pixels", "complex128", [2, 2, 3]]]}).encode()
+        for frames in (
+            [b"report", b"\xff\xfe not utf-8"],
+            [b"report", b"{not json"],
+            [b"report", b"[1, 2, 3]"],
+            [b"order", bad_order, b"x" * 192],
+            [b"report"],
+            [b"hb", b'{"process": ["x"], "pid": 1, "host": "h"}'],
+            encode(report(dep, victim.name, instance, path=str(victim))),
+            encode(report(dep, "../" + victim.name, instance)),
+            encode(report(dep, f"{PLOT}-099999_0002.png", instance, plot_type="../../x", heatmap=heat)),
+            encode(ErrorNotice(str(victim), victim.name, "feeder", "empty", "forged", None, instance)),
+            encode(
+                Registration(
+                    str(dep.cfg.input_dir / "regdir-000001.png"),
+                    "regdir-000001.png",
+                    "../../../regdir",
+                    1,
+                    None,
+                    "h" * 64,
+                    "k" * 64,
+                    instance,
+                )  # fmt: skip
+            ),
+            encode(report(dep, f"{PLOT}-099999_0003.png", "another-instance")),
+        ):
+            send(push, frames)
+
+        # 3. garbage and foreign orders into the Balancer's frontend (the home's private ipc socket)
+        front = ctx.socket(zmq.PUSH)
+        front.linger = 0
+        front.connect(Addresses.from_config(dep.cfg).frontend)
+        odd_dtype = json.dumps(
+            {"instance": instance, "deadline": 9e12, "_arrays": [["pixels", "complex128", [2, 2, 3]]]}
+        ).encode()
+        foreign = json.dumps({"instance": "another", "deadline": 9e12, "_arrays": []}).encode()
+        for frames in ([b"order", b"\xff"], [b"order", b"[1]", b"x"], [b"order"], [b"order", odd_dtype, b"x" * 192],
+                       [b"order", foreign, b"x"]):  # fmt: skip
+            send(front, frames)
+
+        # 4. an allowed worker that asks for a million orders and never answers
+        rogue = curve_client(ctx, zmq.DEALER, backend, server_key, tester)
+        rogue.send_multipart([b"ready", b"1000000"])
+
+        names = drop_plots(dep.cfg.input_dir, 16)
+        recovery = drained(dep, srv, RECOVERY_S, "every good image despite the rogue")
+        taken = 0
+        while rogue.poll(200):
+            if rogue.recv_multipart()[0] == b"order":
+                taken += 1
+        assert 0 < taken <= CAP, taken
+        assert not any(s.poll(0) for s in strangers), "an unauthenticated client got a message"
+        assert srv.children() == pids, "a stage died"
+        log = srv.log.read_text()
+        assert srv.stop() == 0
+    good_images_done_once(dep, names)
+    assert "exited with status" not in log
+    for stage in ("balancer", "keeper", "predict"):
+        assert re.search(rf"{stage}\[\d+\] WARNING dropped a malformed message", log), stage
+    assert re.search(r"WARNING dropped a foreign message", log)
+    assert "refused a connection with an unknown CURVE key" in log
+    assert victim.read_bytes() == b"not yours"
+    inferences, _ = stored(dep)
+    assert {i.filename for i in inferences} == set(names)  # no forged result
+    assert not list(tmp_path.rglob("regdir*")) and not (dep.home.parent / "x").exists()
+    measured(
+        "hostile peers (unauthenticated, malformed, forged, greedy)",
+        images=16,
+        rogue_orders=taken,
+        credit_cap=CAP,
+        recovery_s=recovery,
+        stage_restarts=0,
+    )

@@ -1,0 +1,53 @@
+"""kill -9 of every stage, the Balancer included, under both policies: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.integration.serve.conftest import Serve, add_model, wait_until
+from tests.integration.serve.test_end_to_end import PLOT, drop_plots, input_files, stored
+
+from .conftest import drained, good_images_done_once, measured
+
+pytestmark = pytest.mark.slow
+
+# the Balancer under both policies (it lost everyone's credit); the other stages once
+VICTIMS = {
+    "least_loaded": ("balancer", "keeper", "feeder", "predict-0"),
+    "round_robin": ("balancer", "predict-1"),
+}
+RECOVERY_S = 60  # order deadline 3 s (x2 per attempt) + a restart that imports torch on a busy host
+
+
+@pytest.mark.parametrize("policy", ["least_loaded", "round_robin"])
+def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, deployment_factory):
+    dep = deployment_factory(policy=policy, max_batch=4, order_deadline_s=3)
+    add_model(dep.engine, dep.dir("models"), PLOT, thresholds=0.0)
+    inp = dep.cfg.input_dir
+    with Serve(dep) as srv:
+        srv.wait_ready()
+        names = drop_plots(inp, 8)
+        drained(dep, srv, 120, "the first images")
+        for i, stage in enumerate(VICTIMS[policy]):
+            victim = srv.children()[stage]
+            before = len(stored(dep)[0])
+            names += drop_plots(inp, 16, start=8 + 16 * i)
+            # mid-stream: the first of them are stored, the others are in every stage
+            wait_until(lambda n=before: len(stored(dep)[0]) >= n + 2, 60, every=0.02, what="the stream")
+            os.kill(victim, signal.SIGKILL)
+            t0 = time.monotonic()
+            in_flight = len(input_files(dep))
+            wait_until(lambda: not input_files(dep), RECOVERY_S, every=0.1, what=f"recovery from {stage}")
+            recovery = round(time.monotonic() - t0, 1)
+            restarted = lambda s=stage, v=victim: srv.children().get(s) not in (None, v)  # noqa: E731
+            wait_until(restarted, 60, what=f"{stage} restarted")
+            measured(f"kill -9 {stage} ({policy})", images=16, in_flight=in_flight, recovery_s=recovery)
+        assert srv.stop() == 0
+    good_images_done_once(dep, names)
+    log = srv.log.read_text()
+    for stage in VICTIMS[policy]:
+        assert f"{stage} exited with status -9" in log
