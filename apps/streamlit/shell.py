@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import html
 import io
+import ipaddress
 import math
 import os
 import re
@@ -124,12 +125,26 @@ def current_user() -> User | None:
 
 
 def client_address() -> str | None:
-    """The browser's IP address as the server sees it (None on localhost): the login rate limit's key."""
+    """The browser's IP address (None if unknown): the login rate limit's key.
+
+    Streamlit reports None for a connection from this host itself; that is a
+    reverse proxy on 127.0.0.1 (docs/deployment.md), so the address it saw,
+    the last entry it appended to ``X-Forwarded-For``, is taken instead.
+    """
     try:
         address = st.context.ip_address
+        forwarded = st.context.headers.get("X-Forwarded-For") if address is None else None
     except Exception:  # noqa: BLE001 - no client context (a bare script run)
         return None
-    return address if isinstance(address, str) and address else None
+    if isinstance(address, str) and address:
+        return address
+    if isinstance(forwarded, str) and forwarded.strip():
+        last = forwarded.split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            return None
+    return None
 
 
 def log_in(name: str, password: str) -> User | None:

@@ -112,3 +112,23 @@ def test_render_image_blends_the_heatmap(tmp_path, monkeypatch):
     thumb = PILImage.open(io.BytesIO(shell.render_image(str(img), None, 0.0, max_px=80)))
     assert max(thumb.size) == 80
     assert shell.render_image(str(tmp_path / "gone.png")) is None
+
+
+@pytest.mark.parametrize(
+    ("ip", "forwarded", "expected"),
+    [
+        ("198.51.100.4", "203.0.113.9", "198.51.100.4"),  # a direct client: its own address
+        (None, "203.0.113.9, 192.0.2.1", "192.0.2.1"),  # via the local proxy: what the proxy saw
+        (None, "not-an-address", None),
+        (None, None, None),
+    ],
+)
+def test_client_address_for_the_rate_limit(monkeypatch, ip, forwarded, expected):
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(Path(APP).parent))
+    import shell
+
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    monkeypatch.setattr(shell.st, "context", SimpleNamespace(ip_address=ip, headers=headers))
+    assert shell.client_address() == expected
