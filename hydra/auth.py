@@ -73,6 +73,7 @@ class ScryptParams:
 RECOMMENDED = ScryptParams(n=2**17, r=8, p=1)  # OWASP password storage cheat sheet, 128 MiB
 SCRYPT = RECOMMENDED  # what new hashes use (tests lower it to keep user creation fast)
 _LIMITS = ScryptParams(n=2**20, r=32, p=16)  # a stored hash asking for more is refused, not computed
+_MAX_MEMORY = 2**30  # nor one that needs more than 1 GiB
 
 LOGIN_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5  # per user name in LOGIN_WINDOW, from any address
@@ -113,7 +114,8 @@ def _parse(stored: str) -> tuple[ScryptParams, bytes, bytes] | None:
     except ValueError:
         return None
     within = 2 <= params.n <= _LIMITS.n and 1 <= params.r <= _LIMITS.r and 1 <= params.p <= _LIMITS.p
-    if scheme != "scrypt" or not within or params.n & (params.n - 1) or not expected:
+    too_big = 128 * params.n * params.r * params.p > _MAX_MEMORY
+    if scheme != "scrypt" or not within or too_big or params.n & (params.n - 1) or not expected:
         return None
     return params, raw_salt, expected
 

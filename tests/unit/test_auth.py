@@ -65,6 +65,7 @@ def test_recommended_scrypt_parameters():
     "stored",
     [
         "scrypt$1073741824$8$1$c2FsdA==$ZGlnZXN0",  # would need 1 TiB: refused, not computed
+        "scrypt$1048576$32$16$c2FsdA==$ZGlnZXN0",  # 64 GiB
         "scrypt$1000$8$1$c2FsdA==$ZGlnZXN0",  # n not a power of two
         "scrypt$16384$8$1$not base64!$ZGlnZXN0",
         "bcrypt$16384$8$1$c2FsdA==$ZGlnZXN0",
