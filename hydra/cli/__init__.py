@@ -34,5 +34,27 @@ for _name in _MODULES:
 app = _root
 
 
+def _database_hint(message: str) -> str:
+    low = message.lower()
+    if "no such table" in low or "doesn't exist" in low:
+        return "; the database has no Hydra schema yet (or an old one): run 'hydra init'"
+    if "can't connect" in low or "unable to open" in low or "connection refused" in low:
+        return "; is the database server running, and HYDRA_DB_URL right?"
+    return ""
+
+
 def main() -> None:
-    _root()
+    """Run the CLI; a database failure ends in one line saying what to do, not a traceback."""
+    try:
+        _root()
+    except Exception as exc:
+        if not type(exc).__module__.startswith("sqlalchemy."):
+            raise
+        from hydra.cli.common import fail
+
+        orig = getattr(exc, "orig", None) or exc
+        message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        try:
+            fail(f"database error ({type(exc).__name__}: {message}){_database_hint(message)}")
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None

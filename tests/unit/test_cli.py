@@ -233,3 +233,20 @@ def test_user_roles_passwords_and_grants(hydra_home: Path):
         assert auth.authenticate("alice", "pw", session=s) is None
     engine.dispose()
     _one_line_error(hydra("user", "password", "nobody", "--password-stdin", stdin="x\n"), "unknown user")
+
+
+def test_database_failures_are_one_line_not_a_traceback(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
+    env["HYDRA_HOME"] = str(tmp_path / "never-initialised")
+    r = subprocess.run(
+        [sys.executable, "-m", "hydra.cli", "plot-type", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no such table" in lines[0] and "run 'hydra init'" in lines[0], r.stderr
