@@ -221,10 +221,10 @@ def authenticate(name: str, password: str, *, session: Session, address: str | N
     Raises:
         LoginThrottled: too many recent failures; the message says when to retry.
     """
-    name, address = name[:64], (address or "")[:64]
+    key, address = name[:64], (address or "")[:64]  # as the failure table stores them
     now = utcnow()
-    _check_throttle(name, address, now, session=session)
-    user = session.exec(select(User).where(User.name == name)).first()
+    _check_throttle(key, address, now, session=session)
+    user = session.exec(select(User).where(User.name == name)).first() if len(name) <= 64 else None
     if user is None:
         verify_password(password, _dummy_hash(SCRYPT))  # the same work as for a real user
         ok = False
@@ -232,10 +232,10 @@ def authenticate(name: str, password: str, *, session: Session, address: str | N
         ok = verify_password(password, user.password_hash)
     if not ok:
         session.execute(delete(LoginFailure).where(col(LoginFailure.created_at) < now - KEEP_FAILURES))
-        session.add(LoginFailure(user_name=name, address=address, created_at=now))
+        session.add(LoginFailure(user_name=key, address=address, created_at=now))
         session.flush()
         return None
-    session.execute(delete(LoginFailure).where(LoginFailure.user_name == name))
+    session.execute(delete(LoginFailure).where(LoginFailure.user_name == key))
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
         session.add(user)
