@@ -163,6 +163,25 @@ def test_refuses_what_serve_refuses(engine, tmp_path):
     assert _counts(engine) == (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_truncated_images_are_refused_like_the_feeder_refuses_them(sqlite_engine, tmp_path, suffix):
+    import io
+
+    from hydra.data.images import ImageError, decode
+
+    root = _make_folder(tmp_path / "plots", n=2)
+    buf = io.BytesIO()
+    noise = np.random.default_rng(3).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    PILImage.fromarray(noise).save(buf, "PNG" if suffix == "png" else "JPEG")
+    cut = buf.getvalue()[: len(buf.getvalue()) // 2]
+    (root / "a" / f"fcal_occupancy-000009.{suffix}").write_bytes(cut)
+    with pytest.raises(ImageError):
+        decode(cut, "x")
+    with pytest.raises(IngestError, match=rf"fcal_occupancy-000009.{suffix}: .*(truncated|Truncated)"):
+        ingest(root, engine=sqlite_engine)
+    assert _counts(sqlite_engine) == (0, 0, 0, 0)
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
