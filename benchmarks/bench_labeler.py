@@ -1,20 +1,28 @@
 """Labeler speed in a real browser with 100,000 images in the database, as JSON.
 
 Starts ``hydra app`` on a fresh SQLite home holding one plot type with
-``--images`` unlabeled images (PNG files only for the pages the run visits),
-logs in through the sidebar with Debian's Chromium and labels ``--pages``
-pages of 48 images in which 45 share one label, the way an expert would:
+``--images`` unlabeled images, each with the model's verdict stored as the
+Keeper stores it (PNG files only for the pages the run visits), logs in
+through the sidebar with Debian's Chromium and labels ``--pages`` pages of 48
+images in which 45 share one label and 3 are Bad, the way an expert would.
+The Labeler pre-paints the model's verdicts as suggestions, so:
 
-    2 (choose Bad) · click the 3 odd images · 1 (choose Good) · A (paint the rest) · Enter (Apply)
+- on even pages the model is right on all 48: S (accept the suggestions) ·
+  Enter (Apply) -- 2 actions;
+- on odd pages the model missed the 3 Bad ones: 2 (choose Bad) · click the 3
+  · S · Enter -- 6 actions (without suggestions the same page took 7:
+  2 · 3 clicks · 1 · A · Enter).
 
 It reports the clicks and keys per page, and the time from Apply to the next
 page being ready (its images decoded in the grid), measured inside the page
 (``Date.now()`` at Apply and when the new page is drawn), split into the
-server round trip (Apply to new page received) and drawing. Every page's
-labels are checked in the database afterwards.
+server round trip (Apply to new page received) and drawing, and the images
+per hour those allow at ``--action-s`` seconds per key or click (the time a
+person's hand needs, not the time to look at the page). Every page's labels
+are checked in the database afterwards.
 
 Usage:
-    python benchmarks/bench_labeler.py [--images 100000] [--pages 6] [--keep DIR]
+    python benchmarks/bench_labeler.py [--images 100000] [--pages 6] [--action-s 1.0] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -41,10 +49,11 @@ from sqlalchemy import insert
 from sqlmodel import col, func, select
 
 from hydra.auth import create_user, grant
+from hydra.data.images import source_key
 from hydra.db import make_engine, session_scope, upgrade_to_head
-from hydra.db.models import Image, ImageLabel, utcnow
+from hydra.db.models import Image, ImageLabel, Inference, Model, utcnow
 from hydra.db.queries import create_plot_type, labels_of
-from hydra.labeling import count_unlabeled, next_page
+from hydra.labeling import count_unlabeled, next_page, with_suggestions
 
 PLOT = "CDC_occupancy"
 PER_PAGE = 48
@@ -75,6 +84,11 @@ def build_home(home: Path, n_images: int, n_files: int) -> dict:
         grant("expert", PLOT, session=s, label=True)
         pt_id = pt.id
         labels = {lb.name: lb.id for lb in labels_of(pt.id, session=s)}
+        model = Model(plot_type_id=pt.id, head="classifier", path=str(home / "models" / "1"), input_height=120,
+                      input_width=160, labels=["Good", "Bad", "NoData"], active=True)  # fmt: skip
+        s.add(model)
+        s.flush()
+        model_id = model.id
     start = utcnow() - timedelta(days=365)
     rows = [
         dict(
@@ -90,9 +104,29 @@ def build_home(home: Path, n_images: int, n_files: int) -> dict:
         )  # fmt: skip
         for i in range(n_images)
     ]
+    # the model's verdicts: right on even pages, blind to the 3 Bad ones on odd pages
+    verdicts = [
+        dict(
+            source_key=source_key(r["filename"], r["content_hash"]),
+            path=r["path"],
+            filename=r["filename"],
+            plot_type_id=pt_id,
+            run=r["run"],
+            model_id=model_id,
+            label="Bad" if (i % PER_PAGE in ODD and (i // PER_PAGE) % 2 == 0) else "Good",
+            weight=0.9,
+            weights={},
+            confirmed=False,
+            created_at=r["created_at"],
+            kept_image_id=i + 1,
+        )  # fmt: skip
+        for i, r in enumerate(rows)
+    ]
     with eng.begin() as conn:
         for k in range(0, len(rows), 20000):
             conn.execute(insert(Image), rows[k : k + 20000])
+        for k in range(0, len(verdicts), 20000):
+            conn.execute(insert(Inference), verdicts[k : k + 20000])
     for i in range(n_files):
         plot_png(kept / f"{PLOT}-{100000 + i}.png", i)
     return {"engine": eng, "pt_id": pt_id, "labels": labels, "fill_s": round(time.perf_counter() - t0, 2)}
@@ -103,6 +137,10 @@ def query_times(eng, pt_id: int, reps: int = 20) -> dict:
     out = {}
     for name, fn in (
         ("next_page_ms", lambda s: next_page(pt_id, session=s, limit=PER_PAGE)),
+        (
+            "next_page_with_suggestions_ms",
+            lambda s: with_suggestions(next_page(pt_id, session=s, limit=PER_PAGE), pt_id, session=s),
+        ),
         ("next_page_doubtful_ms", lambda s: next_page(pt_id, session=s, order="doubtful", limit=PER_PAGE)),
         ("count_unlabeled_ms", lambda s: count_unlabeled(pt_id, session=s)),
     ):
@@ -166,8 +204,9 @@ def label_pages(url: str, pages: int) -> list[dict]:
         grid.locator(".cell").first.wait_for()
         frame = next(f for f in page.frames if "hydra_labeler_grid" in f.url)
         frame.wait_for_function("() => !!document.body.dataset.readyToken")
-        for _ in range(pages):
+        for number in range(pages):
             token = frame.evaluate("() => document.body.dataset.readyToken")
+            frame.wait_for_function("() => document.body.dataset.suggested === '48'")
             ids = [
                 int(x)
                 for x in frame.evaluate(
@@ -175,14 +214,15 @@ def label_pages(url: str, pages: int) -> list[dict]:
                 )
             ]
             clicks = keys = 0
-            page.keyboard.press("2")  # Bad
+            model_right = number % 2 == 0
+            if not model_right:  # paint the 3 the model missed; painting overrides a suggestion
+                page.keyboard.press("2")  # Bad
+                keys += 1
+                for i in ODD:
+                    grid.locator(".cell").nth(i).click()
+                    clicks += 1
+            page.keyboard.press("s")  # accept the suggestions on every image not painted by hand
             keys += 1
-            for i in ODD:
-                grid.locator(".cell").nth(i).click()
-                clicks += 1
-            page.keyboard.press("1")  # Good
-            page.keyboard.press("a")  # all unpainted
-            keys += 2
             painted = int(frame.evaluate("() => document.body.dataset.painted"))
             page.keyboard.press("Enter")  # Apply
             keys += 1
@@ -195,7 +235,7 @@ def label_pages(url: str, pages: int) -> list[dict]:
             results.append(
                 dict(
                     ids=ids, painted=painted, clicks=clicks, keys=keys, apply_to_ready_ms=ready - applied,
-                    server_round_trip_ms=drawn - applied, draw_ms=ready - drawn,
+                    server_round_trip_ms=drawn - applied, draw_ms=ready - drawn, model_right=model_right,
                 )
             )  # fmt: skip
         browser.close()
@@ -206,6 +246,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--pages", type=int, default=6)
+    parser.add_argument(
+        "--action-s", type=float, default=1.0, help="Seconds a person needs per key or click."
+    )
     parser.add_argument("--keep", type=Path, help="Build the home here and keep it (default: a temp dir).")
     args = parser.parse_args()
     if not Path("/usr/bin/chromium").exists():
@@ -243,6 +286,13 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     # the first Apply also warms caches (thumbnails, the leaderboard); report it apart
     steady = [p["apply_to_ready_ms"] for p in pages[1:]] or [pages[0]["apply_to_ready_ms"]]
+    wait_s = statistics.median(steady) / 1000
+
+    def per_hour(actions: int) -> int:
+        return int(3600 / (actions * args.action_s + wait_s) * PER_PAGE)
+
+    right = next(p for p in pages if p["model_right"])
+    missed = next((p for p in pages if not p["model_right"]), right)
     print(
         json.dumps(
             {
@@ -251,9 +301,13 @@ def main() -> None:
                 "pages": len(pages),
                 "images_per_page": PER_PAGE,
                 "odd_images_per_page": len(ODD),
-                "clicks_per_page": pages[0]["clicks"],
-                "keys_per_page": pages[0]["keys"],
-                "actions_per_page": pages[0]["clicks"] + pages[0]["keys"],
+                "actions_per_page_model_right": right["clicks"] + right["keys"],
+                "actions_per_page_model_missed_3": missed["clicks"] + missed["keys"],
+                "actions_per_page_without_suggestions": 7,
+                "action_s": args.action_s,
+                "images_per_hour_model_right": per_hour(right["clicks"] + right["keys"]),
+                "images_per_hour_model_missed_3": per_hour(missed["clicks"] + missed["keys"]),
+                "images_per_hour_without_suggestions": per_hour(7),
                 "apply_to_ready_ms": [p["apply_to_ready_ms"] for p in pages],
                 "server_round_trip_ms": [p["server_round_trip_ms"] for p in pages],
                 "draw_ms": [p["draw_ms"] for p in pages],

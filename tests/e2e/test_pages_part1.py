@@ -62,7 +62,7 @@ def test_login_acknowledge_and_logout(page, app_server):
     log_in(page, "expert", USERS["expert"].password)
     screenshot(page, "run-logged-in")
     alarm_id = app_server.seeded.open_alarm_ids[0]
-    banner = page.locator(f".st-key-alarm_{alarm_id}")
+    banner = page.locator(f".st-key-alarm_{app_server.seeded.plot_types['FCAL_occupancy']}_Bad")
     banner.get_by_role("button", name="Acknowledge").click()
     banner.wait_for(state="detached")
     wait_idle(page)

@@ -214,10 +214,10 @@ def _caption(frame: q.Frame, now: datetime) -> str:
     return " · ".join(parts)
 
 
-def _img_html(data: bytes, *, width: str, alt: str, heat: bool) -> str:
+def _img_html(data: bytes, *, kind: str, alt: str, heat: bool) -> str:
     uri = "data:image/png;base64," + base64.b64encode(data).decode()
-    cls = "hydra-tile heat" if heat else "hydra-tile"
-    return f"<img class='{cls}' src='{uri}' alt='{alt}' style='width:{width};display:block'>"
+    cls = f"hydra-{kind} heat" if heat else f"hydra-{kind}"
+    return f"<img class='{cls}' src='{uri}' alt='{alt}'>"
 
 
 def _open(name: str | None) -> None:
@@ -234,7 +234,7 @@ def _full_view(frame: q.Frame, now: datetime, opacity: float) -> None:
             st.warning("The image file is no longer on disk.")
         else:
             heat = bool(frame.heatmap_path) and opacity > 0
-            st.markdown(_img_html(data, width="auto", alt=frame.plot_type, heat=heat), unsafe_allow_html=True)
+            st.markdown(_img_html(data, kind="full", alt=frame.plot_type, heat=heat), unsafe_allow_html=True)
             st.caption(frame.image_path + (f" · heat map {frame.heatmap_path}" if heat else ""))
         st.markdown(_caption(frame, now))
         if frame.weights:
@@ -274,7 +274,11 @@ def live() -> None:
             "Nothing to show.", "Every plot type of this group is hidden or the group is empty."
         )
         return
-    st.html("<style>" + "\n".join(_style(f, now) for f in frames) + "</style>")
+    tiles_css = (
+        "img.hydra-tile {width: 100%; height: auto; display: block;} "
+        "img.hydra-full {max-width: 100%; min-width: min(100%, 640px); height: auto; display: block;}"
+    )
+    st.html("<style>" + "\n".join([tiles_css, *(_style(f, now) for f in frames)]) + "</style>")
     with st.container(horizontal=True, gap="small", key="run_grid"):
         for frame in frames:
             with st.container(key=f"frame_{frame.plot_type_id}", width=size + 20):
@@ -283,7 +287,7 @@ def live() -> None:
                 data = shell.render_image(frame.image_path, frame.heatmap_path, opacity, max_px=size)
                 if data is not None:
                     heat = bool(frame.heatmap_path) and opacity > 0
-                    st.markdown(_img_html(data, width="100%", alt=frame.plot_type, heat=heat),
+                    st.markdown(_img_html(data, kind="tile", alt=frame.plot_type, heat=heat),
                                 unsafe_allow_html=True)  # fmt: skip
                     button.button("", key=f"open_{frame.plot_type_id}", icon=":material/open_in_full:",
                                   on_click=_open, args=(frame.plot_type,), help="Full size, with the heat map")  # fmt: skip
