@@ -116,6 +116,7 @@ def build_home(home: Path, n_images: int, n_files: int) -> dict:
             label="Bad" if (i % PER_PAGE in ODD and (i // PER_PAGE) % 2 == 0) else "Good",
             weight=0.9,
             weights={},
+            timings={},
             confirmed=False,
             created_at=r["created_at"],
             kept_image_id=i + 1,

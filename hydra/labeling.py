@@ -107,13 +107,22 @@ def with_suggestions(page: Sequence[GridImage], plot_type_id: int, *, session: S
     keys = {source_key(g.filename, g.content_hash): g.id for g in page if g.content_hash}
     if not keys:
         return list(page)
+    # only the source key in SQL, so the unique (source_key, model_id) index is the one used
     rows = session.exec(
-        select(Inference.source_key, Inference.label, Inference.weight, Inference.confirmed, Inference.id)
-        .where(col(Inference.source_key).in_(list(keys)), Inference.plot_type_id == plot_type_id)
+        select(
+            Inference.source_key,
+            Inference.label,
+            Inference.weight,
+            Inference.confirmed,
+            Inference.plot_type_id,
+        )
+        .where(col(Inference.source_key).in_(list(keys)))
         .order_by(col(Inference.id))
     ).all()
     verdicts = {
-        keys[key]: (label, weight, confirmed) for key, label, weight, confirmed, _ in rows
+        keys[key]: (label, weight, confirmed)
+        for key, label, weight, confirmed, pt in rows
+        if pt == plot_type_id
     }  # newest wins
     by_name = {lb.name: lb.id for lb in labels_of(plot_type_id, session=session)}
     out = []
