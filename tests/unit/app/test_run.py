@@ -207,3 +207,14 @@ def test_run_queries_fall_back_order_and_acknowledge(engine, tmp_path):
             s.exec(select(Alarm.acknowledged_by).where(Alarm.id == alarm_id)).one() == cloned.users["expert"]
         )
     assert USERS["expert"].role == "expert"
+
+
+def test_opacity_is_remembered_per_user(cloned):
+    expert, viewer = cloned.users["expert"], cloned.users["viewer"]
+    at = open_run(hydra_user_id=expert)
+    assert at.slider(key="run_opacity").value == 0.45  # visible from the start
+    at.slider(key="run_opacity").set_value(0.8).run()
+    again = open_run(hydra_user_id=expert)  # a new session of the same user
+    assert again.slider(key="run_opacity").value == 0.8
+    other = open_run(hydra_user_id=viewer)
+    assert other.slider(key="run_opacity").value == 0.45
