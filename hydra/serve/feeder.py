@@ -52,9 +52,17 @@ def deadline_s(cfg: HydraConfig, attempt: int) -> float:
     return cfg.serve.order_deadline_s * 2 ** min(attempt - 1, 3)
 
 
+RETRY_MAX_S = 5.0
+
+
 def retry_delay_s(cfg: HydraConfig, attempt: int) -> float:
-    """Backoff before sending again a file that met a server fault: 1, 2, 4 s ... up to its deadline."""
-    return min(2.0 ** (attempt - 1), deadline_s(cfg, attempt))
+    """Backoff before sending again a file that met a server fault: 1, 2, 4, 5, 5 ... s (at most its deadline).
+
+    Short, so that a fault that clears (the database is back, space is freed)
+    is noticed within seconds; each retry of a file costs one read and one
+    inference at most.
+    """
+    return min(2.0 ** (attempt - 1), RETRY_MAX_S, deadline_s(cfg, attempt))
 
 
 def topics(instance: str) -> tuple[bytes, bytes]:

@@ -72,6 +72,7 @@ class Keeper:
         self.done_topic, self.retry_topic = topics(self.instance)
         self.dropped = Dropped()
         self.retry_paths: list[str] = []
+        self.deferred: set[str] = set()  # files whose results were dropped while the backlog was full
         self.full_since: float | None = None
         self.engine = make_engine(cfg.database_url)
         a = cfg.alarms
@@ -176,6 +177,8 @@ class Keeper:
         b = self.batch
         if isinstance(msg, (Report, ErrorNotice, Registration)) and self._full():
             self.metrics.backlog_dropped.inc()
+            if len(self.deferred) < 100_000:
+                self.deferred.add(msg.path)  # asked for again as soon as the database is back
             return
         if isinstance(msg, Retry):
             log.warning(
@@ -226,6 +229,8 @@ class Keeper:
             return False
         if self.failures:
             log.info("database is back after %d failed writes", self.failures)
+            self.retry_paths.extend(self.deferred)
+            self.deferred.clear()
         self.failures = 0
         self.retry_at = 0.0
         self.batch = Batch()

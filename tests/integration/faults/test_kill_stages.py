@@ -23,9 +23,28 @@ VICTIMS = {
 RECOVERY_S = 60  # order deadline 3 s (x2 per attempt) + a restart that imports torch on a busy host
 
 
-@pytest.mark.parametrize("policy", ["least_loaded", "round_robin"])
-def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, deployment_factory):
-    dep = deployment_factory(policy=policy, max_batch=4, order_deadline_s=3)
+@pytest.fixture
+def database(request):
+    """The test's database URL: None (SQLite in the home) or a fresh MariaDB database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from tests.conftest import make_mysql_database
+
+    url, drop = make_mysql_database()
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.mark.parametrize(
+    "policy,database",
+    [("least_loaded", "sqlite"), pytest.param("round_robin", "mariadb", marks=pytest.mark.mariadb)],
+    indirect=["database"],
+)
+def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, database, deployment_factory):
+    dep = deployment_factory(database, policy=policy, max_batch=4, order_deadline_s=3)
     add_model(dep.engine, dep.dir("models"), PLOT, thresholds=0.0)
     inp = dep.cfg.input_dir
     with Serve(dep) as srv:
@@ -35,7 +54,7 @@ def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, deployment_fact
         for i, stage in enumerate(VICTIMS[policy]):
             victim = srv.children()[stage]
             before = len(stored(dep)[0])
-            names += drop_plots(inp, 16, start=8 + 16 * i)
+            names += drop_plots(inp, 30, start=8 + 30 * i)
             # mid-stream: the first of them are stored, the others are in every stage
             wait_until(lambda n=before: len(stored(dep)[0]) >= n + 2, 60, every=0.02, what="the stream")
             os.kill(victim, signal.SIGKILL)
@@ -45,7 +64,12 @@ def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, deployment_fact
             recovery = round(time.monotonic() - t0, 1)
             restarted = lambda s=stage, v=victim: srv.children().get(s) not in (None, v)  # noqa: E731
             wait_until(restarted, 60, what=f"{stage} restarted")
-            measured(f"kill -9 {stage} ({policy})", images=16, in_flight=in_flight, recovery_s=recovery)
+            measured(
+                f"kill -9 {stage} ({policy}, {database and 'mariadb' or 'sqlite'})",
+                images=30,
+                in_flight=in_flight,
+                recovery_s=recovery,
+            )
         assert srv.stop() == 0
     good_images_done_once(dep, names)
     log = srv.log.read_text()
