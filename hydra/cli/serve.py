@@ -41,25 +41,36 @@ def _since(text: str | None) -> datetime | None:
 
 
 def serve(
+    action: str = typer.Argument(
+        None, help="'keys': make the CURVE keys for sockets beyond loopback (nothing else is served)."
+    ),
     workers: int = typer.Option(None, "--workers", help="Predict workers (default: serve.workers)."),
     policy: str = typer.Option(None, "--policy", help="least_loaded (default) or round_robin."),
     device: str = typer.Option(None, "--device", help="torch device of the workers (cpu, cuda:0)."),
+    client: str = typer.Option(
+        None, "--client", help="With 'keys': also a key pair for remote worker host NAME."
+    ),
     config: str = ConfigOption,
 ) -> None:
     """Run the serve pipeline (same as the hydra-serve command): Feeder, Balancer, workers, Keeper.
 
     Each stage runs as its own process ('hydra-serve feeder|balancer|predict|keeper');
-    a stage that dies is restarted; Ctrl-C stops them all cleanly.
+    a stage that dies is restarted; Ctrl-C stops them all cleanly. One HYDRA_HOME is
+    served by one instance: a second one on the same home is refused.
 
     Example: hydra serve --workers 2
+    Example: hydra serve keys --client gpu01
     """
     from hydra.serve.launcher import main
 
-    argv = []
+    if action not in (None, "keys"):
+        fail(f"unknown action {action!r}; known: keys (or none, to serve)")
+    argv = ["keys"] if action else []
     for flag, value in (
         ("--workers", workers),
         ("--policy", policy),
         ("--device", device),
+        ("--client", client),
         ("--config", config),
     ):
         if value:
