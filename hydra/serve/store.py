@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from hydra.config import HydraConfig
 from hydra.db import results
 from hydra.db.engine import session_scope
-from hydra.db.models import Alarm, Model, PlotType, utcnow
+from hydra.db.models import Alarm, ErrorRecord, Model, PlotType, utcnow
 from hydra.db.queries import active_model, create_plot_type
 from hydra.serve.alarms import AlarmTracker, DueAlarm
 from hydra.serve.conditions import CommandCondition
@@ -279,9 +279,14 @@ class Store:
     def _errors(self, s: Session, notices: list[ErrorNotice], out: Outcome) -> None:
         rows, taken = [], set()
         now = utcnow()
+        pending = self._unmoved_errors(s, [e.path for e in notices], now)
         for e in notices:
             if not os.path.exists(e.path):
                 continue  # already handled (a re-sent notice)
+            earlier = pending.get(e.path)
+            if earlier is not None:  # recorded before, but its move failed (quarantine not writable)
+                out.moves.append((e.path, earlier))
+                continue
             dest = _free_name(self.quarantine, e.filename, e.source_key or f"{time.time_ns():x}"[-8:], taken)
             rows.append(
                 {
@@ -293,6 +298,16 @@ class Store:
             out.moves.append((e.path, dest))
             out.errors.append(e)
         results.insert_errors(rows, session=s)
+
+    def _unmoved_errors(self, s: Session, paths: list[str], now: datetime) -> dict[str, str]:
+        """Input path -> quarantine path of the last day's error records whose file never got there."""
+        since = now - timedelta(days=1)
+        rows = s.exec(
+            select(ErrorRecord.path, ErrorRecord.quarantine_path).where(
+                col(ErrorRecord.created_at) >= since, col(ErrorRecord.path).in_(paths)
+            )
+        ).all()
+        return {p: q for p, q in rows if q and not os.path.exists(q)}
 
     def _registrations(self, s: Session, regs: list[Registration], out: Outcome) -> None:
         types = {pt.name: pt for pt in s.exec(select(PlotType)).all()}

@@ -222,3 +222,21 @@ def test_the_keeper_drops_other_instances_and_bounds_its_backlog(engine, tmp_pat
     assert [r.filename for r in keeper.batch.reports.values()] == [r.filename for r in reports[1:3]]
     assert keeper.dropped.counts == {"malformed": 2, "foreign": 1}
     assert keeper.metrics.backlog_dropped._value.get() == 1
+
+
+def test_an_error_whose_quarantine_move_failed_is_recorded_once_and_moved_later(engine, tmp_path):
+    cfg, store, _ = setup(engine, tmp_path)
+    bad = cfg.input_dir / "fcal-000007_0001.png"
+    bad.write_bytes(b"")
+    notice = ErrorNotice(str(bad), bad.name, "feeder", "empty", "empty file", "e" * 64)
+    quarantine = Path(cfg.path("quarantine"))
+    quarantine.rmdir()
+    quarantine.write_bytes(b"")  # the quarantine folder cannot be used
+    out = store.write(batch_of(notice))
+    assert move_files(out.moves) == ([], [str(bad)]) and bad.exists()
+    again = store.write(batch_of(notice))  # the file comes again: no second record
+    quarantine.unlink()
+    assert move_files(again.moves) == ([str(bad)], [])
+    with session_scope(engine) as s:
+        rows = s.exec(select(ErrorRecord)).all()
+    assert len(rows) == 1 and Path(rows[0].quarantine_path).is_file()
