@@ -344,8 +344,12 @@ def _render(
         if hm.mode == "L":
             hm = PILImage.fromarray(_jet(np.asarray(hm)))
         img = PILImage.blend(img, hm.resize(img.size, PILImage.Resampling.BILINEAR), opacity)
-    if max_px:
-        img.thumbnail((max_px, max_px))
+    if max_px:  # fit the tile: shrink a large plot, enlarge a small one (tiles are bigger than most plots)
+        scale = max_px / max(img.size)
+        if scale < 1:
+            img.thumbnail((max_px, max_px))
+        elif scale > 1.05:
+            img = img.resize((round(img.width * scale), round(img.height * scale)), PILImage.Resampling.BICUBIC)
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
