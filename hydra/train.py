@@ -1,13 +1,20 @@
 """Train a plot type's model from the labels in the database (``hydra train``).
 
-The steps, in order: choose and split the training set (:mod:`hydra.data.sampling`),
-build the head from its preset (or fine-tune a parent model), fit it with
-Lightning (early stopping on validation loss, the best weights kept),
-save it, evaluate the saved model on the held-out split through
-:mod:`hydra.inference` (the code the serve layer runs, so the stored
-evaluation is what serving will do), set max-F1 thresholds, and record the
-training set, the model, its classifications and thresholds in one
-transaction. Nothing is written to the database when any step fails.
+The steps, in order: choose the training set (:mod:`hydra.data.sampling`)
+and give every labelled image a cross-validation fold; for each fold, build
+the head from its preset (or fine-tune a parent model), fit it with
+Lightning on the other folds and weigh the fold's images through
+:mod:`hydra.inference` (the code the serve layer runs); then fit the model
+that serves on all labelled images. The out-of-fold weights of every
+labelled image set the max-F1 thresholds, fill the enhanced confusion
+matrix and the Training report, so none of them rests on a small test split
+and no label is kept from the model. The training set, the model, its
+classifications and thresholds are recorded in one transaction; nothing is
+written to the database when any step fails. ``folds`` 0 or 1 keeps the
+older fixed train/val/test split with early stopping.
+
+Everything is seeded (``seed``, recorded with the model): the same command on
+the same labels gives the same weights on a CPU.
 
 Example:
     >>> from hydra.train import TrainOptions, train
@@ -26,7 +33,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +59,8 @@ class TrainOptions:
     config: str | None = None
     sampling: str = "all"
     max_images: int | None = None
-    epochs: int = 30
+    epochs: int | None = None  # None: the preset's max_epochs_hint, else 30
+    folds: int = 4
     parent: int | None = None
     activate: bool = False
     devices: str = "auto"
@@ -99,6 +107,7 @@ class _Context:
     problem_labels: list[str]
     plan: TrainingPlan
     parent: Any = None
+    folds: int = 0
 
 
 def _gpu_available() -> bool:
@@ -167,7 +176,7 @@ def resolve_head(opts: TrainOptions, labels: list[str], problem: list[str]) -> t
         if "__init__" in klass.__dict__:
             accepted |= set(inspect.signature(klass.__dict__["__init__"]).parameters)
     kwargs.update(labels=labels, problem_labels=[p for p in problem if p in labels])
-    if "max_epochs_hint" in accepted:
+    if "max_epochs_hint" in accepted and opts.epochs is not None:
         kwargs["max_epochs_hint"] = opts.epochs
     return name, kwargs
 
@@ -206,7 +215,9 @@ def _prepare(opts: TrainOptions, engine: Engine) -> _Context:
             f"(counts: {counts}); a model needs at least 2 labels with images "
             "(for Good-only data use --head siamese)"
         )
-    optional = [p for p in problem if one_class]
+    good = "Good" if "Good" in labels else next((x for x in labels if x not in problem), labels[0])
+    optional = [lab for lab in labels if lab != good] if one_class else []  # Good-only means Good only
+    folds = opts.folds if opts.folds >= 2 else 0
     try:
         plan = plan_training_set(
             images,
@@ -220,36 +231,41 @@ def _prepare(opts: TrainOptions, engine: Engine) -> _Context:
             seed=opts.seed,
             optional_labels=optional,
             train_labels=opts.train_labels,
+            folds=folds,
         )
     except SamplingError as exc:
         raise TrainError(str(exc)) from None
-    return _Context(pt.id, list(pt.mask or []), labels, problem, plan, parent)
+    return _Context(pt.id, list(pt.mask or []), labels, problem, plan, parent, folds)
 
 
-def _loaders(ctx: _Context, head: Any, opts: TrainOptions):
-    import torch
-    from torch.utils.data import DataLoader
+def _dataset(ctx: _Context, head: Any) -> tuple[Any, dict[int, int]]:
+    """One dataset over every distinct image of the plan (decoded once, shared by all fits).
 
+    Returns it and the dataset index of each image id.
+    """
     from hydra.data.datasets import DatasetItem, PlotImageDataset
 
     index = {lab: i for i, lab in enumerate(ctx.labels)}
-    splits = ctx.plan.splits
+    items, where = [], {}
+    for m in ctx.plan.members:
+        if m.image_id not in where:
+            where[m.image_id] = len(items)
+            items.append(DatasetItem(m.path, index[m.label], m.weight, m.image_id))
+    return PlotImageDataset(items, head.input_size, head.channels, ctx.mask), where
 
-    def dataset(split: str, with_copies: bool) -> PlotImageDataset:
-        items = [
-            DatasetItem(m.path, index[m.label], m.weight, m.image_id)
-            for m in splits[split]
-            for _ in range(m.copies if with_copies else 1)
-        ]
-        return PlotImageDataset(items, head.input_size, head.channels, ctx.mask)
 
-    train_ds, val_ds = dataset("train", True), dataset("val", False)
-    gen = torch.Generator().manual_seed(opts.seed)
-    batch = opts.batch_size or (16 if len(train_ds) < 500 else 32)  # enough steps per epoch on small sets
+def _loader(base: Any, where: dict[int, int], members: list[Any], opts: TrainOptions, train: bool, seed: int):
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    idx = [where[m.image_id] for m in members for _ in range(m.copies if train else 1)]
+    data = Subset(base, idx)
+    batch = opts.batch_size or (16 if len(idx) < 500 else 32)  # enough steps per epoch on small sets
     kw = {"batch_size": batch, "num_workers": opts.workers, "persistent_workers": opts.workers > 0}
-    train_dl = DataLoader(train_ds, shuffle=True, generator=gen, drop_last=len(train_ds) > batch, **kw)
-    val_dl = DataLoader(val_ds, shuffle=False, **kw) if len(val_ds) else None
-    return train_dl, val_dl
+    if not train:
+        return DataLoader(data, shuffle=False, **kw)
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(data, shuffle=True, generator=gen, drop_last=len(idx) > batch, **kw)
 
 
 def _min_epochs(epochs: int, val_dl: Any) -> int:
@@ -276,14 +292,22 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*NumPy array is not writable.*")
 
 
-def _fit(head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path) -> tuple[Any, dict[str, Any]]:
-    """Fit with Lightning; restore the best validation weights. Returns (trainer, fit info)."""
+def _fit(
+    head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path, progress: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """Fit with Lightning; restore the best validation weights. Returns (trainer, fit info).
+
+    A head with a Good reference (``fit_reference``) takes it from the
+    training batches first. ``progress`` (a callback) replaces Lightning's bar.
+    """
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
     _quiet_lightning()
-    callbacks: list[Any] = []
+    if hasattr(head, "fit_reference"):
+        head.fit_reference(train_dl)
+    callbacks: list[Any] = [progress] if progress is not None else []
     checkpoint = None
     if val_dl is not None:
         checkpoint = ModelCheckpoint(
@@ -294,7 +318,7 @@ def _fit(head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path) -> tupl
             save_weights_only=True,
         )
         callbacks += [checkpoint, EarlyStopping(monitor="val_loss", mode="min", patience=opts.patience)]
-    if opts.progress:
+    if opts.progress and progress is None:
         callbacks.append(RichProgressBar())
     gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and _gpu_available())
     trainer = pl.Trainer(
@@ -307,7 +331,7 @@ def _fit(head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path) -> tupl
         precision=opts.precision or ("bf16-mixed" if gpu else "32-true"),
         callbacks=callbacks,
         logger=False,
-        enable_progress_bar=opts.progress,
+        enable_progress_bar=opts.progress and progress is None,
         enable_model_summary=False,
         default_root_dir=str(workdir),
         log_every_n_steps=1,
@@ -330,25 +354,26 @@ def _fit(head: Any, train_dl, val_dl, opts: TrainOptions, workdir: Path) -> tupl
     return trainer, info
 
 
-def evaluate(model_dir: Path, ctx: _Context, split: str = "test") -> tuple[list[Any], np.ndarray, np.ndarray]:
-    """Weights of the saved model on a split, through the serving code path.
+def evaluate(
+    model_dir: Path, members: list[Any], base: Any, where: dict[int, int], labels: list[str]
+) -> np.ndarray:
+    """Weights (N x L) of the saved model for ``members``, through the serving code path.
 
-    Returns the split's members, their weights (N x L) and human label indices.
+    The pixels are the ones :func:`hydra.data.images.prepare` made for the
+    training set (the Feeder's preparation); the model is loaded back from
+    its files as the Predict stage loads it.
     """
     from hydra import inference
-    from hydra.data.images import load_image, prepare
 
     loaded = inference.LoadedModel.from_dir(model_dir)
-    size, channels = tuple(loaded.input_size), loaded.channels
-    members = ctx.plan.splits[split]
-    index = {lab: i for i, lab in enumerate(ctx.labels)}
+    if loaded.labels != labels:
+        raise TrainError(f"the saved model's labels {loaded.labels} differ from the plot type's {labels}")
     weights = []
     for start in range(0, len(members), 64):
         chunk = members[start : start + 64]
-        pixels = np.stack([prepare(load_image(m.path), size, channels, ctx.mask) for m in chunk])
+        pixels = np.stack([base.pixels(where[m.image_id]) for m in chunk])
         weights.append(np.asarray(inference.predict_batch(loaded, pixels), dtype=np.float64))
-    w = np.concatenate(weights) if weights else np.zeros((0, len(ctx.labels)))
-    return members, w, np.array([index[m.label] for m in members], dtype=np.int64)
+    return np.concatenate(weights) if weights else np.zeros((0, len(labels)))
 
 
 def _metrics(ctx: _Context, w: np.ndarray, truth: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
@@ -383,6 +408,108 @@ def _final_dir(models_dir: Path, model_id: int) -> Path:
     return final if not final.exists() else models_dir / f"{model_id}-{uuid.uuid4().hex[:8]}"
 
 
+def _preset_epochs(opts: TrainOptions, ctx: _Context) -> int:
+    """The epochs a preset asks for (its ``max_epochs_hint``), else 30."""
+    if ctx.parent is not None:
+        return int(ctx.parent.config.get("hparams", {}).get("max_epochs_hint") or 30)
+    _, kwargs = resolve_head(replace(opts, epochs=None), ctx.labels, ctx.problem_labels)
+    return int(kwargs.get("max_epochs_hint") or 30)
+
+
+def _new_head(ctx: _Context, opts: TrainOptions) -> tuple[str, Any]:
+    """A fresh head from the preset, or the parent model to fine-tune."""
+    from hydra.heads import create_head, load_model
+
+    if ctx.parent is not None:
+        head = load_model(ctx.parent.path)
+        head.train()
+        return ctx.parent.head, head
+    name, kwargs = resolve_head(opts, ctx.labels, ctx.problem_labels)
+    return name, create_head(name, **kwargs)
+
+
+class _Fits:
+    """The fits of one training (cross-validation folds, then the final model) under one progress bar."""
+
+    def __init__(self, opts: TrainOptions, total: int) -> None:
+        self.opts, self.total, self.done = opts, total, 0
+        self._progress = None
+        if opts.progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                transient=False,
+            )  # fmt: skip
+            self._task = self._progress.add_task("training", total=total * opts.epochs)
+
+    def __enter__(self) -> _Fits:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def callback(self, what: str) -> Any:
+        if self._progress is None:
+            return None
+        import pytorch_lightning as pl
+
+        progress, task = self._progress, self._task
+        progress.update(task, description=f"{what} ({self.done + 1}/{self.total})")
+
+        class _Epochs(pl.Callback):
+            def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+                progress.advance(task)
+
+        return _Epochs()
+
+    def finished(self) -> None:
+        self.done += 1
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.done * self.opts.epochs)
+
+
+def _fit_one(ctx, opts, fits, members, val, base, where, seed, what):  # noqa: ANN001 - internal
+    """Seed, build and fit one head on ``members`` (validating on ``val`` if any)."""
+    import pytorch_lightning as pl
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    head_name, head = _new_head(ctx, opts)
+    train_dl = _loader(base, where, members, opts, True, seed)
+    val_dl = _loader(base, where, val, opts, False, seed) if val else None
+    with tempfile.TemporaryDirectory(prefix="hydra-train-") as work:
+        threads = cpu_threads(opts.threads)
+        with torch_threads(threads):
+            trainer, info = _fit(head, train_dl, val_dl, opts, Path(work), fits.callback(what))
+    fits.finished()
+    info["threads"] = threads
+    return head_name, head, trainer, info
+
+
+def _cross_validate(ctx, opts, fits, base, where, tmp: Path) -> tuple[list[Any], np.ndarray]:  # noqa: ANN001
+    """Out-of-fold weights of every trained image (each from the model that did not see it)."""
+    trained = ctx.plan.splits["train"]
+    weights = np.zeros((len(trained), len(ctx.labels)))
+    for fold in range(ctx.folds):
+        inside = [m for m in trained if m.fold != fold]
+        out_idx = [i for i, m in enumerate(trained) if m.fold == fold]
+        if not out_idx:
+            continue
+        _, head, trainer, _ = _fit_one(
+            ctx, opts, fits, inside, [], base, where, opts.seed + 1000 * (fold + 1), f"fold {fold + 1}"
+        )
+        if trainer.is_global_zero:
+            head.save(tmp / f"fold{fold}")
+            weights[out_idx] = evaluate(
+                tmp / f"fold{fold}", [trained[i] for i in out_idx], base, where, ctx.labels
+            )
+            shutil.rmtree(tmp / f"fold{fold}", ignore_errors=True)
+    return trained, weights
+
+
 def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResult | None:
     """Train, evaluate, set thresholds and register a model for ``opts.plot_type``.
 
@@ -394,42 +521,52 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
         hydra.db.queries.NotFoundError: unknown plot type or parent model.
     """
     from hydra.db import training as q
-    from hydra.heads import create_head, load_model
     from hydra.thresholds import max_f1_thresholds
 
-    if opts.epochs < 1:
+    if opts.epochs is not None and opts.epochs < 1:
         raise TrainError(f"--epochs must be at least 1, got {opts.epochs}")
     if opts.threads is not None and opts.threads < 1:
         raise TrainError(f"--threads must be at least 1, got {opts.threads}")
+    if opts.folds < 0:
+        raise TrainError(f"--folds must be 0 (a fixed split) or at least 2, got {opts.folds}")
     started = time.perf_counter()
     ctx = _prepare(opts, engine)
-    if ctx.parent is not None:
-        head = load_model(ctx.parent.path)
-        head.train()
-        head_name = ctx.parent.head
-    else:
-        head_name, kwargs = resolve_head(opts, ctx.labels, ctx.problem_labels)
-        head = create_head(head_name, **kwargs)
-    import pytorch_lightning as pl
-
-    pl.seed_everything(opts.seed, workers=True, verbose=False)
+    if opts.epochs is None:
+        opts = replace(opts, epochs=_preset_epochs(opts, ctx))
     models_dir = cfg.path("models")
     models_dir.mkdir(parents=True, exist_ok=True)
     tmp = models_dir / f".tmp-{uuid.uuid4().hex}"
+    _, probe = _new_head(ctx, opts)
+    base, where = _dataset(ctx, probe)
+    del probe
+    splits = ctx.plan.splits
     try:
-        with tempfile.TemporaryDirectory(prefix="hydra-train-") as work:
-            train_dl, val_dl = _loaders(ctx, head, opts)
-            threads = cpu_threads(opts.threads)
-            with torch_threads(threads):
-                trainer, fit_info = _fit(head, train_dl, val_dl, opts, Path(work))
-            fit_info["threads"] = threads
+        with _Fits(opts, (ctx.folds or 0) + 1) as fits:
+            if ctx.folds:
+                checked, oof = _cross_validate(ctx, opts, fits, base, where, tmp)
+                head_name, head, trainer, fit_info = _fit_one(
+                    ctx, opts, fits, splits["train"], [], base, where, opts.seed, "final model"
+                )
+            else:
+                head_name, head, trainer, fit_info = _fit_one(
+                    ctx, opts, fits, splits["train"], splits["val"], base, where, opts.seed, "model"
+                )
+                checked, oof = [], np.zeros((0, len(ctx.labels)))
         if not trainer.is_global_zero:
             return None
-        head.save(tmp)
-        members, w, truth = evaluate(tmp, ctx)
+        head.save(tmp / "model")
+        rest = splits["test"]  # images the model never trained on (a fixed test split, or untrained labels)
+        w_rest = evaluate(tmp / "model", rest, base, where, ctx.labels)
+        members = checked + rest
+        w = np.concatenate([oof, w_rest])
+        index = {lab: i for i, lab in enumerate(ctx.labels)}
+        truth = np.array([index[m.label] for m in members], dtype=np.int64)
         choices = max_f1_thresholds(w, truth, ctx.labels)
         thresholds = {lab: c.value for lab, c in choices.items()}
         metrics = _metrics(ctx, w, truth, thresholds) | fit_info
+        metrics["evaluation"] = f"{ctx.folds}-fold cross-validation" if ctx.folds else "held-out test split"
+        metrics["folds"] = ctx.folds
+        metrics["seed"] = opts.seed
         metrics["train_seconds"] = time.perf_counter() - started
         metrics["threshold_f1"] = {lab: c.f1 for lab, c in choices.items()}
         with session_scope(engine) as session:
@@ -440,7 +577,7 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
                 plot_type_id=ctx.plot_type_id,
                 head=head_name,
                 path=str(tmp),
-                config=head.config(),
+                config=head.config() | {"seed": opts.seed},
                 input_size=head.input_size,
                 channels=head.channels,
                 labels=ctx.labels,
@@ -449,18 +586,16 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
                 metrics=metrics,
             )
             final = _final_dir(models_dir, model.id)
-            os.replace(tmp, final)
+            os.replace(tmp / "model", final)
             model.path = str(final)
             session.add(model)
             preds = w.argmax(1) if len(w) else []
-            q.store_classifications(
-                model.id,
-                (
-                    (m.image_id, m.label, ctx.labels[int(p)], dict(zip(ctx.labels, row.tolist())))
-                    for m, p, row in zip(members, preds, w)
-                ),
-                session=session,
-            )
+            rows = [
+                (m.image_id, m.label, ctx.labels[int(p)], dict(zip(ctx.labels, row.tolist())))
+                for m, p, row in zip(members, preds, w)
+            ]
+            q.store_classifications(model.id, rows[: len(checked)], session=session, split="oof")
+            q.store_classifications(model.id, rows[len(checked) :], session=session, split="test")
             q.set_thresholds(
                 model.id, thresholds, session=session, methods={lab: c.method for lab, c in choices.items()}
             )

@@ -72,7 +72,9 @@ def train(
     max_images: int = typer.Option(
         None, "--max-images", min=1, help="At most N images (N newest for recent)."
     ),
-    epochs: int = typer.Option(30, "--epochs", min=1, help="Most epochs (early stopping may end sooner)."),
+    epochs: int = typer.Option(
+        None, "--epochs", min=1, help="Epochs per fit (default: the preset's max_epochs_hint, else 30)."
+    ),
     parent: int = typer.Option(None, "--parent", help="Fine-tune from this model id (same labels)."),
     activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
     devices: str = typer.Option("auto", "--devices", help="Lightning devices (e.g. 4, or 0,1)."),
@@ -80,7 +82,15 @@ def train(
     strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy (e.g. ddp)."),
     accelerator: str = typer.Option("auto", "--accelerator", help="cpu | gpu | auto."),
     precision: str = typer.Option(None, "--precision", help="Default: bf16-mixed on GPUs, 32-true on CPU."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, the sampling and the weights."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the folds, the sampling and the weights (the same seed, the same weights)."
+    ),
+    folds: int = typer.Option(
+        4,
+        "--folds",
+        min=0,
+        help="Cross-validation folds for thresholds and the report (0: a fixed test split).",
+    ),
     threads: int = typer.Option(
         None, "--threads", min=1, help="CPU threads for torch (default: the cores that are free now)."
     ),
@@ -93,8 +103,8 @@ def train(
         help="Train on these labels only (comma list); "
         "the others all go to the test split (e.g. Good for an anomaly head).",
     ),
-    val_fraction: float = typer.Option(0.15, "--val-fraction"),
-    test_fraction: float = typer.Option(0.15, "--test-fraction"),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="With --folds 0 only."),
+    test_fraction: float = typer.Option(0.15, "--test-fraction", help="With --folds 0 only."),
     json: bool = JsonOption,
     deployment: str = typer.Option(
         None, "--deployment", help="Deployment YAML (default: $HYDRA_CONFIG, ...)."
@@ -125,6 +135,7 @@ def train(
         accelerator=accelerator,
         precision=precision,
         seed=seed,
+        folds=folds,
         batch_size=batch_size,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
@@ -150,7 +161,8 @@ def _print_summary(result) -> None:
     from rich.table import Table
 
     m = result.metrics
-    table = Table(title=f"model {result.model_id} ({result.head}) for {result.plot_type}: held-out split")
+    how = "out-of-fold weights of every labelled image" if m.get("folds") else "held-out split"
+    table = Table(title=f"model {result.model_id} ({result.head}) for {result.plot_type}: {how}")
     for col in ("label", "precision", "recall", "F1", "images", "threshold"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for label in result.labels:
@@ -166,7 +178,8 @@ def _print_summary(result) -> None:
     console.print(table)
     auc = m.get("problem_roc_auc")
     console.print(
-        f"accuracy [bold]{m['accuracy']:.3f}[/] on {m['n_test']} held-out images"
+        f"accuracy [bold]{m['accuracy']:.3f}[/] on {m['n_test']} "
+        + ("labelled images (cross-validated)" if m.get("folds") else "held-out images")
         + (f", problem ROC AUC {auc:.3f}" if auc is not None else "")
         + f"; {m['unconfirmed']} unconfirmed at these thresholds; {m['epochs']} epochs in {m['train_seconds']:.1f} s"
     )

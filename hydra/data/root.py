@@ -64,6 +64,56 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class RenderStyle:
+    """How a histogram is drawn; one fixed style per plot type.
+
+    The default is ``hydra render-root``'s: 800x600, a filled 1D histogram on a
+    linear axis, a 2D map on a logarithmic viridis colour scale. Axes boxes
+    are figure fractions (left, bottom, width, height) and never move, so a
+    bin always lands on the same pixels (see :meth:`bin_box`).
+    """
+
+    width_px: int = WIDTH_PX
+    height_px: int = HEIGHT_PX
+    font_size: float = 13.0
+    hist1d: str = "fill"  # fill | step | errorbar
+    color: str = "#3060c0"
+    log_y: bool = False
+    cmap: str = "viridis"
+    log_z: bool = True
+    axes_1d: tuple[float, float, float, float] = (0.11, 0.11, 0.84, 0.81)
+    axes_2d: tuple[float, float, float, float] = (0.11, 0.11, 0.72, 0.81)
+    colorbar: tuple[float, float, float, float] = (0.86, 0.11, 0.03, 0.81)
+
+    def axes_box(self, ndim: int) -> tuple[float, float, float, float]:
+        return self.axes_1d if ndim == 1 else self.axes_2d
+
+    def bin_box(
+        self, hist: Histogram, x_range: tuple[int, int], y_range: tuple[int, int] | None = None
+    ) -> tuple[float, float, float, float]:
+        """Where bins ``[x0, x1)`` (and ``[y0, y1)`` on a 2D map) are drawn.
+
+        Returns (x0, y0, x1, y1) in fractions of the image, y from the top.
+        A 1D range covers the axes' whole height.
+        """
+        left, bottom, width, height = self.axes_box(hist.ndim)
+        ex = hist.edges[0]
+        span = float(ex[-1] - ex[0]) or 1.0
+        fx0 = left + width * float(ex[x_range[0]] - ex[0]) / span
+        fx1 = left + width * float(ex[x_range[1]] - ex[0]) / span
+        if hist.ndim == 1 or y_range is None:
+            return (fx0, 1.0 - bottom - height, fx1, 1.0 - bottom)
+        ey = hist.edges[1]
+        yspan = float(ey[-1] - ey[0]) or 1.0
+        fy0 = bottom + height * float(ey[y_range[0]] - ey[0]) / yspan
+        fy1 = bottom + height * float(ey[y_range[1]] - ey[0]) / yspan
+        return (fx0, 1.0 - fy1, fx1, 1.0 - fy0)
+
+
+DEFAULT_STYLE = RenderStyle()
+
+
+@dataclass(frozen=True)
 class RenderedPlot:
     source: Path
     histogram: str
@@ -168,7 +218,7 @@ def read_histograms(path: str | Path, pattern: str = "*") -> list[Histogram]:
     return hists
 
 
-def _draw(hist: Histogram) -> bytes:
+def _draw(hist: Histogram, style: RenderStyle = DEFAULT_STYLE) -> bytes:
     os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even with a display
     mpl = _require("matplotlib")
     mplhep = _require("mplhep")
@@ -176,22 +226,38 @@ def _draw(hist: Histogram) -> bytes:
     from matplotlib.colors import LogNorm, Normalize
     from matplotlib.figure import Figure
 
-    with mpl.rc_context({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13}):
-        fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
+    fs = style.font_size
+    with mpl.rc_context({"font.size": fs, "axes.titlesize": fs + 1, "axes.labelsize": fs}):
+        fig = Figure(figsize=(style.width_px / DPI, style.height_px / DPI), dpi=DPI)
         FigureCanvasAgg(fig)
         # fixed axes boxes, never tight_layout: a plot must sit at the same pixels in every image
+        ax = fig.add_axes(style.axes_box(hist.ndim))
         if hist.ndim == 1:
-            ax = fig.add_axes((0.11, 0.11, 0.84, 0.81))
-            mplhep.histplot(hist.values, hist.edges[0], ax=ax, histtype="fill", color="#3060c0", flow=None)
-            top = float(hist.values.max()) if hist.values.size else 0.0
-            ax.set_ylim(min(0.0, float(hist.values.min())), top * 1.1 if top > 0 else 1.0)
+            values = hist.values
+            if style.hist1d == "errorbar":
+                centres = 0.5 * (hist.edges[0][1:] + hist.edges[0][:-1])
+                ax.errorbar(
+                    centres, values, yerr=np.sqrt(np.clip(values, 0, None)), fmt="o", ms=2.0,
+                    color=style.color, elinewidth=0.8,
+                )  # fmt: skip
+            else:
+                mplhep.histplot(
+                    values, hist.edges[0], ax=ax, histtype=style.hist1d, color=style.color, flow=None
+                )
+            top = float(values.max()) if values.size else 0.0
+            if style.log_y:
+                ax.set_yscale("log")
+                ax.set_ylim(0.5, top * 3 if top > 0.5 else 10.0)
+            else:
+                ax.set_ylim(min(0.0, float(values.min())), top * 1.1 if top > 0 else 1.0)
         else:
-            ax = fig.add_axes((0.11, 0.11, 0.72, 0.81))
-            cax = fig.add_axes((0.86, 0.11, 0.03, 0.81))
+            cax = fig.add_axes(style.colorbar)
             positive = hist.values[hist.values > 0]
-            if positive.size:
+            if positive.size and style.log_z:
                 lo, hi = float(positive.min()), float(positive.max())
                 norm = LogNorm(vmin=lo, vmax=hi if hi > lo else lo * 10)
+            elif positive.size:
+                norm = Normalize(vmin=0.0, vmax=float(positive.max()))
             else:
                 norm = Normalize(vmin=0.0, vmax=1.0)
             art = mplhep.hist2dplot(
@@ -201,7 +267,7 @@ def _draw(hist: Histogram) -> bytes:
                 ax=ax,
                 cbar=False,
                 norm=norm,
-                cmap="viridis",
+                cmap=style.cmap,
                 flow=None,
             )
             fig.colorbar(art.pcolormesh, cax=cax, label=hist.labels[2] or None)
@@ -214,13 +280,13 @@ def _draw(hist: Histogram) -> bytes:
     return buf.getvalue()
 
 
-def render_histogram(hist: Histogram, dest: str | Path) -> Path:
-    """Draw one histogram to ``dest`` (800x600 PNG), atomically: tmp file + rename.
+def render_histogram(hist: Histogram, dest: str | Path, style: RenderStyle = DEFAULT_STYLE) -> Path:
+    """Draw one histogram to ``dest`` (a PNG, 800x600 by default), atomically: tmp file + rename.
 
     A watcher of the output folder therefore never sees a half-written image.
     """
     dest = Path(dest)
-    png = _draw(hist)
+    png = _draw(hist, style)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:

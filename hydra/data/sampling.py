@@ -60,6 +60,7 @@ class Member:
     weight: float = 1.0
     copies: int = 1
     path: str = ""
+    fold: int = -1  # cross-validation fold of a train image (-1: none)
 
 
 @dataclass
@@ -157,8 +158,13 @@ def plan_training_set(
     seed: int = 0,
     optional_labels: Sequence[str] = (),
     train_labels: Sequence[str] | None = None,
+    folds: int = 0,
 ) -> TrainingPlan:
     """Choose and split a plot type's training set.
+
+    With ``folds`` >= 2 there is no val or test split: every image of a
+    trained label goes to train with a cross-validation fold (stratified by
+    label), so out-of-fold weights exist for all of them.
 
     Args:
         images: the plot type's labelled images.
@@ -174,6 +180,7 @@ def plan_training_set(
         train_labels: if given, only these labels are trained on (train and
             val splits); images of the other labels all go to test, to measure
             e.g. a head trained on Good images only.
+        folds: cross-validation folds (0 or 1: fixed val/test fractions).
 
     Raises:
         SamplingError: too few images of a label for every split, or none at all.
@@ -191,7 +198,7 @@ def plan_training_set(
         images, labels=labels, problem_labels=problem_labels, method=method, max_images=max_images, seed=seed
     )
     rng = np.random.default_rng([seed, 1])
-    need = min_images_per_label(val_fraction, test_fraction)
+    need = 2 if folds >= 2 else min_images_per_label(val_fraction, test_fraction)
     plan = TrainingPlan(method=method, labels=list(labels))
     for lab in labels:
         g = groups[lab]
@@ -206,9 +213,16 @@ def plan_training_set(
             what = f"sampling {method!r} leaves" if method != "all" else "has"
             raise SamplingError(
                 f"plot type {plot_type!r} {what} {len(g)} labelled image(s) of label {lab!r}; needs at least "
-                f"{need} (one per train/val/test split). Label more images, or remove the label "
-                "from the plot type if it is never used."
+                f"{need} ({'to train on and to check it' if folds >= 2 else 'one per train/val/test split'}). "
+                "Label more images, or remove the label from the plot type if it is never used."
             )
+        if folds >= 2:
+            offset = int(rng.integers(folds))  # labels with few images do not all fill fold 0 first
+            plan.members += [
+                Member(c.image_id, lab, "train", c.weight, 1, c.path, (offset + i) % folds)
+                for i, c in enumerate(order)
+            ]
+            continue
         n_train, n_val, _ = _split_counts(len(g), val_fraction, test_fraction)
         for i, c in enumerate(order):
             split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
@@ -234,5 +248,5 @@ def _oversample(members: list[Member], rng: np.random.Generator) -> list[Member]
         bonus = set(rng.choice(idx, size=extra, replace=False).tolist()) if extra else set()
         for i in idx:
             m = out[i]
-            out[i] = Member(m.image_id, m.label, m.split, m.weight, base + (i in bonus), m.path)
+            out[i] = Member(m.image_id, m.label, m.split, m.weight, base + (i in bonus), m.path, m.fold)
     return out

@@ -1,4 +1,7 @@
-"""Synthetic faults: the negatives that let the Siamese head learn from Good images only.
+"""Synthetic faults: Bad examples made from Good images, for every head that learns from them.
+
+The Siamese head learns from Good images only with them; the classifier
+adds them to its labelled examples (``synth_faults``).
 
 Each fault mimics, at the image level, what goes wrong on a detector plot:
 a dead strip or region (content replaced by the canvas colour), a hot
@@ -79,5 +82,14 @@ def apply_fault(img: torch.Tensor, kind: str, g: torch.Generator | None = None) 
 
 def make_faulty(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
     """A faulty copy of every image of the batch, one random fault each."""
-    picks = torch.randint(0, len(KINDS), (x.shape[0],), generator=g)
-    return torch.stack([apply_fault(img, KINDS[int(k)], g) for img, k in zip(x, picks)])
+    return make_faulty_with_kinds(x, g)[0]
+
+
+def make_faulty_with_kinds(
+    x: torch.Tensor, g: torch.Generator | None = None
+) -> tuple[torch.Tensor, list[str]]:
+    """A faulty copy of every image of the batch and the kind of fault each got."""
+    picks = [KINDS[int(k)] for k in torch.randint(0, len(KINDS), (x.shape[0],), generator=g)]
+    if not picks:
+        return x.clone(), []
+    return torch.stack([apply_fault(img, k, g) for img, k in zip(x, picks)]), picks

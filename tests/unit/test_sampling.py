@@ -97,3 +97,25 @@ def test_optional_and_held_out_only_labels_go_to_test():
     plan = _plan(_images(Good=50, Bad=30), labels=["Good", "Bad"], train_labels=["Good"])
     assert {m.split for m in plan.members if m.label == "Bad"} == {"test"}
     assert Counter(m.split for m in plan.members if m.label == "Good") == {"train": 34, "val": 8, "test": 8}
+
+
+def test_folds_put_every_image_in_train_once_stratified_and_seeded():
+    images = _images(Good=41, Bad=17, NoData=4)
+    plan = _plan(images, folds=5, seed=3)
+    assert {m.split for m in plan.members} == {"train"}
+    assert sorted(m.image_id for m in plan.members) == [c.image_id for c in images]
+    for label, n in (("Good", 41), ("Bad", 17), ("NoData", 4)):
+        sizes = Counter(m.fold for m in plan.members if m.label == label)
+        assert sum(sizes.values()) == n and set(sizes) <= set(range(5))
+        assert max(sizes.values()) - min(sizes.get(f, 0) for f in range(5)) <= 1  # as even as the count allows
+    assert [(m.image_id, m.fold) for m in _plan(images, folds=5, seed=3).members] == [
+        (m.image_id, m.fold) for m in plan.members
+    ]
+    assert [m.fold for m in _plan(images, folds=5, seed=4).members] != [m.fold for m in plan.members]
+
+
+def test_folds_need_two_images_of_a_trained_label():
+    with pytest.raises(SamplingError, match="1 labelled image"):
+        _plan(_images(Good=10, Bad=5, NoData=1), folds=5)
+    plan = _plan(_images(Good=10, Bad=0, NoData=0), folds=5, optional_labels=["Bad", "NoData"])
+    assert {m.label for m in plan.members} == {"Good"}

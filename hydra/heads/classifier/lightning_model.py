@@ -1,15 +1,28 @@
-"""The ``classifier`` head: any timm backbone, trained with weighted cross-entropy."""
+"""The ``classifier`` head: any timm backbone, trained with weighted cross-entropy.
+
+Optionally *reference-aware*: data-quality checks compare a plot with a
+reference, so the head can keep the per-pixel median (and spread) of the
+Good training images with its weights and give the network, next to the
+image, how far each pixel is from that reference. And it can learn from
+synthetic faults made from its Good images (:mod:`hydra.heads.faults`) as
+well as from the labelled Bad ones.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hydra.heads.base import Head
 from hydra.heads.classifier.torch_model import build_backbone, cam_layer, load_init_weights
+from hydra.heads.faults import make_faulty_with_kinds
+
+Z_CLIP = 8.0  # deviations beyond this many spreads all read the same
 
 
 class ClassifierHead(Head):
@@ -23,6 +36,16 @@ class ClassifierHead(Head):
         weights_file: optional safetensors/state-dict file to start from
             (tensors that do not fit, like an ImageNet classifier, are skipped).
         drop_rate: dropout before the classifier.
+        reference: give the network the deviation from the Good reference
+            (per-pixel median of the Good training images, in units of their
+            spread) as extra input channels; :meth:`fit_reference` sets it.
+        reference_floor: the smallest spread (in [0, 1] pixel units), so that
+            pixels that never change in Good plots do not amplify noise.
+        synth_faults: share of each batch's Good images that also enter as a
+            synthetic fault (labelled with the problem label; an emptied plot
+            as ``NoData`` where the plot type has it). 0: labelled images only.
+        synth_weight: training weight of a synthetic fault.
+        good_label: the label that means "nothing wrong" (the reference's images).
         labels, problem_labels, input_size, channels, lr, weight_decay,
         max_epochs_hint, jitter: see :class:`hydra.heads.Head`.
     """
@@ -38,6 +61,11 @@ class ClassifierHead(Head):
         backbone: str = "mobilenetv3_small_100",
         weights_file: str | None = None,
         drop_rate: float = 0.0,
+        reference: bool = False,
+        reference_floor: float = 0.03,
+        synth_faults: float = 0.0,
+        synth_weight: float = 0.5,
+        good_label: str = "Good",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         max_epochs_hint: int = 0,
@@ -53,14 +81,109 @@ class ClassifierHead(Head):
             max_epochs_hint=max_epochs_hint,
             jitter=jitter,
         )
-        self.net = build_backbone(backbone, len(self.labels), channels, drop_rate)
+        in_chans = channels * (2 if reference else 1)
+        self.net = build_backbone(backbone, len(self.labels), in_chans, drop_rate)
         if weights_file:
             load_init_weights(self.net, weights_file)
+        others = [x for x in self.labels if x not in self.problem_labels]
+        self.good_index = self.labels.index(
+            good_label if good_label in self.labels else (others or self.labels)[0]
+        )
+        h, w = self.input_size
+        self.register_buffer("ref_median", torch.full((channels, h, w), 0.5))
+        self.register_buffer("ref_scale", torch.ones(channels, h, w))
+        self.register_buffer("ref_ready", torch.zeros((), dtype=torch.bool))
+
+    # ------------------------------------------------------------- reference
+    @property
+    def uses_reference(self) -> bool:
+        return bool(self.hparams.get("reference", False))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images to the network input: the image in [-1, 1] (and its deviation map)."""
+        scaled = x * 2.0 - 1.0
+        if not self.uses_reference:
+            return scaled
+        z = (x - self.ref_median.to(x.dtype)) / self.ref_scale.to(x.dtype)
+        return torch.cat([scaled, z.clamp(-Z_CLIP, Z_CLIP) / 4.0], dim=1)
+
+    @torch.no_grad()
+    def fit_reference(self, batches: Iterable[Any]) -> int:
+        """Set the Good reference from training batches; returns how many Good images it rests on.
+
+        Duplicates (oversampled copies) count once. Without Good images the
+        reference stays neutral and the head works on the image alone.
+        """
+        if not self.uses_reference:
+            return 0
+        seen: set[bytes] = set()
+        goods = []
+        for batch in batches:
+            images, targets, _ = self.unpack(batch)
+            for img, t in zip(images, targets.tolist()):
+                if t != self.good_index:
+                    continue
+                key = hashlib.blake2b(img.cpu().numpy().tobytes(), digest_size=16).digest()
+                if key not in seen:
+                    seen.add(key)
+                    goods.append(img.cpu())
+        if not goods:
+            return 0
+        x = self.to_unit(torch.stack(goods))
+        median = x.median(dim=0).values
+        spread = (x - median).abs().median(dim=0).values * 1.4826
+        self.ref_median = median.to(self.ref_median.device)
+        self.ref_scale = spread.clamp_min(float(self.hparams.get("reference_floor", 0.03))).to(
+            self.ref_scale.device
+        )
+        self.ref_ready = torch.ones((), dtype=torch.bool, device=self.ref_ready.device)
+        return len(goods)
+
+    def on_train_start(self) -> None:
+        if self.uses_reference and not bool(self.ref_ready):
+            loader = getattr(self.trainer, "train_dataloader", None)
+            loader = getattr(loader, "iterables", loader)
+            if loader is not None:
+                self.fit_reference(loader)
+
+    # --------------------------------------------------------------- training
+    def _synthetic_label(self, kind: str) -> int | None:
+        problems = [p for p in self.problem_labels if p != "NoData"] or self.problem_labels
+        if not problems:
+            return None
+        if kind == "empty" and "NoData" in self.labels:
+            return self.labels.index("NoData")
+        return self.labels.index("Bad" if "Bad" in problems else problems[0])
+
+    def training_loss(self, batch: Any) -> torch.Tensor:
+        images, targets, sw = self.unpack(batch)
+        x01 = self.augment(self.to_unit(images))
+        targets = targets.long().to(x01.device)
+        weights = torch.ones(len(targets), device=x01.device) if sw is None else sw.to(x01.device).float()
+        share = float(self.hparams.get("synth_faults", 0.0))
+        if share > 0 and self._synthetic_label("Bad") is not None:
+            good = torch.nonzero(targets == self.good_index).flatten()
+            pick = good[torch.rand(len(good), device=good.device) < share]
+            if len(pick):
+                faulty, kinds = make_faulty_with_kinds(x01[pick].detach().cpu())
+                synth_t = torch.tensor([self._synthetic_label(k) for k in kinds], device=x01.device)
+                x01 = torch.cat([x01, faulty.to(x01.device)])
+                targets = torch.cat([targets, synth_t])
+                synth_w = torch.full((len(kinds),), float(self.hparams.get("synth_weight", 0.5)))
+                weights = torch.cat([weights, synth_w.to(x01.device)])
+        logits = self(self.normalize(x01))
+        return self.weighted_mean(F.cross_entropy(logits.float(), targets, reduction="none"), weights)
 
     @classmethod
     def config_for_load(cls, hparams: dict[str, Any]) -> dict[str, Any]:
         # the trained weights replace the initial ones; the file need not exist any more
         return {**hparams, "weights_file": None}
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        # models saved before the reference existed have none: they keep the neutral one
+        own = self.state_dict()
+        missing = {k: own[k] for k in ("ref_median", "ref_scale", "ref_ready") if k not in state}
+        super().load_weights({**state, **missing})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

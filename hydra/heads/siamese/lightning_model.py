@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hydra.heads.base import Head
-from hydra.heads.siamese.faults import make_faulty
+from hydra.heads.faults import make_faulty
 from hydra.heads.siamese.torch_model import EmbeddingNet, center_loss, image_score, local_distances
 
 _FLOOR = -30.0  # log-weight of labels the head has no evidence for (weight ~1e-13)

@@ -1,0 +1,267 @@
+"""Detection quality on plots rendered from real histograms (see ``hydra.data.realbench``).
+
+For every plot type, training set size and seed: a fresh HYDRA_HOME, the
+training images ingested with their labels, ``hydra train``'s code path
+(:func:`hydra.train.train`, the preset the CLI picks unless ``--config`` or
+``--head`` says otherwise), then the held-out images scored through
+``hydra predict``'s code path (:mod:`hydra.quality`). Prints one JSON line
+per run and a final JSON summary: accuracy, problem recall, Good false
+alarms (all and confirmed), recall per fault kind (and for the subtle ones),
+ROC AUC, training seconds and the Grad-CAM pointing score, for the tuned
+plot types and, apart, for the two kept out of all tuning; across seeds the
+worst value is what counts.
+
+Usage:
+    .venv/bin/python benchmarks/bench_quality.py [--data var/bench-quality] [--sizes 160,40]
+        [--seeds 0,1,2] [--plot-types hpx,...] [--config classifier-cpu | --head siamese --good-only]
+        [--jobs 1] [--threads 2] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+TRAIN_POOL = 160  # images per plot type that may be labelled for training
+HELD_OUT = 80
+WORST = {  # how "worst over seeds" reads each metric
+    "accuracy": min,
+    "problem_recall": min,
+    "roc_auc": min,
+    "cam_pointing": min,
+    "good_false_alarm": max,
+    "good_false_alarm_confirmed": max,
+}
+
+
+def _subset(records: list, size: int) -> list:
+    """The first ``size`` of the training pool, stratified: half Good, a share of every fault kind."""
+    if size >= len(records):
+        return list(records)
+    good = [r for r in records if r.label == "Good"]
+    by_kind: dict[str, list] = {}
+    for r in records:
+        if r.label != "Good":
+            by_kind.setdefault(r.fault, []).append(r)
+    chosen = good[: size // 2]
+    kinds = sorted(by_kind)
+    i = 0
+    while len(chosen) < size and any(by_kind.values()):
+        bucket = by_kind[kinds[i % len(kinds)]]
+        if bucket:
+            chosen.append(bucket.pop(0))
+        i += 1
+    return chosen
+
+
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    """One (plot type, size, seed): ingest, train, score. Runs in its own process."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from hydra.config import load_config
+    from hydra.data.realbench import read_truth
+    from hydra.db import make_engine, upgrade_to_head
+    from hydra.db.engine import session_scope
+    from hydra.inference import load_model_from_db
+    from hydra.ingest import ingest
+    from hydra.quality import as_rows, score, summarize
+    from hydra.train import TrainOptions, train
+
+    data = Path(job["data"])
+    records = [r for r in read_truth(data) if r.plot_type == job["plot_type"]]
+    pool, held = records[:TRAIN_POOL], records[TRAIN_POOL : TRAIN_POOL + HELD_OUT]
+    train_set = _subset(pool, job["size"])
+    if job.get("good_only"):
+        train_set = [r for r in train_set if r.label == "Good"]
+    with tempfile.TemporaryDirectory(prefix="hydra-bench-quality-") as tmp:
+        home, plots = Path(tmp) / "home", Path(tmp) / "plots"
+        plots.mkdir()
+        for r in train_set:
+            (plots / r.filename).symlink_to((data / r.filename).resolve())
+        with (plots / "labels.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["filename", "label"])
+            w.writerows((r.filename, r.label) for r in train_set)
+        os.environ["HYDRA_HOME"] = str(home)
+        os.environ.pop("HYDRA_DB_URL", None)
+        os.environ.pop("HYDRA_CONFIG", None)
+        cfg = load_config()
+        cfg.ensure_dirs()
+        engine = make_engine(cfg.database_url)
+        upgrade_to_head(engine)
+        ingest(plots, engine=engine, labels_csv=plots / "labels.csv")
+        _problem_labels(engine, job["plot_type"], ("Bad", "NoData"))
+        opts = TrainOptions(
+            job["plot_type"],
+            head=job.get("head"),
+            config=job.get("config"),
+            seed=job["seed"],
+            activate=True,
+            progress=False,
+            threads=job["threads"],
+        )
+        if job.get("epochs"):
+            opts.epochs = job["epochs"]
+        started = time.perf_counter()
+        result = train(opts, cfg=cfg, engine=engine)
+        train_s = time.perf_counter() - started
+        with session_scope(engine) as session:
+            loaded = load_model_from_db(session, result.model_id, cfg.path("models"))
+        outcomes = score(loaded, held, data)
+        engine.dispose()
+    return {
+        "plot_type": job["plot_type"],
+        "size": job["size"],
+        "seed": job["seed"],
+        "trained_on": len(train_set),
+        "train_seconds": round(train_s, 1),
+        "threads": job["threads"],
+        "head": result.head,
+        "summary": summarize(outcomes),
+        "outcomes": as_rows(outcomes),
+    }
+
+
+def _problem_labels(engine: Any, plot_type: str, names: tuple[str, ...]) -> None:
+    """The plot type has Good, Bad and NoData, as a hall's would (also when only Good is labelled).
+
+    An empty plot is a problem too: NoData is marked as one.
+    """
+    from hydra.db.engine import session_scope
+    from hydra.db.queries import add_label, get_plot_type, labels_of
+
+    with session_scope(engine) as session:
+        pt = get_plot_type(plot_type, session=session)
+        have = {lab.name: lab for lab in labels_of(pt.id, session=session)}
+        for name in names:
+            if name in have:
+                have[name].is_problem = True
+                session.add(have[name])
+            else:
+                add_label(pt.id, name, session=session, is_problem=True)
+
+
+def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled metrics over the runs' outcomes (one seed, one size, a group of plot types)."""
+    from hydra.quality import Outcome, summarize
+
+    outcomes = [Outcome(**o) for r in runs for o in r["outcomes"]]
+    out = summarize(outcomes)
+    out["train_seconds_max"] = max(r["train_seconds"] for r in runs)
+    out["train_seconds_mean"] = round(sum(r["train_seconds"] for r in runs) / len(runs), 1)
+    return out
+
+
+def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per size: per group (tuned / held out / all) per seed, plus worst and spread over seeds."""
+    from hydra.data.realbench import SOURCE_BY_NAME
+
+    summary: dict[str, Any] = {}
+    for size in sorted({r["size"] for r in runs}, reverse=True):
+        mine = [r for r in runs if r["size"] == size]
+        seeds = sorted({r["seed"] for r in mine})
+        groups = {
+            "tuned": lambda r: SOURCE_BY_NAME[r["plot_type"]].tuned,
+            "held_out_types": lambda r: not SOURCE_BY_NAME[r["plot_type"]].tuned,
+            "all": lambda r: True,
+        }
+        by_size: dict[str, Any] = {}
+        for name, keep in groups.items():
+            per_seed = {s: _combine([r for r in mine if r["seed"] == s and keep(r)]) for s in seeds if any(
+                r["seed"] == s and keep(r) for r in mine)}  # fmt: skip
+            if not per_seed:
+                continue
+            worst = {}
+            for metric, pick in WORST.items():
+                values = [v[metric] for v in per_seed.values() if v[metric] is not None]
+                worst[metric] = pick(values) if values else None
+                worst[f"{metric}_spread"] = [min(values), max(values)] if values else None
+            kinds = sorted({k for v in per_seed.values() for k in v["recall_by_fault"]})
+            worst["recall_by_fault"] = {
+                k: min(
+                    v["recall_by_fault"][k]["recall"] for v in per_seed.values() if k in v["recall_by_fault"]
+                )
+                for k in kinds
+            }
+            worst["train_seconds_max"] = max(v["train_seconds_max"] for v in per_seed.values())
+            by_size[name] = {"worst_seed": worst, "per_seed": per_seed}
+        by_size["per_plot_type"] = {
+            pt: {
+                "roc_auc_min": min(r["summary"]["roc_auc"] or 0 for r in mine if r["plot_type"] == pt),
+                "problem_recall_min": min(
+                    r["summary"]["problem_recall"] or 0 for r in mine if r["plot_type"] == pt
+                ),
+                "good_false_alarm_max": max(
+                    r["summary"]["good_false_alarm"] or 0 for r in mine if r["plot_type"] == pt
+                ),
+                "train_seconds_max": max(r["train_seconds"] for r in mine if r["plot_type"] == pt),
+            }
+            for pt in sorted({r["plot_type"] for r in mine})
+        }
+        summary[str(size)] = by_size
+    return summary
+
+
+def main() -> None:
+    from hydra.data.realbench import SOURCES, generate
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="var/bench-quality", help="generated once, reused after")
+    parser.add_argument("--data-seed", type=int, default=2026)
+    parser.add_argument("--plot-types", default=",".join(s.plot_type for s in SOURCES))
+    parser.add_argument("--sizes", default="160,40")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--config", default=None, help="a head preset (default: what hydra train picks)")
+    parser.add_argument("--head", default=None)
+    parser.add_argument("--good-only", action="store_true", help="label only the Good images")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--out", default=None, help="also write every run (with outcomes) here")
+    args = parser.parse_args()
+    data = Path(args.data)
+    if not (data / "truth.json").is_file():
+        t0 = time.perf_counter()
+        generate(data, images=TRAIN_POOL + HELD_OUT, seed=args.data_seed, workers=max(1, args.jobs, 2))
+        print(json.dumps({"generated": str(data), "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    jobs = [
+        {"data": str(data), "plot_type": pt, "size": int(size), "seed": int(seed), "threads": args.threads,
+         "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs}
+        for size in args.sizes.split(",")
+        for seed in args.seeds.split(",")
+        for pt in args.plot_types.split(",")
+    ]  # fmt: skip
+    runs = []
+    started = time.perf_counter()
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        for run in pool.map(run_one, jobs):
+            runs.append(run)
+            line = {k: v for k, v in run.items() if k != "outcomes"}
+            print(json.dumps(line), flush=True)
+    result = {
+        "benchmark": "quality",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "config": args.config or args.head or "default",
+        "good_only": args.good_only,
+        "seconds": round(time.perf_counter() - started, 1),
+        "summary": report(runs),
+    }
+    if args.out:
+        Path(args.out).write_text(json.dumps({"result": result, "runs": runs}) + "\n")
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
