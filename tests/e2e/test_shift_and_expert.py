@@ -85,6 +85,8 @@ def test_alarms_collapse_and_acknowledge_all(page, app_server, db):
 
 
 def test_tile_order_is_stable_across_refreshes(page, app_server, db):
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 and "/media/" in r.url else None)
     open_page(page, app_server, "", "Current run")
     page.locator('[class*="st-key-frame_"]').nth(5).wait_for()
     before = tile_order(page)
@@ -99,6 +101,7 @@ def test_tile_order_is_stable_across_refreshes(page, app_server, db):
     tile.get_by_text("0.78").wait_for(timeout=20_000)  # the refresh has drawn the new verdict
     page.wait_for_timeout(5_500)  # and one more refresh
     assert tile_order(page) == before
+    assert missing == []  # images are embedded: a refresh leaves no stale media URL behind
     assert_no_exception(page)
 
 
@@ -162,9 +165,14 @@ def test_labeler_prepaint_accepted_with_one_key(page, app_server, db):
     assert grid.locator("#apply").inner_text() == "Apply 0 labels"
     screenshot(page, "labeler-suggested")
     token = frame.evaluate("() => document.body.dataset.readyToken")
-    page.get_by_role(
-        "heading", name="Labeler"
-    ).click()  # leave the plot type box (keys typed there are its own)
+    # leave the plot type box first (keys typed there are its own)
+    page.get_by_role("heading", name="Labeler").click()
+    cells.nth(4).hover()
+    page.keyboard.press(" ")  # Space previews the image under the mouse, large
+    grid.locator("#preview").wait_for()
+    assert "BCAL_energy-080004.png" in grid.locator("#preview .pcap").inner_text()
+    page.keyboard.press("Escape")
+    grid.locator("#preview").wait_for(state="hidden")
     page.keyboard.press("s")  # accept the page's suggestions: action 1
     assert grid.locator("#apply").inner_text() == "Apply 48 labels"
     page.keyboard.press("Enter")  # apply: action 2
@@ -222,3 +230,11 @@ def test_admin_renames_and_merges_plot_types(page, app_server, db):
     with session_scope(db) as s:
         names = set(s.exec(select(PlotType.name)).all())
     assert "CDC_hits" in names and not names & {"TOF_rates", "TOF_rates_v2"}
+    # an action on another tab keeps that tab open
+    page.get_by_role("tab", name="Users").click()
+    page.locator(".st-key-adm_user_name input").fill("newcomer")
+    page.locator(".st-key-adm_user_password input").fill("newcomer-pw")
+    page.get_by_role("button", name="Add user").click()
+    page.get_by_text("Added newcomer.").wait_for()
+    wait_idle(page)
+    assert page.get_by_role("tab", name="Users").get_attribute("aria-selected") == "true"
