@@ -35,7 +35,7 @@ from hydra.db.engine import make_engine
 from hydra.serve.catalog import ModelCatalog
 from hydra.serve.instance import instance_id
 from hydra.serve.messages import ErrorNotice, InferenceOrder, Message, Registration, encode
-from hydra.serve.stage import Addresses, HeartbeatSender, StopFlag, make_socket, zmq_context
+from hydra.serve.stage import Addresses, Dropped, HeartbeatSender, StopFlag, make_socket, zmq_context
 from hydra.serve.watch import Settler, ignored, observe, scan
 
 log = logging.getLogger("hydra.serve.feeder")
@@ -177,6 +177,7 @@ class Feeder:
         self.sent = 0
         self.resent = 0
         self.retries = 0
+        self.dropped = Dropped()
 
     def run(self) -> None:
         self.input_dir.mkdir(parents=True, exist_ok=True)
@@ -228,6 +229,7 @@ class Feeder:
             "sent": self.sent,
             "resent": self.resent,
             "retries": self.retries,
+            **self.dropped.gauges(),
         }
 
     def _candidate(self, path: str, *, complete: bool) -> None:
@@ -263,12 +265,15 @@ class Feeder:
         while sock.poll(0):
             frames = sock.recv_multipart()
             if len(frames) != 2:
+                self.dropped("malformed", f"announcement of {len(frames)} frames")
                 continue
             topic, raw = frames
             path = raw.decode(errors="replace")
             if topic == done:
                 self.in_flight.pop(path, None)
-            elif topic == retry and path in self.in_flight:
+            elif topic != retry:
+                self.dropped("malformed", f"announcement {topic[:40]!r}")
+            elif path in self.in_flight:
                 entry = self.in_flight[path]
                 entry.deadline = min(entry.deadline, time.time() + retry_delay_s(self.cfg, entry.attempt))
                 self.retries += 1
