@@ -349,7 +349,9 @@ def _render(
         if scale < 1:
             img.thumbnail((max_px, max_px))
         elif scale > 1.05:
-            img = img.resize((round(img.width * scale), round(img.height * scale)), PILImage.Resampling.BICUBIC)
+            img = img.resize(
+                (round(img.width * scale), round(img.height * scale)), PILImage.Resampling.BICUBIC
+            )
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
