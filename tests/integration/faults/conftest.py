@@ -11,12 +11,27 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 from tests.integration.serve.conftest import Deployment, Serve, deployment_factory, wait_until  # noqa: F401
-from tests.integration.serve.test_end_to_end import input_files, stored
+from tests.integration.serve.test_end_to_end import drop_plots, input_files, stored
+
+
+class Stream(threading.Thread):
+    """Writes ``n`` plots into the input folder, one every ``every_s``, while the test does its harm."""
+
+    def __init__(self, input_dir: Path, n: int, *, start: int, every_s: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.input_dir, self.n, self.first, self.every_s = input_dir, n, start, every_s
+        self.names: list[str] = []
+
+    def run(self) -> None:
+        for i in range(self.first, self.first + self.n):
+            self.names += drop_plots(self.input_dir, 1, start=i)
+            time.sleep(self.every_s)
 
 
 def good_images_done_once(dep: Deployment, names: list[str]) -> None:

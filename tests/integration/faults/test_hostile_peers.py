@@ -19,7 +19,7 @@ import zmq.auth
 
 from hydra.serve.messages import ErrorNotice, Registration, Report, encode
 from hydra.serve.stage import Addresses
-from tests.integration.serve.conftest import ROOT, Serve, add_model
+from tests.integration.serve.conftest import ROOT, Serve, add_model, wait_until
 from tests.integration.serve.test_end_to_end import PLOT, drop_plots, stored
 
 from .conftest import drained, good_images_done_once, measured
@@ -64,6 +64,16 @@ def report(dep, filename: str, instance: str, **kw) -> Report:
     return Report(**base)
 
 
+def heartbeats(dep) -> set[str]:
+    from sqlmodel import select
+
+    from hydra.db import session_scope
+    from hydra.db.models import Heartbeat
+
+    with session_scope(dep.engine) as s:
+        return set(s.exec(select(Heartbeat.process)).all())
+
+
 def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deployment_factory, tmp_path):
     back_port, keeper_port = free_port(), free_port()
     dep = deployment_factory(
@@ -84,7 +94,21 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
     victim.parent.mkdir()
     victim.write_bytes(b"not yours")
     backend, keeper = f"tcp://127.0.0.1:{back_port}", f"tcp://127.0.0.1:{keeper_port}"
+    # a worker "on another host": its own home with only the server's public key and its client pair
+    remote_home = tmp_path / "gpu-host"
+    (remote_home / "keys").mkdir(parents=True)
+    (remote_home / "keys" / "server.key").write_bytes((kdir / "server.key").read_bytes())
+    (remote_home / "keys" / "client.key_secret").write_bytes(
+        (kdir / "clients" / "tester.key_secret").read_bytes()
+    )
+    remote_env = dict(dep.env, HYDRA_HOME=str(remote_home))
     with Serve(dep) as srv, zmq.Context() as ctx:
+        remote_log = (tmp_path / "remote.log").open("wb")
+        remote = subprocess.Popen(
+            [sys.executable, "-m", "hydra.serve.launcher", "predict", "--connect", f"tcp://0.0.0.0:{back_port}",
+             "--keeper", f"tcp://0.0.0.0:{keeper_port}", "--name", "gpu-remote", "--threads", "1"],
+            env=remote_env, stdout=remote_log, stderr=remote_log, cwd=ROOT,
+        )  # fmt: skip
         srv.wait_ready()
         pids = srv.children()
         instance = (dep.home / "run" / "instance").read_text().strip()
@@ -156,12 +180,19 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
         assert 0 < taken <= CAP, taken
         assert not any(s.poll(0) for s in strangers), "an unauthenticated client got a message"
         assert srv.children() == pids, "a stage died"
+        # the remote worker learnt the instance from the Balancer and reached the Keeper over CURVE
+        wait_until(lambda: "gpu-remote" in heartbeats(dep), 120, what=f"the remote worker; {srv.tail()}")
+        remote.terminate()
+        assert remote.wait(timeout=60) == 0
+        remote_log.close()
         log = srv.log.read_text()
         assert srv.stop() == 0
     good_images_done_once(dep, names)
     assert "exited with status" not in log
+    log += (tmp_path / "remote.log").read_text()  # the odd order may have gone to either worker
     for stage in ("balancer", "keeper", "predict"):
         assert re.search(rf"{stage}\[\d+\] WARNING dropped a malformed message", log), stage
+    assert "serving instance" in log and "gpu-remote" in log
     assert re.search(r"WARNING dropped a foreign message", log)
     assert "refused a connection with an unknown CURVE key" in log
     assert victim.read_bytes() == b"not yours"
