@@ -32,6 +32,7 @@ from hydra.serve.security import Curve, needs_curve
 log = logging.getLogger("hydra.serve")
 
 HEARTBEAT_S = 5.0
+PARENT_ENV = "HYDRA_SERVE_PARENT"  # set by the supervisor for its stages: the pid they must not outlive
 PEER_TIMEOUT_S = 20
 
 
@@ -80,15 +81,17 @@ class StopFlag:
     """Set by SIGTERM/SIGINT, or when the parent process is gone; stages check it between iterations.
 
     The parent check is what keeps a stage from outliving a supervisor that
-    was killed with SIGKILL (besides ``PR_SET_PDEATHSIG``, which a stage
-    started by anything else does not have): the parent pid changes when the
-    parent dies, to 1 or a subreaper.
+    was killed with SIGKILL (besides ``PR_SET_PDEATHSIG``): the parent pid
+    changes when the parent dies, to 1 or a subreaper. Only a stage that the
+    supervisor started (``HYDRA_SERVE_PARENT`` names its parent) watches; one
+    started by hand from a shell may outlive that shell.
     """
 
     def __init__(self) -> None:
         self.stopped = False
         self.signal: int | None = None
-        self.parent = os.getppid()
+        parent = os.getppid()
+        self.parent = parent if os.environ.get(PARENT_ENV) == str(parent) else None
 
     def install(self) -> StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,7 +106,7 @@ class StopFlag:
         self.stopped = True
 
     def __bool__(self) -> bool:
-        if not self.stopped and self.parent != 1 and os.getppid() != self.parent:
+        if not self.stopped and self.parent is not None and os.getppid() != self.parent:
             log.warning("the parent process %d is gone; stopping", self.parent)
             self.stopped = True
         return self.stopped

@@ -26,7 +26,7 @@ import zmq
 from hydra.config import HydraConfig
 from hydra.serve.instance import EXIT_IN_USE, HomeLock, InUseError, check_free, instance_id
 from hydra.serve.messages import Event, encode
-from hydra.serve.stage import Addresses, StopFlag, make_socket, zmq_context
+from hydra.serve.stage import PARENT_ENV, Addresses, StopFlag, make_socket, zmq_context
 
 log = logging.getLogger("hydra.serve.supervisor")
 
@@ -48,7 +48,8 @@ class Child:
     def start(self) -> None:
         # its own process group: a terminal's Ctrl-C reaches the supervisor only, which
         # then stops the stages in pipeline order; PDEATHSIG stops them if it is killed
-        self.proc = subprocess.Popen(self.argv, preexec_fn=_child_setup)
+        env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})
+        self.proc = subprocess.Popen(self.argv, preexec_fn=_child_setup, env=env)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
     @property

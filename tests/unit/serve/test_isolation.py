@@ -16,7 +16,7 @@ from hydra.serve.balancer import ForeignError, Workers, credit_cap, parse_credit
 from hydra.serve.checks import Invalid, check_message
 from hydra.serve.instance import HomeLock, InUseError, check_free, default_address, instance_id
 from hydra.serve.messages import ErrorNotice, MessageError, Registration, Report, encode
-from hydra.serve.stage import Addresses
+from hydra.serve.stage import Addresses, StopFlag
 
 
 def cfg_at(tmp_path, name="home", **serve):
@@ -85,11 +85,14 @@ open(sys.argv[1], "w").write("stopped")
 """
 
 
-def test_a_stage_stops_when_its_parent_is_killed(tmp_path):
+def test_a_stage_stops_when_its_parent_is_killed(tmp_path, monkeypatch):
+    monkeypatch.delenv("HYDRA_SERVE_PARENT", raising=False)
+    assert StopFlag().parent is None  # started by hand: it may outlive its shell
     marker = tmp_path / "stopped"
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys, time\n"
-         f"subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}, {str(marker)!r}])\ntime.sleep(120)"],
+        [sys.executable, "-c", "import os, subprocess, sys, time\n"
+         "env = dict(os.environ, HYDRA_SERVE_PARENT=str(os.getpid()))\n"
+         f"subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}, {str(marker)!r}], env=env)\ntime.sleep(120)"],
     )  # fmt: skip
     try:
         time.sleep(3)  # the grandchild imports and starts watching
