@@ -230,7 +230,8 @@ def setup_logging(stage: str, level: str | None = None) -> None:
     for noisy in ("alembic", "watchdog", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # ``kill -USR1 PID`` prints every thread's stack: where a stuck stage is stuck
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    with contextlib.suppress(ValueError, OSError):  # stderr is no file (captured): no stack dumps
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 class Dropped:

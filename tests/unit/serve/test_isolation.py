@@ -215,3 +215,24 @@ def test_curve_refuses_unknown_clients_and_lets_known_ones_in(tmp_path):
         assert got == {b"local", b"remote"}
         for sock in (plain, stranger):
             sock.close(linger=0)
+
+
+def test_hydra_serve_keys_makes_the_server_pair_once_and_a_client_pair(hydra_home):
+    from typer.testing import CliRunner
+
+    from hydra.cli import app
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["serve", "keys"])
+    assert first.exit_code == 0, first.output
+    secret = hydra_home / "keys" / "server.key_secret"
+    assert secret.stat().st_mode & 0o077 == 0
+    before = secret.read_bytes()
+    out = runner.invoke(app, ["serve", "keys", "--client", "gpu01"])
+    assert out.exit_code == 0, out.output
+    assert secret.read_bytes() == before  # kept, so workers already out there keep working
+    assert (hydra_home / "keys" / "clients" / "gpu01.key").is_file()
+    assert "client.key_secret" in out.output
+    bad = runner.invoke(app, ["serve", "keys", "--client", "../x"])
+    assert bad.exit_code != 0 and not (hydra_home / "x.key").exists()
+    assert runner.invoke(app, ["serve", "nope"]).exit_code != 0
