@@ -157,6 +157,7 @@ def run(
     workers = Workers(policy or cfg.serve.policy, cap=credit_cap(cfg))
     waiting: deque[tuple[float, list[Any]]] = deque()
     passed = expired = 0
+    next_purge = 0.0
     dropped = Dropped()
     with zmq_context(cfg) as ctx:
         front = make_socket(ctx, zmq.PULL, addrs.frontend, bind=True)
@@ -206,6 +207,13 @@ def run(
                 waiting.popleft()
                 workers.sent(ident)
                 passed += 1
+            if waiting and time.monotonic() >= next_purge:
+                # with no worker free, orders wait here: those past their deadline have been sent
+                # again by the Feeder, so holding them would only grow the queue while workers are gone
+                next_purge = time.monotonic() + 1.0
+                before = len(waiting)
+                waiting = deque(w for w in waiting if not expired_order(w[1]))
+                expired += before - len(waiting)
             beat.maybe_send(
                 {"queue_waiting": len(waiting), "workers": len(workers), "passed": passed, "expired": expired,
                  **dropped.gauges()}
@@ -215,6 +223,17 @@ def run(
             passed,
             len(waiting),
         )
+
+
+def expired_order(frames: list[Any]) -> bool:
+    """Whether a waiting order is past its deadline (or not an order at all: dropped at send time anyway)."""
+    try:
+        deadline = json.loads(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]))[
+            "deadline"
+        ]
+        return float(deadline) < time.time()
+    except (IndexError, KeyError, TypeError, ValueError):
+        return False
 
 
 def credit_cap(cfg: HydraConfig) -> int:

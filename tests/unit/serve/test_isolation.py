@@ -236,3 +236,11 @@ def test_hydra_serve_keys_makes_the_server_pair_once_and_a_client_pair(hydra_hom
     bad = runner.invoke(app, ["serve", "keys", "--client", "../x"])
     assert bad.exit_code != 0 and not (hydra_home / "x.key").exists()
     assert runner.invoke(app, ["serve", "nope"]).exit_code != 0
+
+
+def test_waiting_orders_past_their_deadline_are_recognised():
+    from hydra.serve.balancer import expired_order
+
+    assert expired_order([b"order", b'{"deadline": 1.0}', b"p"])
+    assert not expired_order([b"order", b'{"deadline": 9e12}', b"p"])
+    assert not expired_order([b"order", b"\xff"])  # garbage is dropped when it reaches the front
