@@ -112,6 +112,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         )
         if job.get("epochs"):
             opts.epochs = job["epochs"]
+        if job.get("folds") is not None:
+            opts.folds = job["folds"]
         started = time.perf_counter()
         result = train(opts, cfg=cfg, engine=engine)
         train_s = time.perf_counter() - started
@@ -224,10 +226,13 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="a head preset (default: what hydra train picks)")
     parser.add_argument("--head", default=None)
     parser.add_argument("--good-only", action="store_true", help="label only the Good images")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--folds", type=int, default=None, help="default: hydra train's")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
-    parser.add_argument("--out", default=None, help="also write every run (with outcomes) here")
+    parser.add_argument(
+        "--out", default=None, help="also write every run (with outcomes) here, one JSON line each"
+    )
     args = parser.parse_args()
     data = Path(args.data)
     if not (data / "truth.json").is_file():
@@ -236,7 +241,7 @@ def main() -> None:
         print(json.dumps({"generated": str(data), "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     jobs = [
         {"data": str(data), "plot_type": pt, "size": int(size), "seed": int(seed), "threads": args.threads,
-         "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs}
+         "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs, "folds": args.folds}
         for size in args.sizes.split(",")
         for seed in args.seeds.split(",")
         for pt in args.plot_types.split(",")
@@ -245,11 +250,15 @@ def main() -> None:
     started = time.perf_counter()
     import multiprocessing as mp
 
+    out = open(args.out, "w") if args.out else None  # noqa: SIM115 - written as the runs finish
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
         for run in pool.map(run_one, jobs):
             runs.append(run)
             line = {k: v for k, v in run.items() if k != "outcomes"}
             print(json.dumps(line), flush=True)
+            if out:
+                out.write(json.dumps(run) + "\n")
+                out.flush()
     result = {
         "benchmark": "quality",
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -258,8 +267,9 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
         "summary": report(runs),
     }
-    if args.out:
-        Path(args.out).write_text(json.dumps({"result": result, "runs": runs}) + "\n")
+    if out:
+        out.write(json.dumps(result) + "\n")
+        out.close()
     print(json.dumps(result), flush=True)
 
 

@@ -60,7 +60,7 @@ class TrainOptions:
     sampling: str = "all"
     max_images: int | None = None
     epochs: int | None = None  # None: the preset's max_epochs_hint, else 30
-    folds: int = 4
+    folds: int = 3
     parent: int | None = None
     activate: bool = False
     devices: str = "auto"

@@ -86,7 +86,7 @@ def train(
         0, "--seed", help="Seed of the folds, the sampling and the weights (the same seed, the same weights)."
     ),
     folds: int = typer.Option(
-        4,
+        3,
         "--folds",
         min=0,
         help="Cross-validation folds for thresholds and the report (0: a fixed test split).",

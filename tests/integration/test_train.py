@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +15,25 @@ from typer.testing import CliRunner
 PLOT_TYPE = "fcal_occupancy"
 
 
+def _hand_max_f1(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The max-F1 threshold by hand: every t in 0.00..0.99, the middle of the best plateau."""
+    best, at = -1.0, []
+    for k in range(100):
+        t = k / 100
+        tp = int(((scores > t) & positive).sum())
+        fp = int(((scores > t) & ~positive).sum())
+        fn = int(positive.sum()) - tp
+        f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+        if f1 > best + 1e-12:
+            best, at = f1, [t]
+        elif abs(f1 - best) <= 1e-12:
+            at.append(t)
+    return at[len(at) // 2]
+
+
 @pytest.fixture
 def trained(hydra_home, tmp_path):
-    """160 synthetic plots ingested and one model trained on them with the CPU preset (CLI epochs)."""
+    """160 synthetic plots ingested and one model trained on them with the CPU preset, 3 folds."""
     from hydra.cli import app
     from hydra.config import load_config
     from hydra.data.synthetic import generate
@@ -29,7 +46,19 @@ def trained(hydra_home, tmp_path):
     report = ingest(tmp_path / "plots", engine=engine, labels_csv=labels)
     assert report.labeled == 160
     result = CliRunner().invoke(
-        app, ["train", PLOT_TYPE, "--config", "classifier-cpu", "--activate", "--json"]
+        app,
+        [
+            "train",
+            PLOT_TYPE,
+            "--config",
+            "classifier-cpu",
+            "--folds",
+            "3",
+            "--epochs",
+            "10",
+            "--activate",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -38,40 +67,55 @@ def trained(hydra_home, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_registers_an_accurate_model_with_thresholds_and_evaluation(trained):
-    from hydra.data.images import load_image, prepare
+def test_train_registers_an_accurate_model_with_cross_validated_thresholds(trained, tmp_path):
     from hydra.db.engine import session_scope
     from hydra.db.models import Image, Model, ModelClassification, Threshold, TrainingSetImage
-    from hydra.inference import LoadedModel, predict_batch
 
     cfg, engine, summary = trained
     metrics = summary["metrics"]
-    assert metrics["accuracy"] >= 0.95, (metrics["accuracy"], metrics["epochs"], metrics.get("best_val_loss"))
+    assert metrics["folds"] == 3 and metrics["evaluation"] == "3-fold cross-validation"
+    assert metrics["accuracy"] >= 0.9, (metrics["accuracy"], metrics["epochs"])
     assert 1 <= metrics["threads"] <= len(os.sched_getaffinity(0))
     with session_scope(engine) as s:
         model = s.get(Model, summary["model_id"])
         assert model.active and model.head == "classifier" and model.labels == ["Good", "Bad", "NoData"]
         assert (model.input_height, model.input_width) == (120, 160)
-        assert model.path.startswith(str(cfg.path("models")))
+        assert model.path.startswith(str(cfg.path("models"))) and model.config["seed"] == 0
         thresholds = {t.label: t for t in s.exec(select(Threshold).where(Threshold.model_id == model.id))}
         assert set(thresholds) == set(model.labels)
-        assert all(0.0 <= t.value <= 0.99 and t.method == "max_f1" for t in thresholds.values())
         members = s.exec(
             select(TrainingSetImage).where(TrainingSetImage.training_set_id == model.training_set_id)
-        )
-        splits = [m.split for m in members]
-        assert len(splits) == 160 and set(splits) == {"train", "val", "test"}
+        ).all()
+        # every labelled image trains the model that serves; none is kept back for a test split
+        assert len(members) == 160 and {m.split for m in members} == {"train"}
         rows = s.exec(select(ModelClassification, Image.path).join(Image)).all()
-    test_count = splits.count("test")
-    assert len(rows) == test_count == summary["metrics"]["n_test"]
-    # the serving code path reproduces the stored evaluation
-    loaded = LoadedModel.from_dir(model.path)
-    pixels = np.stack([prepare(load_image(p), loaded.input_size, loaded.channels) for _, p in rows])
-    weights = predict_batch(loaded, pixels)
-    stored = np.array([[mc.weights[lab] for lab in model.labels] for mc, _ in rows])
-    np.testing.assert_allclose(weights, stored, atol=1e-5)
-    assert [model.labels[i] for i in weights.argmax(1)] == [mc.predicted_label for mc, _ in rows]
+    # every labelled image has an out-of-fold verdict: the confusion matrix and report rest on all of them
+    assert len(rows) == 160 == metrics["n_test"] and {mc.split for mc, _ in rows} == {"oof"}
+    assert {mc.image_id for mc, _ in rows} == {m.image_id for m in members}
+    weights = np.array([[mc.weights[lab] for lab in model.labels] for mc, _ in rows])
+    truth = np.array([model.labels.index(mc.human_label) for mc, _ in rows])
+    for j, label in enumerate(model.labels):
+        assert thresholds[label].method == "max_f1"
+        assert thresholds[label].value == pytest.approx(_hand_max_f1(weights[:, j], truth == j)), label
+    _serving_path_agrees(model, [p for _, p in rows[:24]], tmp_path)
     _models_list_and_activate(summary)
+
+
+def _serving_path_agrees(model, paths: list[str], tmp_path) -> None:
+    """Training's evaluation of the saved model = ``hydra predict`` (the Predict stage's code), 1e-5."""
+    from hydra.cli import app
+    from hydra.data.datasets import DatasetItem, PlotImageDataset
+    from hydra.data.sampling import Member
+    from hydra.train import evaluate
+
+    base = PlotImageDataset([DatasetItem(p, 0) for p in paths], (model.input_height, model.input_width))
+    members = [Member(i, "Good", "train", path=p) for i, p in enumerate(paths)]
+    expected = evaluate(model.path, members, base, {i: i for i in range(len(paths))}, model.labels)
+    out = CliRunner().invoke(app, ["predict", *paths, "--json"])
+    assert out.exit_code == 0, out.output
+    got = {r["path"]: r for r in map(json.loads, out.stdout.splitlines())}
+    predicted = np.array([[got[p]["weights"][lab] for lab in model.labels] for p in paths])
+    np.testing.assert_allclose(predicted, expected, atol=1e-5)
 
 
 def _models_list_and_activate(summary: dict) -> None:
@@ -96,10 +140,12 @@ def test_too_few_labelled_images_fails_naming_counts(hydra_home, tmp_path):
     engine = make_engine(load_config().database_url)
     labels = generate(tmp_path / "few", plot_types=["bcal_timing"], images=12, seed=5, fault_rate=0.25)
     ingest(tmp_path / "few", engine=engine, labels_csv=labels)
-    result = CliRunner().invoke(app, ["train", "bcal_timing", "--epochs", "1"])
+    result = CliRunner().invoke(app, ["train", "bcal_timing", "--epochs", "1", "--folds", "0"])
     assert result.exit_code == 1
     message = " ".join(result.output.split())
-    assert "plot type 'bcal_timing' has 2 labelled image(s) of label 'Bad'; needs at least 3" in message
+    assert (
+        "plot type 'bcal_timing' has 2 labelled image(s) of label 'Bad'; needs at least 3" in message
+    )  # --folds 0
     assert "nothing was recorded" in message
     unknown = CliRunner().invoke(app, ["train", "nope", "--epochs", "1"])
     assert unknown.exit_code == 1 and "unknown plot type 'nope'" in " ".join(unknown.output.split())
@@ -129,4 +175,69 @@ def test_zero_threads_is_refused_before_any_work(hydra_home):
     engine = make_engine(cfg.database_url)
     with pytest.raises(TrainError, match="--threads must be at least 1, got 0"):
         train(TrainOptions("nope", threads=0), cfg=cfg, engine=engine)
+    engine.dispose()
+
+
+def _ingest_synthetic(tmp_path, plot_type: str, images: int, seed: int, keep=None):
+    from hydra.config import load_config
+    from hydra.data.synthetic import generate
+    from hydra.db import make_engine
+    from hydra.ingest import ingest
+
+    cfg = load_config()
+    engine = make_engine(cfg.database_url)
+    labels = generate(tmp_path / "plots", plot_types=[plot_type], images=images, seed=seed, fault_rate=0.5)
+    if keep is not None:  # label only some images (e.g. the Good ones)
+        lines = labels.read_text().splitlines()
+        labels.write_text("\n".join([lines[0], *[ln for ln in lines[1:] if keep(ln.split(",")[1])]]) + "\n")
+    ingest(tmp_path / "plots", engine=engine, labels_csv=labels)
+    return cfg, engine
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_weights_and_another_seed_others(hydra_home, tmp_path):
+    from hydra.train import TrainOptions, train
+
+    cfg, engine = _ingest_synthetic(tmp_path, "bcal_timing", 40, seed=3)
+    runs = [
+        train(
+            TrainOptions("bcal_timing", epochs=2, folds=2, seed=s, threads=1, progress=False),
+            cfg=cfg,
+            engine=engine,
+        )
+        for s in (7, 7, 8)
+    ]
+    weights = [(Path(r.path) / "model.safetensors").read_bytes() for r in runs]
+    assert weights[0] == weights[1]
+    assert weights[0] != weights[2]
+    assert runs[0].thresholds == runs[1].thresholds and runs[0].metrics["seed"] == 7
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home, tmp_path):
+    """A plot type with Good, Bad and NoData trains a one-class head on its Good images alone."""
+    from hydra.db.engine import session_scope
+    from hydra.db.queries import get_plot_type, labels_of
+    from hydra.inference import LoadedModel, predict_batch
+    from hydra.train import TrainOptions, train
+
+    cfg, engine = _ingest_synthetic(tmp_path, "fcal_occupancy", 60, seed=4, keep=lambda lab: lab == "Good")
+    with session_scope(engine) as s:
+        from hydra.db.queries import add_label
+
+        pt = get_plot_type("fcal_occupancy", session=s)
+        have = {lab.name for lab in labels_of(pt.id, session=s)}
+        for name in ("Bad", "NoData"):
+            if name not in have:
+                add_label(pt.id, name, session=s, is_problem=True)
+        assert {lab.name for lab in labels_of(pt.id, session=s)} >= {"Good", "Bad", "NoData"}
+    opts = TrainOptions("fcal_occupancy", head="siamese", epochs=1, folds=2, threads=1, progress=False)
+    result = train(opts, cfg=cfg, engine=engine)
+    assert result.labels == ["Good", "Bad", "NoData"]
+    loaded = LoadedModel.from_dir(result.path)
+    pixels = np.random.default_rng(0).integers(0, 255, (4, *loaded.input_size, 3), dtype=np.uint8)
+    w = predict_batch(loaded, pixels)
+    good = result.labels.index("Good")
+    np.testing.assert_allclose(w[:, [i for i in range(3) if i != good]].sum(1), 1 - w[:, good], atol=1e-5)
     engine.dispose()

@@ -122,7 +122,7 @@ with shell.session() as s:
     may_save = can(user, "thresholds", pt.id, session=s)
 if not rows:
     shell.empty_state(
-        f"Model {model.id} has no held-out verdicts.",
+        f"Model {model.id} has no stored verdicts.",
         "Training stores the model's verdicts on its test images; without them there is no confusion matrix.",
     )
     st.stop()
@@ -130,7 +130,7 @@ if not rows:
 st.subheader("Thresholds")
 st.caption(
     "A verdict is confirmed only when its weight is above the label's threshold; the rest are kept for "
-    "labeling. Defaults maximise F1 per label on the held-out images."
+    "labeling. Defaults maximise F1 per label on the out-of-fold verdicts of all labelled images."
 )
 values: dict[str, float] = {}
 slider_cols = st.columns(len(model.labels))
@@ -212,7 +212,7 @@ def matrix_png(model_id: int, cells_key: tuple, thresholds: tuple, colors: tuple
 
 st.subheader("Enhanced confusion matrix")
 st.caption(
-    "Rows: the human label; columns: the model's label. Each cell: how many held-out images, and the "
+    "Rows: the human label; columns: the model's label. Each cell: how many labelled images (out-of-fold verdicts), and the "
     "distribution of the model's output weight for them; the dashed line is the column label's threshold."
 )
 cells = library.confusion_cells(rows, model.labels)
@@ -224,7 +224,7 @@ st.image(
         tuple((lb, round(values[lb], 2)) for lb in model.labels),
         tuple(sorted(colors.items())),
     ),
-    caption=f"model {model.id}: {live.total} held-out images",
+    caption=f"model {model.id}: {live.total} checked images",
 )
 
 with shell.session() as s:

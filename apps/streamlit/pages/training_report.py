@@ -1,4 +1,7 @@
-"""Training report: the held-out images where a model and the human disagree.
+"""Training report: the labelled images where a model and the human disagree.
+
+Every labelled image has an out-of-fold verdict (from the cross-validation
+model that did not train on it), so the report covers all labels.
 
 Ranked by how sure the model is, each image sits beside its Grad-CAM map
 (computed on demand through ``hydra.inference`` and cached under the
@@ -23,8 +26,8 @@ FLASH = "report_flash"
 shell.page(viewing=True)
 st.title("Training report")
 st.caption(
-    "Held-out images where the model and the human label disagree, the most confident model first. "
-    "Label errors of a few percent are normal; this is where they are found."
+    "Labelled images where the model's out-of-fold verdict and the human label disagree, "
+    "the most confident model first. Label errors of a few percent are normal; this is where they are found."
 )
 with shell.session() as s:
     types = q.plot_types(session=s)
@@ -50,7 +53,7 @@ with shell.session() as s:
 if not rows:
     shell.empty_state(
         "No disagreements.",
-        f"Model {model.id} agrees with the human label on all {total} held-out images (or has none stored).",
+        f"Model {model.id} agrees with the human label on all {total} checked images (or has none stored).",
     )
     st.stop()
 
@@ -58,7 +61,8 @@ user = shell.current_user()
 with shell.session() as s:
     may_fix = can(user, "label", pt.id, session=s)
 fixed = sum(d.fixed for d in rows)
-st.markdown(f"**{len(rows)}** disagreements among {total} held-out images; {fixed} already fixed.")
+noun = "disagreement" if len(rows) == 1 else "disagreements"
+st.markdown(f"**{len(rows)}** {noun} among {total} checked images; {fixed} already fixed.")
 if not may_fix:
     st.info("Fixing labels needs the label permission on this plot type (log in with it).")
 show_cam = st.toggle("Grad-CAM heat maps", value=True, key="report_cam")

@@ -16,7 +16,7 @@ SIZE = (32, 40)
 LABELS = ["Good", "Bad", "NoData"]
 # cheaper-than-default settings for the built-in heads; a plugin is tested with its defaults
 SMALL = {
-    "classifier": {"backbone": "mobilenetv3_small_050"},
+    "classifier": {"backbone": "plotnet", "reference": True, "synth_faults": 0.5},
     "siamese": {"width": 8, "embed_dim": 16, "bank_size": 32},
 }
 
@@ -57,7 +57,8 @@ def test_contract(trained):
     assert isinstance(head, Head)
     assert head.labels == LABELS and head.input_size == SIZE and head.channels == 3
     x = head.preprocess(_batch())
-    assert x.dtype == torch.float32 and tuple(x.shape) == (5, 3, *SIZE)
+    extra = 2 if getattr(head, "uses_reference", False) else 1  # the image, and its deviation from Good
+    assert x.dtype == torch.float32 and tuple(x.shape) == (5, 3 * extra, *SIZE)
     assert len(head.cam_target_layers()) >= 1
 
 
@@ -130,7 +131,7 @@ def test_non_square_input_and_one_channel():
             name, labels=["Good", "Bad"], input_size=(24, 56), channels=1, **SMALL.get(name, {})
         )
         x = head.preprocess(torch.zeros(2, 24, 56, 1, dtype=torch.uint8))
-        assert tuple(x.shape) == (2, 1, 24, 56)
+        assert tuple(x.shape) == (2, 2 if getattr(head, "uses_reference", False) else 1, 24, 56)
         head.eval()
         with torch.no_grad():
             assert tuple(head.weights(x).shape) == (2, 2)
