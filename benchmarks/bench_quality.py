@@ -214,6 +214,48 @@ def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def markdown(path: str) -> str:
+    """Tables (per group and size, per plot type, per fault kind) from a ``--out`` file."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    runs = [r for r in rows if "plot_type" in r]
+    summary = report(runs)
+    out = []
+    fmt = lambda v: "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    out.append("| labels | plot types | accuracy | problem recall | Good false alarm | confirmed | ROC AUC "
+               "| Grad-CAM pointing | training s (max) |")  # fmt: skip
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for size, groups in summary.items():
+        for name in ("tuned", "held_out_types", "all"):
+            if name not in groups:
+                continue
+            w = groups[name]["worst_seed"]
+            out.append(
+                f"| {size} | {name.replace('_', ' ')} | {fmt(w['accuracy'])} | {fmt(w['problem_recall'])} "
+                f"| {fmt(w['good_false_alarm'])} | {fmt(w['good_false_alarm_confirmed'])} | {fmt(w['roc_auc'])} "
+                f"| {fmt(w['cam_pointing'])} | {w['train_seconds_max']:.0f} |"
+            )
+    kinds = sorted({k for g in summary.values() for k in g["all"]["worst_seed"]["recall_by_fault"]})
+    out += ["", "| labels | plot types | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+    for size, groups in summary.items():
+        for name in ("tuned", "held_out_types", "all"):
+            if name in groups:
+                rec = groups[name]["worst_seed"]["recall_by_fault"]
+                out.append(
+                    f"| {size} | {name.replace('_', ' ')} | "
+                    + " | ".join(fmt(rec.get(k)) for k in kinds)
+                    + " |"
+                )
+    out += ["", "| labels | plot type | ROC AUC (min) | problem recall (min) | Good false alarm (max) | training s (max) |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for size, groups in summary.items():
+        for pt, v in groups["per_plot_type"].items():
+            out.append(
+                f"| {size} | {pt} | {fmt(v['roc_auc_min'])} | {fmt(v['problem_recall_min'])} "
+                f"| {fmt(v['good_false_alarm_max'])} | {v['train_seconds_max']:.0f} |"
+            )
+    return "\n".join(out)
+
+
 def main() -> None:
     from hydra.data.realbench import SOURCES, generate
 
@@ -233,7 +275,11 @@ def main() -> None:
     parser.add_argument(
         "--out", default=None, help="also write every run (with outcomes) here, one JSON line each"
     )
+    parser.add_argument("--report", default=None, help="print markdown tables of an --out file and stop")
     args = parser.parse_args()
+    if args.report:
+        print(markdown(args.report))
+        return
     data = Path(args.data)
     if not (data / "truth.json").is_file():
         t0 = time.perf_counter()

@@ -416,6 +416,42 @@ def _preset_epochs(opts: TrainOptions, ctx: _Context) -> int:
     return int(kwargs.get("max_epochs_hint") or 30)
 
 
+def fit_logit_bias(
+    weights: np.ndarray, truth: np.ndarray, l2: float = 0.01, limit: float = 5.0
+) -> np.ndarray:
+    """The per-label logit bias that best explains ``truth`` from out-of-fold ``weights``.
+
+    Minimises the cross-entropy of ``softmax(log(weights) + bias)`` (plus a
+    small L2 penalty, so a label with few images cannot swing it) over the
+    bias vector. Returns it, each value within ``±limit``, summing to zero.
+    """
+    import torch
+
+    logw = torch.log(torch.as_tensor(weights, dtype=torch.float64).clamp_min(1e-12))
+    t = torch.as_tensor(truth, dtype=torch.long)
+    bias = torch.zeros(logw.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([bias], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logw + bias, t) + l2 * (bias**2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    out = bias.detach().clamp(-limit, limit)
+    return (out - out.mean()).numpy()
+
+
+def apply_logit_bias(weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``softmax(log(weights) + bias)`` row by row: the weights a biased model would give."""
+    z = np.log(np.clip(weights, 1e-12, None)) + bias
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _new_head(ctx: _Context, opts: TrainOptions) -> tuple[str, Any]:
     """A fresh head from the preset, or the parent model to fine-tune."""
     from hydra.heads import create_head, load_model
@@ -554,12 +590,17 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
                 checked, oof = [], np.zeros((0, len(ctx.labels)))
         if not trainer.is_global_zero:
             return None
+        index = {lab: i for i, lab in enumerate(ctx.labels)}
+        calibration = None
+        if len(checked) and hasattr(head, "set_logit_bias"):
+            calibration = fit_logit_bias(oof, np.array([index[m.label] for m in checked]))
+            head.set_logit_bias(head.logit_bias.cpu().numpy() + calibration)  # a parent's bias carries over
+            oof = apply_logit_bias(oof, calibration)
         head.save(tmp / "model")
         rest = splits["test"]  # images the model never trained on (a fixed test split, or untrained labels)
         w_rest = evaluate(tmp / "model", rest, base, where, ctx.labels)
         members = checked + rest
         w = np.concatenate([oof, w_rest])
-        index = {lab: i for i, lab in enumerate(ctx.labels)}
         truth = np.array([index[m.label] for m in members], dtype=np.int64)
         choices = max_f1_thresholds(w, truth, ctx.labels)
         thresholds = {lab: c.value for lab, c in choices.items()}
@@ -567,6 +608,8 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
         metrics["evaluation"] = f"{ctx.folds}-fold cross-validation" if ctx.folds else "held-out test split"
         metrics["folds"] = ctx.folds
         metrics["seed"] = opts.seed
+        if calibration is not None:
+            metrics["logit_bias"] = dict(zip(ctx.labels, np.round(calibration, 4).tolist()))
         metrics["train_seconds"] = time.perf_counter() - started
         metrics["threshold_f1"] = {lab: c.f1 for lab, c in choices.items()}
         with session_scope(engine) as session:

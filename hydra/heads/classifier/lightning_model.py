@@ -95,6 +95,7 @@ class ClassifierHead(Head):
         self.register_buffer("ref_median", torch.full((channels, h, w), 0.5))
         self.register_buffer("ref_scale", torch.ones(channels, h, w))
         self.register_buffer("ref_ready", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("logit_bias", torch.zeros(len(self.labels)))
 
     # ------------------------------------------------------------- reference
     @property
@@ -184,13 +185,27 @@ class ClassifierHead(Head):
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         # models saved before the reference existed have none: they keep the neutral one
         own = self.state_dict()
-        missing = {k: v for k, v in own.items() if k.startswith("ref_") and k not in state}
+        missing = {
+            k: v for k, v in own.items() if (k.startswith("ref_") or k == "logit_bias") and k not in state
+        }
         super().load_weights({**state, **missing})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.net, PlotNet):  # dense small convolutions run faster channels-last on CPUs too
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self.net(x) + self.logit_bias.to(x.dtype)
+
+    def set_logit_bias(self, bias: Sequence[float]) -> None:
+        """Add ``bias`` to the logits from now on (a calibration fitted on out-of-fold verdicts).
+
+        Synthetic faults make problem examples more common in training than
+        in a hall; the bias, fitted after training, gives the labels back the
+        balance the labelled images have.
+        """
+        value = torch.as_tensor(list(bias), dtype=self.logit_bias.dtype, device=self.logit_bias.device)
+        if value.shape != self.logit_bias.shape:
+            raise ValueError(f"need one bias per label ({len(self.labels)}), got {tuple(value.shape)}")
+        self.logit_bias = value
 
     def cam_target_layers(self) -> list[nn.Module]:
         return [cam_layer(self.net)]
