@@ -74,7 +74,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from hydra.db.engine import session_scope
     from hydra.inference import load_model_from_db
     from hydra.ingest import ingest
-    from hydra.quality import as_rows, score, summarize
+    from hydra.quality import as_rows, ensure_problem_labels, score, summarize
     from hydra.train import TrainOptions, train
 
     data = Path(job["data"])
@@ -100,7 +100,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         engine = make_engine(cfg.database_url)
         upgrade_to_head(engine)
         ingest(plots, engine=engine, labels_csv=plots / "labels.csv")
-        _problem_labels(engine, job["plot_type"], ("Bad", "NoData"))
+        ensure_problem_labels(engine, job["plot_type"])
         opts = TrainOptions(
             job["plot_type"],
             head=job.get("head"),
@@ -134,25 +134,6 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _problem_labels(engine: Any, plot_type: str, names: tuple[str, ...]) -> None:
-    """The plot type has Good, Bad and NoData, as a hall's would (also when only Good is labelled).
-
-    An empty plot is a problem too: NoData is marked as one.
-    """
-    from hydra.db.engine import session_scope
-    from hydra.db.queries import add_label, get_plot_type, labels_of
-
-    with session_scope(engine) as session:
-        pt = get_plot_type(plot_type, session=session)
-        have = {lab.name: lab for lab in labels_of(pt.id, session=session)}
-        for name in names:
-            if name in have:
-                have[name].is_problem = True
-                session.add(have[name])
-            else:
-                add_label(pt.id, name, session=session, is_problem=True)
-
-
 def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Pooled metrics over the runs' outcomes (one seed, one size, a group of plot types)."""
     from hydra.quality import Outcome, summarize
@@ -161,6 +142,7 @@ def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = summarize(outcomes)
     out["train_seconds_max"] = max(r["train_seconds"] for r in runs)
     out["train_seconds_mean"] = round(sum(r["train_seconds"] for r in runs) / len(runs), 1)
+    out["train_seconds_median"] = sorted(r["train_seconds"] for r in runs)[len(runs) // 2]
     return out
 
 
@@ -196,6 +178,9 @@ def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 for k in kinds
             }
             worst["train_seconds_max"] = max(v["train_seconds_max"] for v in per_seed.values())
+            worst["train_seconds_median"] = sorted(v["train_seconds_median"] for v in per_seed.values())[
+                len(per_seed) // 2
+            ]
             by_size[name] = {"worst_seed": worst, "per_seed": per_seed}
         by_size["per_plot_type"] = {
             pt: {
@@ -222,7 +207,7 @@ def markdown(path: str) -> str:
     out = []
     fmt = lambda v: "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     out.append("| labels | plot types | accuracy | problem recall | Good false alarm | confirmed | ROC AUC "
-               "| Grad-CAM pointing | training s (max) |")  # fmt: skip
+               "| Grad-CAM pointing | training s (median, max) |")  # fmt: skip
     out.append("|---|---|---|---|---|---|---|---|---|")
     for size, groups in summary.items():
         for name in ("tuned", "held_out_types", "all"):
@@ -232,7 +217,7 @@ def markdown(path: str) -> str:
             out.append(
                 f"| {size} | {name.replace('_', ' ')} | {fmt(w['accuracy'])} | {fmt(w['problem_recall'])} "
                 f"| {fmt(w['good_false_alarm'])} | {fmt(w['good_false_alarm_confirmed'])} | {fmt(w['roc_auc'])} "
-                f"| {fmt(w['cam_pointing'])} | {w['train_seconds_max']:.0f} |"
+                f"| {fmt(w['cam_pointing'])} | {w['train_seconds_median']:.0f}, {w['train_seconds_max']:.0f} |"
             )
     kinds = sorted({k for g in summary.values() for k in g["all"]["worst_seed"]["recall_by_fault"]})
     out += ["", "| labels | plot types | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]

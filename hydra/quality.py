@@ -143,5 +143,25 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     }
 
 
+def ensure_problem_labels(engine: Any, plot_type: str, names: Sequence[str] = ("Bad", "NoData")) -> None:
+    """Give the plot type the problem labels ``names`` (added if missing, marked as problems).
+
+    The benchmark's plot types have Good, Bad and NoData as a hall's would,
+    also when only Good images are labelled; an empty plot is a problem too.
+    """
+    from hydra.db.engine import session_scope
+    from hydra.db.queries import add_label, get_plot_type, labels_of
+
+    with session_scope(engine) as session:
+        pt = get_plot_type(plot_type, session=session)
+        have = {lab.name: lab for lab in labels_of(pt.id, session=session)}
+        for name in names:
+            if name in have:
+                have[name].is_problem = True
+                session.add(have[name])
+            else:
+                add_label(pt.id, name, session=session, is_problem=True)
+
+
 def as_rows(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
     return [asdict(o) for o in outcomes]

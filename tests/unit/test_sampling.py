@@ -107,7 +107,9 @@ def test_folds_put_every_image_in_train_once_stratified_and_seeded():
     for label, n in (("Good", 41), ("Bad", 17), ("NoData", 4)):
         sizes = Counter(m.fold for m in plan.members if m.label == label)
         assert sum(sizes.values()) == n and set(sizes) <= set(range(5))
-        assert max(sizes.values()) - min(sizes.get(f, 0) for f in range(5)) <= 1  # as even as the count allows
+        assert (
+            max(sizes.values()) - min(sizes.get(f, 0) for f in range(5)) <= 1
+        )  # as even as the count allows
     assert [(m.image_id, m.fold) for m in _plan(images, folds=5, seed=3).members] == [
         (m.image_id, m.fold) for m in plan.members
     ]

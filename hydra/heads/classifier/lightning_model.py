@@ -208,6 +208,10 @@ class ClassifierHead(Head):
         self.logit_bias = value
 
     def cam_target_layers(self) -> list[nn.Module]:
+        if isinstance(self.net, PlotNet):
+            # the last stage and the finer one at stride 4: on the real-histogram benchmark the
+            # heat map's peak fell inside the injected fault 0.84 of the time instead of 0.60
+            return [self.net.last_stage, self.net.fine_stage]
         return [cam_layer(self.net)]
 
 

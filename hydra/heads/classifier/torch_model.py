@@ -94,6 +94,11 @@ class PlotNet(nn.Module):
     def last_stage(self) -> nn.Module:
         return self.features[-1]
 
+    @property
+    def fine_stage(self) -> nn.Module:
+        """The last stage at stride 4 (a 30x40 map at 120x160): where Grad-CAM finds one bin."""
+        return self.features[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
         return self.fc(self.drop(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)))
