@@ -16,7 +16,7 @@ from .conftest import drained, good_images_done_once, measured
 
 pytestmark = pytest.mark.slow
 
-OUTAGE_S = 12
+OUTAGE_S = 30  # as long as the hall's database may be away in a restart
 RECOVERY_S = 60
 
 
