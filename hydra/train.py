@@ -45,6 +45,8 @@ from hydra.data.sampling import SamplingError, TrainingPlan, plan_training_set
 from hydra.db.engine import session_scope
 from hydra.db.queries import activate_model, get_model, get_plot_type, labels_of
 
+DEFAULT_EPOCHS = 30
+
 
 class TrainError(ValueError):
     """Training cannot start or finish as asked; the message says what to change."""
@@ -59,7 +61,7 @@ class TrainOptions:
     config: str | None = None
     sampling: str = "all"
     max_images: int | None = None
-    epochs: int | None = None  # None: the preset's max_epochs_hint, else 30
+    epochs: int | None = None  # None: the preset's max_epochs_hint, else DEFAULT_EPOCHS
     folds: int = 3
     parent: int | None = None
     activate: bool = False
@@ -76,7 +78,7 @@ class TrainOptions:
     train_labels: list[str] | None = None
     workers: int = 0
     progress: bool = True
-    threads: int | None = None  # torch CPU threads; None: the idle cores (see cpu_threads)
+    threads: int | None = None  # torch CPU threads; None: the cores this process may use (see cpu_threads)
 
 
 @dataclass
@@ -108,6 +110,8 @@ class _Context:
     plan: TrainingPlan
     parent: Any = None
     folds: int = 0
+    head_name: str = ""  # resolved once: the preset's head and its arguments (None: the parent)
+    head_kwargs: dict[str, Any] | None = None
 
 
 def _gpu_available() -> bool:
@@ -117,17 +121,18 @@ def _gpu_available() -> bool:
 
 
 def cpu_threads(requested: int | None = None) -> int:
-    """Torch CPU threads for a training: ``requested``, else the cores not already busy.
+    """Torch CPU threads for a training: ``requested``, else the cores this process may use.
 
-    On a shared machine, more threads than idle cores make every thread wait
-    for the slowest one at each step (a 2-thread training ran several times
-    slower than a 1-thread one on 2 busy cores), so the default is the cores
-    this process may use minus the 1-minute load average, at least 1.
+    The count changes the order of floating-point sums, so it changes the
+    weights: the default depends on the machine, never on its load, so the
+    same command gives the same weights. On a shared, busy machine more
+    threads than idle cores make every thread wait for the slowest one (a
+    2-thread training ran several times slower than a 1-thread one on 2 busy
+    cores): pass ``--threads`` there.
     """
     if requested is not None:
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, cores - round(os.getloadavg()[0])))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextmanager
@@ -176,8 +181,8 @@ def resolve_head(opts: TrainOptions, labels: list[str], problem: list[str]) -> t
         if "__init__" in klass.__dict__:
             accepted |= set(inspect.signature(klass.__dict__["__init__"]).parameters)
     kwargs.update(labels=labels, problem_labels=[p for p in problem if p in labels])
-    if "max_epochs_hint" in accepted and opts.epochs is not None:
-        kwargs["max_epochs_hint"] = opts.epochs
+    if "max_epochs_hint" in accepted:
+        kwargs["max_epochs_hint"] = opts.epochs or kwargs.get("max_epochs_hint") or DEFAULT_EPOCHS
     return name, kwargs
 
 
@@ -238,7 +243,15 @@ def _prepare(opts: TrainOptions, engine: Engine) -> _Context:
     return _Context(pt.id, list(pt.mask or []), labels, problem, plan, parent, folds)
 
 
-def _dataset(ctx: _Context, head: Any) -> tuple[Any, dict[int, int]]:
+def _input_shape(ctx: _Context) -> tuple[tuple[int, int], int]:
+    """(height, width) and channels of the heads this training builds, without building one when known."""
+    if ctx.head_kwargs is None:
+        return (int(ctx.parent.input_height), int(ctx.parent.input_width)), int(ctx.parent.channels)
+    probe = _new_head(ctx)  # the constructor's defaults decide what the preset leaves out
+    return probe.input_size, probe.channels
+
+
+def _dataset(ctx: _Context, input_size: tuple[int, int], channels: int) -> tuple[Any, dict[int, int]]:
     """One dataset over every distinct image of the plan (decoded once, shared by all fits).
 
     Returns it and the dataset index of each image id.
@@ -251,7 +264,7 @@ def _dataset(ctx: _Context, head: Any) -> tuple[Any, dict[int, int]]:
         if m.image_id not in where:
             where[m.image_id] = len(items)
             items.append(DatasetItem(m.path, index[m.label], m.weight, m.image_id))
-    return PlotImageDataset(items, head.input_size, head.channels, ctx.mask), where
+    return PlotImageDataset(items, input_size, channels, ctx.mask), where
 
 
 def _loader(base: Any, where: dict[int, int], members: list[Any], opts: TrainOptions, train: bool, seed: int):
@@ -408,12 +421,18 @@ def _final_dir(models_dir: Path, model_id: int) -> Path:
     return final if not final.exists() else models_dir / f"{model_id}-{uuid.uuid4().hex[:8]}"
 
 
-def _preset_epochs(opts: TrainOptions, ctx: _Context) -> int:
-    """The epochs a preset asks for (its ``max_epochs_hint``), else 30."""
+def _resolve(ctx: _Context, opts: TrainOptions) -> TrainOptions:
+    """Resolve the head once (preset or parent) into ``ctx``; the options with their epochs settled.
+
+    Epochs: ``--epochs``, else the preset's (or the parent's) ``max_epochs_hint``, else 30.
+    """
     if ctx.parent is not None:
-        return int(ctx.parent.config.get("hparams", {}).get("max_epochs_hint") or 30)
-    _, kwargs = resolve_head(replace(opts, epochs=None), ctx.labels, ctx.problem_labels)
-    return int(kwargs.get("max_epochs_hint") or 30)
+        ctx.head_name, ctx.head_kwargs = ctx.parent.head, None
+        hint = (ctx.parent.config or {}).get("hparams", {}).get("max_epochs_hint")
+    else:
+        ctx.head_name, ctx.head_kwargs = resolve_head(opts, ctx.labels, ctx.problem_labels)
+        hint = ctx.head_kwargs.get("max_epochs_hint")
+    return replace(opts, epochs=opts.epochs or hint or DEFAULT_EPOCHS)
 
 
 def fit_logit_bias(
@@ -452,16 +471,15 @@ def apply_logit_bias(weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _new_head(ctx: _Context, opts: TrainOptions) -> tuple[str, Any]:
-    """A fresh head from the preset, or the parent model to fine-tune."""
+def _new_head(ctx: _Context) -> Any:
+    """A fresh head of the resolved preset, or the parent model to fine-tune."""
     from hydra.heads import create_head, load_model
 
-    if ctx.parent is not None:
+    if ctx.head_kwargs is None:
         head = load_model(ctx.parent.path)
         head.train()
-        return ctx.parent.head, head
-    name, kwargs = resolve_head(opts, ctx.labels, ctx.problem_labels)
-    return name, create_head(name, **kwargs)
+        return head
+    return create_head(ctx.head_name, **ctx.head_kwargs)
 
 
 class _Fits:
@@ -513,7 +531,7 @@ def _fit_one(ctx, opts, fits, members, val, base, where, seed, what):  # noqa: A
     import pytorch_lightning as pl
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    head_name, head = _new_head(ctx, opts)
+    head_name, head = ctx.head_name, _new_head(ctx)
     train_dl = _loader(base, where, members, opts, True, seed)
     val_dl = _loader(base, where, val, opts, False, seed) if val else None
     with tempfile.TemporaryDirectory(prefix="hydra-train-") as work:
@@ -567,14 +585,11 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
         raise TrainError(f"--folds must be 0 (a fixed split) or at least 2, got {opts.folds}")
     started = time.perf_counter()
     ctx = _prepare(opts, engine)
-    if opts.epochs is None:
-        opts = replace(opts, epochs=_preset_epochs(opts, ctx))
+    opts = _resolve(ctx, opts)
     models_dir = cfg.path("models")
     models_dir.mkdir(parents=True, exist_ok=True)
     tmp = models_dir / f".tmp-{uuid.uuid4().hex}"
-    _, probe = _new_head(ctx, opts)
-    base, where = _dataset(ctx, probe)
-    del probe
+    base, where = _dataset(ctx, *_input_shape(ctx))
     splits = ctx.plan.splits
     try:
         with _Fits(opts, (ctx.folds or 0) + 1) as fits:

@@ -92,7 +92,10 @@ def train(
         help="Cross-validation folds for thresholds and the report (0: a fixed test split).",
     ),
     threads: int = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch (default: the cores that are free now)."
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads for torch (default: this machine's cores; the count changes the weights).",
     ),
     batch_size: int = typer.Option(
         None, "--batch-size", min=1, help="Default: 16 below 500 images, else 32."

@@ -132,6 +132,8 @@ def examine(
         content_hash=digest,
         attempt=attempt,
         times={"file": st.st_mtime, "seen": seen, "feed0": t0, "feed1": now},
+        image_width=img.size[0],
+        image_height=img.size[1],
     )
 
 

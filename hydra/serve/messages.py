@@ -66,6 +66,8 @@ class InferenceOrder:
     attempt: int = 1
     times: dict[str, float] = field(default_factory=dict)
     instance: str = ""
+    image_width: int = 0  # the file's own size (0: unknown), for the heat map
+    image_height: int = 0
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Report:
     times: dict[str, float] = field(default_factory=dict)
     heatmap: np.ndarray | None = None
     instance: str = ""
+    image_width: int = 0
+    image_height: int = 0
 
 
 @dataclass

@@ -262,6 +262,8 @@ class Worker:
                     times=times,
                     heatmap=cams.get(i),
                     instance=o.instance,
+                    image_width=o.image_width,
+                    image_height=o.image_height,
                 )
             )
         return reports

@@ -233,8 +233,9 @@ class Store:
         """Write the Grad-CAM map as a single-channel PNG at the original image's size; its path.
 
         The worker's map is at the model's input size (e.g. 120x160, or a
-        squashed 299x299); it is stretched back to the file's own size (read
-        from its header), so the pages blend it once, pixel for pixel.
+        squashed 299x299); it is stretched back to the file's own size (which
+        the Feeder read when it decoded the file and the report carries), so
+        the pages blend it once, pixel for pixel.
         """
         from PIL import Image
 
@@ -248,13 +249,9 @@ class Store:
         heat = np.ascontiguousarray(r.heatmap)
         if heat.ndim == 3 and heat.shape[2] == 1:
             heat = heat[:, :, 0]
-        try:
-            with Image.open(r.path) as src:  # the header only
-                size = src.size
-        except OSError:
-            size = None
+        size = (r.image_width, r.image_height)
         out = Image.fromarray(heat)
-        if heat.ndim == 2 and size and size != out.size and size[0] * size[1] <= 64_000_000:
+        if heat.ndim == 2 and min(size) > 0 and size != out.size and size[0] * size[1] <= 64_000_000:
             out = out.resize(size, Image.Resampling.BILINEAR)
         out.save(path, compress_level=1)
         return str(path)

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 from sqlmodel import select
 
 from hydra.data.synthetic import write_plot
@@ -126,6 +127,9 @@ def test_every_image_gets_one_result_or_one_error(backend, policy, deployment_fa
             assert not any(i.confirmed for i in inferences) and len(kept) == len(names)
             assert len(heat) == len(names)
         assert all(Path(i.heatmap_path).is_file() for i in heat)
+        for i in heat[:5]:  # stored at the file's own size (which the Feeder read), blended once by the pages
+            with PILImage.open(i.heatmap_path) as hm, PILImage.open(i.path) as src:
+                assert hm.size == src.size, (i.heatmap_path, hm.size, src.size)
         assert all(str(dep.dir("kept")) in i.path for i in kept)
         out = subprocess.run(
             [sys.executable, "-m", "hydra.cli", "results", "--json", "--plot-type", PLOT, "--since", "1h"],

@@ -51,6 +51,7 @@ def test_a_good_image_becomes_a_masked_resized_order(world):
     msg = examine(write(cfg, "fcal-000012_0003.png", data.getvalue()), cfg, catalog, seen=1.0)
     assert isinstance(msg, InferenceOrder)
     assert msg.pixels.shape == (12, 16, 3) and msg.pixels.dtype == np.uint8
+    assert (msg.image_width, msg.image_height) == (64, 48)  # the file's own size, for the heat map
     assert (msg.pixels == 0).all()  # left half masked with the canvas colour, the right half empty
     assert (msg.run, msg.chunk, msg.plot_type) == (12, 3, "fcal")
     assert {"file", "seen", "feed0", "feed1"} <= set(msg.times)

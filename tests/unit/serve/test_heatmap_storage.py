@@ -12,7 +12,7 @@ from tests.unit.serve.test_store import make_report, setup
 def test_heat_map_is_single_channel_and_scaled_to_the_source(engine, tmp_path):
     cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
     r = make_report(cfg, "fcal-000007_0003.png", pt_id, model_id, label="Bad", heat=True)
-    PILImage.new("RGB", (320, 240), "white").save(r.path)  # the original plot, larger than the model input
+    r.image_width, r.image_height = 320, 240  # the original plot (the Feeder's), larger than the model input
     cam = np.zeros((8, 8), np.float32)
     cam[2:4, 5:7] = 1.0  # a hot spot up and to the right
     r.heatmap = heat_map(cam)[:, :, None]
