@@ -20,8 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -180,6 +181,26 @@ class Head(pl.LightningModule):
             return batch["images"], batch["targets"], batch.get("weights")
         images, targets, *rest = batch
         return images, targets, (rest[0] if rest else None)
+
+    @classmethod
+    def distinct_images(cls, batches: Any) -> Iterator[tuple[torch.Tensor, int]]:
+        """Every (image, label index) of training batches once: oversampled copies are skipped."""
+        seen: set[bytes] = set()
+        for batch in batches:
+            images, targets, _ = cls.unpack(batch)
+            for img, t in zip(images, targets.tolist()):
+                digest = hashlib.blake2b(img.cpu().numpy().tobytes(), digest_size=16).digest()
+                if digest not in seen:
+                    seen.add(digest)
+                    yield img, int(t)
+
+    def good_index_for(self, preferred: str) -> int | None:
+        """The index of the label meaning "nothing wrong": ``preferred``, else the first
+        label that is not a problem; None when every label is a problem."""
+        if preferred in self._labels:
+            return self._labels.index(preferred)
+        others = [i for i, lab in enumerate(self._labels) if lab not in self._problem_labels]
+        return others[0] if others else None
 
     @staticmethod
     def weighted_mean(values: torch.Tensor, sample_weights: torch.Tensor | None) -> torch.Tensor:

@@ -10,7 +10,6 @@ well as from the labelled Bad ones.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -87,10 +86,7 @@ class ClassifierHead(Head):
             self.net = self.net.to(memory_format=torch.channels_last)
         if weights_file:
             load_init_weights(self.net, weights_file)
-        others = [x for x in self.labels if x not in self.problem_labels]
-        self.good_index = self.labels.index(
-            good_label if good_label in self.labels else (others or self.labels)[0]
-        )
+        self.good_index = self.good_index_for(good_label) or 0
         h, w = self.input_size
         self.register_buffer("ref_median", torch.full((channels, h, w), 0.5))
         self.register_buffer("ref_scale", torch.ones(channels, h, w))
@@ -119,17 +115,7 @@ class ClassifierHead(Head):
         """
         if not self.uses_reference:
             return 0
-        seen: set[bytes] = set()
-        goods = []
-        for batch in batches:
-            images, targets, _ = self.unpack(batch)
-            for img, t in zip(images, targets.tolist()):
-                if t != self.good_index:
-                    continue
-                key = hashlib.blake2b(img.cpu().numpy().tobytes(), digest_size=16).digest()
-                if key not in seen:
-                    seen.add(key)
-                    goods.append(img.cpu())
+        goods = [img.cpu() for img, t in self.distinct_images(batches) if t == self.good_index]
         if not goods:
             return 0
         x = self.to_unit(torch.stack(goods))
@@ -213,12 +199,3 @@ class ClassifierHead(Head):
             # heat map's peak fell inside the injected fault 0.84 of the time instead of 0.60
             return [self.net.last_stage, self.net.fine_stage]
         return [cam_layer(self.net)]
-
-
-def _median_and_spread(
-    x: torch.Tensor, floor: float, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel median of N×C×H×W images and their spread (1.4826 MAD, at least ``floor``)."""
-    median = x.median(dim=0).values
-    spread = (x - median).abs().median(dim=0).values * 1.4826
-    return median.to(device), spread.clamp_min(floor).to(device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -87,12 +86,10 @@ class SiameseHead(Head):
             max_epochs_hint=max_epochs_hint,
             jitter=jitter,
         )
-        if good_label not in self.labels:
-            others = [x for x in self.labels if x not in self.problem_labels]
-            if not others:
-                raise ValueError(f"good_label {good_label!r} is not among the labels {self.labels}")
-            good_label = others[0]
-        self.good_index = self.labels.index(good_label)
+        good_index = self.good_index_for(good_label)
+        if good_index is None:
+            raise ValueError(f"good_label {good_label!r} is not among the labels {self.labels}")
+        self.good_index = good_index
         self.net = EmbeddingNet(channels, width, embed_dim)
         grid = [s for s in self.input_size]
         for _ in range(4):
@@ -181,20 +178,13 @@ class SiameseHead(Head):
         was_training = self.training
         self.eval()
         gen = torch.Generator().manual_seed(seed)
-        seen: set[str] = set()
         good_imgs, other_emb, other_idx = [], [], []
-        for batch in batches:
-            images, targets, _ = self.unpack(batch)
-            for img, t in zip(images, targets.tolist()):
-                digest = hashlib.blake2b(img.cpu().numpy().tobytes(), digest_size=16).hexdigest()
-                if digest in seen:
-                    continue
-                seen.add(digest)
-                if t == self.good_index:
-                    good_imgs.append(img.cpu())
-                else:
-                    other_emb.append(self.net(self.preprocess(img[None].to(self.device))))
-                    other_idx.append(t)
+        for img, t in self.distinct_images(batches):
+            if t == self.good_index:
+                good_imgs.append(img.cpu())
+            else:
+                other_emb.append(self.net(self.preprocess(img[None].to(self.device))))
+                other_idx.append(t)
         if len(good_imgs) < 2:
             raise ValueError(f"the reference bank needs at least 2 Good images, got {len(good_imgs)}")
         pick = torch.randperm(len(good_imgs), generator=gen)[: self.hparams.bank_size]
