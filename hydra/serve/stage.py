@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ log = logging.getLogger("hydra.serve")
 HEARTBEAT_S = 5.0
 PARENT_ENV = "HYDRA_SERVE_PARENT"  # set by the supervisor for its stages: the pid they must not outlive
 PEER_TIMEOUT_S = 20
+ORPHAN_GRACE_S = 12.0  # a stage whose supervisor died stops within this, cleanly or not
+EXIT_ORPHANED = 70
 
 
 @dataclass(frozen=True)
@@ -85,17 +88,27 @@ class StopFlag:
     changes when the parent dies, to 1 or a subreaper. Only a stage that the
     supervisor started (``HYDRA_SERVE_PARENT`` names its parent) watches; one
     started by hand from a shell may outlive that shell.
+
+    :meth:`install` also starts a watcher thread for such a stage, because
+    nobody is left to escalate once the supervisor is gone: the stage gets
+    ``ORPHAN_GRACE_S`` to stop cleanly (the Keeper's last commit), then the
+    watcher writes every thread's traceback to the log and ends the process.
+    Nothing is lost: an image whose row was not committed stays in the input
+    directory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float | None = None) -> None:
         self.stopped = False
         self.signal: int | None = None
+        self.grace_s = ORPHAN_GRACE_S if grace_s is None else grace_s
         parent = os.getppid()
         self.parent = parent if os.environ.get(PARENT_ENV) == str(parent) else None
 
     def install(self) -> StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
+        if self.parent is not None:
+            threading.Thread(target=self._watch_parent, name="parent-watch", daemon=True).start()
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:
@@ -105,8 +118,22 @@ class StopFlag:
     def set(self) -> None:
         self.stopped = True
 
+    def orphaned(self) -> bool:
+        return self.parent is not None and os.getppid() != self.parent
+
+    def _watch_parent(self) -> None:  # pragma: no cover - runs in a stage process
+        while not self.orphaned():
+            time.sleep(0.25)
+        self.stopped = True
+        time.sleep(self.grace_s)
+        log.error("the parent process %d is gone and this stage did not stop in %.0f s; exiting",
+                  self.parent, self.grace_s)  # fmt: skip
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(all_threads=True)
+        os._exit(EXIT_ORPHANED)
+
     def __bool__(self) -> bool:
-        if not self.stopped and self.parent is not None and os.getppid() != self.parent:
+        if not self.stopped and self.orphaned():
             log.warning("the parent process %d is gone; stopping", self.parent)
             self.stopped = True
         return self.stopped

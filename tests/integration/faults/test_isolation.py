@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from hydra.serve.stage import ORPHAN_GRACE_S
 from tests.integration.serve.conftest import HYDRA_SERVE, ROOT, Serve, add_model, wait_until
 from tests.integration.serve.test_end_to_end import PLOT, drop_plots
 
@@ -72,9 +73,16 @@ def test_two_homes_never_meet_a_home_is_served_once_and_no_stage_outlives_its_su
         assert len(children) == 4
         sb.proc.kill()
         t0 = time.monotonic()
-        wait_until(lambda: not any(alive(p) for p in children.values()), 20, what=f"orphans {children}")
+        try:  # each stage stops by itself, or its watcher ends it after ORPHAN_GRACE_S
+            wait_until(lambda: not any(alive(p) for p in children.values()), ORPHAN_GRACE_S + 15)
+        except AssertionError:
+            states = {name: alive(p) for name, p in children.items()}
+            raise AssertionError(f"orphans {states}; log:\n{sb.log.read_text()[-6000:]}") from None
         measured(
-            "kill -9 of the supervisor", stages=len(children), all_gone_s=round(time.monotonic() - t0, 1)
+            "kill -9 of the supervisor",
+            stages=len(children),
+            all_gone_s=round(time.monotonic() - t0, 1),
+            ended_by_watcher=sb.log.read_text().count("did not stop in"),
         )
         assert sa.stop() == 0
     good_images_done_once(a, names_a)

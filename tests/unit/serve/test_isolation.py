@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,48 @@ def test_a_stage_stops_when_its_parent_is_killed(tmp_path, monkeypatch):
         while not marker.exists() and time.monotonic() < end:
             time.sleep(0.1)
         assert marker.read_text() == "stopped"
+    finally:
+        parent.kill()
+
+
+STUCK = """
+import os, sys, time
+from hydra.serve.stage import StopFlag
+flag = StopFlag(grace_s=1.0).install()
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(600)  # a stage stuck where it never looks at the flag
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_stage_stuck_after_its_parent_died_is_ended_with_its_tracebacks(tmp_path):
+    pid_file, err = tmp_path / "pid", tmp_path / "stderr"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import os, subprocess, sys, time\n"
+         "env = dict(os.environ, HYDRA_SERVE_PARENT=str(os.getpid()))\n"
+         f"subprocess.Popen([sys.executable, '-c', {STUCK!r}, {str(pid_file)!r}], env=env,"
+         f" stderr=open({str(err)!r}, 'w'))\ntime.sleep(120)"],
+    )  # fmt: skip
+    try:
+        end = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < end:
+            time.sleep(0.1)
+        pid = int(pid_file.read_text())
+        parent.kill()
+        parent.wait()
+        end = time.monotonic() + 15
+        while running(pid) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not running(pid), "the stuck stage outlived its parent"
+        text = err.read_text()
+        assert "is gone and this stage did not stop in 1 s; exiting" in text, text
+        assert '"<string>", line 6 in <module>' in text, text  # the traceback shows where it was stuck
     finally:
         parent.kill()
 
