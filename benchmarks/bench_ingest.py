@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from hydra.data.naming import make_name
 from hydra.db import make_engine, upgrade_to_head
-from hydra.ingest import ingest
+from hydra.services.ingest import ingest
 
 
 def _plot(rng: np.random.Generator) -> Image.Image:

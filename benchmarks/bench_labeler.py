@@ -53,7 +53,7 @@ from hydra.data.images import source_key
 from hydra.db import make_engine, session_scope, upgrade_to_head
 from hydra.db.models import Image, ImageLabel, Inference, Model, utcnow
 from hydra.db.queries import create_plot_type, labels_of
-from hydra.labeling import count_unlabeled, next_page, with_suggestions
+from hydra.services.labeling import count_unlabeled, next_page, with_suggestions
 
 PLOT = "CDC_occupancy"
 PER_PAGE = 48

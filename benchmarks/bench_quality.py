@@ -2,7 +2,7 @@
 
 For every plot type, training set size and seed: a fresh HYDRA_HOME, the
 training images ingested with their labels, ``hydra train``'s code path
-(:func:`hydra.train.train`, the preset the CLI picks unless ``--config`` or
+(:func:`hydra.services.training.train`, the preset the CLI picks unless ``--config`` or
 ``--head`` says otherwise), then the held-out images scored through
 ``hydra predict``'s code path (:mod:`hydra.quality`). Prints one JSON line
 per run and a final JSON summary: accuracy, problem recall, Good false
@@ -73,9 +73,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from hydra.db import make_engine, upgrade_to_head
     from hydra.db.engine import session_scope
     from hydra.inference import load_model_from_db
-    from hydra.ingest import ingest
     from hydra.quality import as_rows, ensure_problem_labels, score, summarize
-    from hydra.train import TrainOptions, train
+    from hydra.services.ingest import ingest
+    from hydra.services.training import TrainOptions, train
 
     data = Path(job["data"])
     records = [r for r in read_truth(data) if r.plot_type == job["plot_type"]]

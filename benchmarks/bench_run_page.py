@@ -24,8 +24,8 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from hydra.db import make_engine, session_scope, upgrade_to_head
-from hydra.db import pages as q
 from hydra.db.models import Image, Inference, Label, Model, PlotType, RunTime, utcnow
+from hydra.services import run as q
 
 LABELS = (("Good", "#2ca02c", False), ("Bad", "#d62728", True), ("NoData", "#7f7f7f", False))
 

@@ -60,7 +60,7 @@ def bench_plot_type(plot_type: str, args: argparse.Namespace) -> dict:
     from hydra.config import load_config
     from hydra.data.synthetic import generate
     from hydra.db import make_engine, upgrade_to_head
-    from hydra.ingest import ingest
+    from hydra.services.ingest import ingest
 
     with tempfile.TemporaryDirectory(prefix="hydra-bench-train-") as tmp:
         home = Path(tmp) / "home"

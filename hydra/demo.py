@@ -134,8 +134,8 @@ def _train_all(cfg: HydraConfig, engine: Engine, opts: DemoOptions) -> None:
     from hydra.data.synthetic import generate
     from hydra.db.engine import session_scope
     from hydra.db.queries import create_plot_type, plot_types_by_name
-    from hydra.ingest import ingest
-    from hydra.train import TrainOptions, train
+    from hydra.services.ingest import ingest
+    from hydra.services.training import TrainOptions, train
 
     todo = [p for p in (*CLASSIFIED, GOOD_ONLY) if _needs_model(engine, p)]
     if not todo:

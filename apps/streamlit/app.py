@@ -2,7 +2,7 @@
 
 It sets the page up, checks the database, draws the sidebar (deployment name,
 login, serve health) and runs the chosen page through ``st.navigation``.
-Pages are scripts under ``pages/``; only the files that exist are listed,
+Pages are scripts under ``views/``; only the files that exist are listed,
 so the shift-crew pages work before the expert pages are written.
 """
 
@@ -37,9 +37,9 @@ def navigation() -> tuple[st.navigation, str]:
     sections: dict[str, list] = {}
     files: dict[str, str] = {}
     for file, title, icon, section in PAGES:
-        if not (HERE / "pages" / file).is_file():
+        if not (HERE / "views" / file).is_file():
             continue
-        page = st.Page(f"pages/{file}", title=title, icon=icon, default=file == "run.py")
+        page = st.Page(f"views/{file}", title=title, icon=icon, default=file == "run.py")
         sections.setdefault(section, []).append(page)
         files[page.url_path] = file
     nav = st.navigation(sections)

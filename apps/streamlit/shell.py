@@ -65,8 +65,8 @@ from hydra.config import ConfigError, HydraConfig, load_config
 from hydra.db.engine import get_engine, session_scope
 from hydra.db.migrate import current_revision
 from hydra.db.models import User, utcnow
-from hydra.db.pages import heartbeats
 from hydra.serve.conditions import CommandCondition, Condition
+from hydra.services.run import heartbeats
 
 T = TypeVar("T")
 USER_KEY = "hydra_user_id"

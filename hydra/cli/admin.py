@@ -133,9 +133,9 @@ def plot_type_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
 
 
 def _plot_type_change(action, *args, done, **kwargs) -> None:
-    """Run a plot-type change of ``hydra.admin`` as the host's operator; errors become messages."""
-    from hydra import admin
+    """Run a plot-type change of ``hydra.services.admin`` as the host's operator; errors become messages."""
     from hydra.db.engine import session_scope
+    from hydra.services import admin
 
     cfg = get_config(kwargs.pop("config", None))
     try:
@@ -157,7 +157,7 @@ def plot_type_rename(
 
     Example: hydra plot-type rename FCAL_Occupancy fcal_occupancy_v2
     """
-    from hydra import admin
+    from hydra.services import admin
 
     _plot_type_change(admin.rename_plot_type, name, new_name, config=config,
                       done=lambda pt: f"[green]renamed[/] {name} to {pt.name}")  # fmt: skip
@@ -175,7 +175,7 @@ def plot_type_merge(
 
     Example: hydra plot-type merge FCAL_occupancy fcal_occupancy
     """
-    from hydra import admin
+    from hydra.services import admin
 
     _plot_type_change(admin.merge_plot_types, source, target, config=config,
                       done=lambda moved: f"[green]merged[/] {source} into {target}: moved {moved}")  # fmt: skip
@@ -191,7 +191,7 @@ def plot_type_hide(
 
     Example: hydra plot-type hide tof_rates   (and: hydra plot-type hide tof_rates --show)
     """
-    from hydra import admin
+    from hydra.services import admin
 
     _plot_type_change(admin.hide_plot_type, name, not show, config=config,
                       done=lambda pt: f"{pt.name} is {'hidden' if pt.hidden else 'shown'} on the Run page")  # fmt: skip
@@ -209,7 +209,7 @@ def plot_type_delete(
 
     Example: hydra plot-type delete FCAL_Occupancy
     """
-    from hydra import admin
+    from hydra.services import admin
 
     _plot_type_change(admin.delete_plot_type, name, purge=purge, config=config,
                       done=lambda gone: f"[green]deleted[/] {name} ({gone})")  # fmt: skip
@@ -295,8 +295,8 @@ def user_role(
 
     Example: hydra user role alice expert
     """
-    from hydra import admin
     from hydra.db.engine import session_scope
+    from hydra.services import admin
 
     cfg = get_config(config)
     try:

@@ -32,8 +32,8 @@ def ingest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from sqlalchemy.exc import SQLAlchemyError
 
-    from hydra.ingest import IngestError
-    from hydra.ingest import ingest as run_ingest
+    from hydra.services.ingest import IngestError
+    from hydra.services.ingest import ingest as run_ingest
 
     cfg = get_config(config)
     columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -118,8 +118,8 @@ def train(
     Example: hydra train cdc_occupancy --sampling undersample --epochs 20 --activate
     """
     from hydra.db.queries import NotFoundError
-    from hydra.train import TrainError, TrainOptions
-    from hydra.train import train as run_train
+    from hydra.services.training import TrainError, TrainOptions
+    from hydra.services.training import train as run_train
 
     cfg = get_config(deployment)
     devices_arg: str | int = int(devices) if devices.isdigit() else devices

@@ -129,7 +129,7 @@ def test_editor_relabels_one_image(page, app_server, db):
     ids = add_images(db, app_server.seeded.home, "BCAL_energy", 3, "edit")
     with session_scope(db) as s:
         from hydra.auth import get_user
-        from hydra.labeling import apply_labels
+        from hydra.services.labeling import apply_labels
 
         pt_id = app_server.seeded.plot_types["BCAL_energy"]
         good = next(lb.id for lb in labels_of(pt_id, session=s) if lb.name == "Good")

@@ -8,7 +8,7 @@ APP = str(Path(__file__).resolve().parents[2] / "apps" / "streamlit" / "app.py")
 
 
 def open_page(page: str, user_id: int | None = None, **state):
-    """Run the app on ``page`` (e.g. ``pages/labeler.py``) with a logged-in user and session state."""
+    """Run the app on ``page`` (e.g. ``views/labeler.py``) with a logged-in user and session state."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=60)

@@ -27,9 +27,9 @@ def test_a_slice_of_the_benchmark_finds_every_fault_kind(hydra_home, tmp_path):
     from hydra.db import make_engine
     from hydra.db.engine import session_scope
     from hydra.inference import load_model_from_db
-    from hydra.ingest import ingest
     from hydra.quality import ensure_problem_labels, score, summarize
-    from hydra.train import TrainOptions, train
+    from hydra.services.ingest import ingest
+    from hydra.services.training import TrainOptions, train
 
     data = tmp_path / "plots"
     records = generate(data, plot_types=[PLOT_TYPE], images=TRAIN + 160, seed=11, workers=2)

@@ -38,7 +38,7 @@ def trained(hydra_home, tmp_path):
     from hydra.config import load_config
     from hydra.data.synthetic import generate
     from hydra.db import make_engine
-    from hydra.ingest import ingest
+    from hydra.services.ingest import ingest
 
     cfg = load_config()
     engine = make_engine(cfg.database_url)
@@ -106,7 +106,7 @@ def _serving_path_agrees(model, paths: list[str], tmp_path) -> None:
     from hydra.cli import app
     from hydra.data.datasets import DatasetItem, PlotImageDataset
     from hydra.data.sampling import Member
-    from hydra.train import evaluate
+    from hydra.services.training import evaluate
 
     base = PlotImageDataset([DatasetItem(p, 0) for p in paths], (model.input_height, model.input_width))
     members = [Member(i, "Good", "train", path=p) for i, p in enumerate(paths)]
@@ -135,7 +135,7 @@ def test_too_few_labelled_images_fails_naming_counts(hydra_home, tmp_path):
     from hydra.config import load_config
     from hydra.data.synthetic import generate
     from hydra.db import make_engine
-    from hydra.ingest import ingest
+    from hydra.services.ingest import ingest
 
     engine = make_engine(load_config().database_url)
     labels = generate(tmp_path / "few", plot_types=["bcal_timing"], images=12, seed=5, fault_rate=0.25)
@@ -155,7 +155,7 @@ def test_too_few_labelled_images_fails_naming_counts(hydra_home, tmp_path):
 def test_torch_threads_default_to_the_machines_cores_and_are_restored_after():
     import torch
 
-    from hydra.train import cpu_threads, torch_threads
+    from hydra.services.training import cpu_threads, torch_threads
 
     assert cpu_threads(3) == 3
     assert 1 <= cpu_threads() <= len(os.sched_getaffinity(0))
@@ -170,7 +170,7 @@ def test_torch_threads_default_to_the_machines_cores_and_are_restored_after():
 def test_zero_threads_is_refused_before_any_work(hydra_home):
     from hydra.config import load_config
     from hydra.db import make_engine
-    from hydra.train import TrainError, TrainOptions, train
+    from hydra.services.training import TrainError, TrainOptions, train
 
     cfg = load_config()
     engine = make_engine(cfg.database_url)
@@ -183,7 +183,7 @@ def _ingest_synthetic(tmp_path, plot_type: str, images: int, seed: int, keep=Non
     from hydra.config import load_config
     from hydra.data.synthetic import generate
     from hydra.db import make_engine
-    from hydra.ingest import ingest
+    from hydra.services.ingest import ingest
 
     cfg = load_config()
     engine = make_engine(cfg.database_url)
@@ -197,7 +197,7 @@ def _ingest_synthetic(tmp_path, plot_type: str, images: int, seed: int, keep=Non
 
 @pytest.mark.slow
 def test_the_same_seed_gives_the_same_weights_and_another_seed_others(hydra_home, tmp_path):
-    from hydra.train import TrainOptions, train
+    from hydra.services.training import TrainOptions, train
 
     cfg, engine = _ingest_synthetic(tmp_path, "bcal_timing", 40, seed=3)
     runs = [
@@ -221,7 +221,7 @@ def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home,
     from hydra.db.engine import session_scope
     from hydra.db.queries import get_plot_type, labels_of
     from hydra.inference import LoadedModel, predict_batch
-    from hydra.train import TrainOptions, train
+    from hydra.services.training import TrainOptions, train
 
     cfg, engine = _ingest_synthetic(tmp_path, "fcal_occupancy", 60, seed=4, keep=lambda lab: lab == "Good")
     with session_scope(engine) as s:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from PIL import Image as PILImage
 
-from hydra import admin
 from hydra.auth import PermissionDenied, can, create_user, get_user
 from hydra.db import session_scope
 from hydra.db.models import Model, PlotType
 from hydra.db.queries import active_model, create_plot_type, labels_of
+from hydra.services import admin
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from hydra.heads import create_head
-from hydra.train import apply_logit_bias, fit_logit_bias
+from hydra.services.training import apply_logit_bias, fit_logit_bias
 
 
 def _overcalled(n: int = 100) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from sqlmodel import Session, func, select
 
 from hydra.db.models import Image, ImageLabel, Label, PlotType
-from hydra.ingest import IngestError, ingest
+from hydra.services.ingest import IngestError, ingest
 
 
 def _make_folder(root: Path, n: int = 12) -> Path:

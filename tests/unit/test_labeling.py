@@ -10,7 +10,7 @@ from hydra.auth import PermissionDenied, create_user, grant
 from hydra.db import session_scope
 from hydra.db.models import Image, ImageLabel, utcnow
 from hydra.db.queries import create_plot_type, labels_of
-from hydra.labeling import (
+from hydra.services.labeling import (
     LabelingError,
     apply_labels,
     count_unlabeled,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from hydra import library
 from hydra.auth import PermissionDenied, create_user, get_user, grant
 from hydra.db import session_scope
 from hydra.db.models import (
@@ -18,7 +17,8 @@ from hydra.db.models import (
     TrainingSetImage,
 )
 from hydra.db.queries import active_model, create_plot_type, labels_of
-from hydra.labeling import relabel
+from hydra.services import library
+from hydra.services.labeling import relabel
 
 # (human, predicted, weight of Good) for eight held-out images
 VERDICTS = [

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import pytest
 from sqlmodel import Session, select
 
-from hydra import admin, labeling, library
 from hydra.auth import PermissionDenied, create_user, grant
-from hydra.db import pages
 from hydra.db.engine import session_scope
 from hydra.db.models import Alarm, Image, Model, PlotType, Threshold, User
 from hydra.db.queries import create_plot_type, labels_of
+from hydra.services import admin, labeling, library
+from hydra.services import run as pages
 
 ROLES = ("viewer", "labeler", "expert", "admin")
 ACTIONS = ("label", "thresholds", "acknowledge", "admin")

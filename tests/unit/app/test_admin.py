@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _open(user_id: int | None, **state):
-    return open_page("pages/admin.py", user_id, **state)
+    return open_page("views/admin.py", user_id, **state)
 
 
 def test_admin_page_is_for_admins_only(seeded):
@@ -87,9 +87,9 @@ def test_rename_merge_hide_and_delete_keep_everything_consistent(seeded):
     """A plot type a misnamed file created is merged into the right one; nothing is lost or dangling."""
     from sqlmodel import func, select
 
-    from hydra import admin
     from hydra.db.models import Image, ImageLabel, Inference, Label, Permission
     from hydra.db.queries import labels_of
+    from hydra.services import admin
 
     engine, seed = seeded
     fcal = seed.plot_types["FCAL_occupancy"]

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _open(user_id: int | None, **state):
-    return open_page("pages/labeler.py", user_id, **state)
+    return open_page("views/labeler.py", user_id, **state)
 
 
 def test_labeler_needs_login(seeded):
@@ -96,9 +96,9 @@ def test_editor_relabels_and_shows_history(seeded):
 
 def test_model_verdicts_are_suggested_and_weights_settable(seeded):
     """Every kept image the model saw carries its verdict; a training weight needs the label right."""
-    from hydra import labeling
     from hydra.auth import PermissionDenied
     from hydra.db.models import Inference, User
+    from hydra.services import labeling
 
     engine, seed = seeded
     pt_id = seed.plot_types["FCAL_occupancy"]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _open(user_id: int | None, **state):
-    return open_page("pages/library.py", user_id, **state)
+    return open_page("views/library.py", user_id, **state)
 
 
 def test_library_shows_models_matrix_and_live_metrics(seeded):

@@ -8,14 +8,14 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from hydra.db import make_engine, session_scope
-from hydra.db import pages as q
+from hydra.services import run as q
 from tests.helpers.seed import prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
 
 
 def open_log() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=30).switch_page("pages/log.py").run()
+    return AppTest.from_file(APP, default_timeout=30).switch_page("views/log.py").run()
 
 
 def test_log_groups_and_exports(cloned):

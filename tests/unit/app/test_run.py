@@ -11,15 +11,15 @@ from streamlit.testing.v1 import AppTest
 
 from hydra.auth import PermissionDenied
 from hydra.db import make_engine, session_scope
-from hydra.db import pages as q
 from hydra.db.models import Alarm, RunTime
+from hydra.services import run as q
 from tests.helpers.seed import USERS, prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
 
 
 def open_run(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30).switch_page("pages/run.py")
+    at = AppTest.from_file(APP, default_timeout=30).switch_page("views/run.py")
     for key, value in state.items():
         at.session_state[key] = value
     return at.run()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hydra.db import pages as q
 from hydra.db import session_scope
+from hydra.services import run as q
 from tests.helpers.seed import STAGE_MS, prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
@@ -27,7 +27,7 @@ def seeded(tmp_path_factory):
 
 def test_status_page_shows_timings_rate_and_errors(seeded, monkeypatch):
     monkeypatch.setenv("HYDRA_HOME", str(seeded.home))
-    at = AppTest.from_file(APP, default_timeout=30).switch_page("pages/status.py").run()
+    at = AppTest.from_file(APP, default_timeout=30).switch_page("views/status.py").run()
     assert not at.exception
     assert [m.value for m in at.metric][0] == str(seeded.inferences)
     assert at.metric[2].value == "3"
@@ -42,7 +42,7 @@ def test_status_page_shows_timings_rate_and_errors(seeded, monkeypatch):
 def test_status_page_on_a_fresh_database(tmp_path, monkeypatch):
     prepare_home(tmp_path / "fresh", seed=False)
     monkeypatch.setenv("HYDRA_HOME", str(tmp_path / "fresh"))
-    at = AppTest.from_file(APP, default_timeout=30).switch_page("pages/status.py").run()
+    at = AppTest.from_file(APP, default_timeout=30).switch_page("views/status.py").run()
     assert not at.exception
     assert any("No inference in the last" in i.value for i in at.info)
     assert any("No error records" in s.value for s in at.success)

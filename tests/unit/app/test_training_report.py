@@ -54,7 +54,7 @@ def _open(user_id: int | None):
     if user_id is not None:
         at.session_state["hydra_user_id"] = user_id
     at.session_state["report_plot_type"] = "FCAL_occupancy"
-    at.switch_page("pages/training_report.py")
+    at.switch_page("views/training_report.py")
     return at.run()
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hydra.db import pages as q
 from hydra.db import session_scope
+from hydra.services import run as q
 from tests.helpers.seed import THRESHOLDS, prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
@@ -23,7 +23,7 @@ def seeded(tmp_path_factory):
 @pytest.fixture
 def app(seeded, monkeypatch):
     monkeypatch.setenv("HYDRA_HOME", str(seeded.home))
-    return AppTest.from_file(APP, default_timeout=30).switch_page("pages/trends.py")
+    return AppTest.from_file(APP, default_timeout=30).switch_page("views/trends.py")
 
 
 def test_trends_from_the_log_link(app, seeded):

@@ -5,7 +5,7 @@ first, and only a clean run writes, in one transaction. Running it twice adds
 nothing.
 
 Example:
-    >>> from hydra.ingest import ingest
+    >>> from hydra.services.ingest import ingest
     >>> report = ingest("plots/", engine=engine, labels_csv="plots/labels.csv")  # doctest: +SKIP
     >>> report.added, report.labeled                                             # doctest: +SKIP
     (160, 160)

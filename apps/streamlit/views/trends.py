@@ -15,8 +15,8 @@ import pandas as pd
 import shell
 import streamlit as st
 
-from hydra.db import pages as q
 from hydra.db.models import utcnow
+from hydra.services import run as q
 
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168, "30 days": 720}
 

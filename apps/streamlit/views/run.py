@@ -6,7 +6,7 @@ the header, the group summary, the alarms and the grid are one
 updates without a reload.
 
 Tiles are ordered confirmed problems first, then unconfirmed, then by group
-and name (``hydra.db.pages.frame_order``): a tile moves only when its verdict
+and name (``hydra.services.run.frame_order``): a tile moves only when its verdict
 changes its rank. Frames take their label's colour (dashed while
 unconfirmed, dotted grey without a model, faded when the plot type stopped
 arriving). Problem and unconfirmed tiles carry their Grad-CAM heat map at a
@@ -28,8 +28,8 @@ import shell
 import streamlit as st
 
 from hydra.auth import PermissionDenied
-from hydra.db import pages as q
 from hydra.db.models import utcnow
+from hydra.services import run as q
 
 cfg = shell.config()
 DEFAULT_OPACITY = 0.45

@@ -14,8 +14,8 @@ import pandas as pd
 import shell
 import streamlit as st
 
-from hydra.db import pages as q
 from hydra.db.models import utcnow
+from hydra.services import run as q
 
 PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#ff7f0e", "#17becf", "#2ca02c"]
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72}

@@ -5,7 +5,7 @@ count and the histogram of the model's output weight for its images, with the
 column label's threshold drawn in: moving a slider shows at once how many
 images it would leave unconfirmed and what precision and recall become.
 Saving needs the ``thresholds`` permission and activating a model the admin
-role; both are checked again in ``hydra.library``.
+role; both are checked again in ``hydra.services.library``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import pandas as pd  # noqa: E402
 import shell  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from hydra import library  # noqa: E402
 from hydra.auth import PermissionDenied, can  # noqa: E402
-from hydra.db import pages as q  # noqa: E402
 from hydra.db.queries import labels_of  # noqa: E402
+from hydra.services import library  # noqa: E402
+from hydra.services import run as q  # noqa: E402
 
 BINS = 20
 FLASH = "library_flash"

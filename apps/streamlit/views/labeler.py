@@ -2,7 +2,7 @@
 
 The grid (``components/labeler_grid``) paints in the browser; only Apply
 reaches the server. Its event is read from ``st.session_state`` *before* the
-grid is drawn, so one script run stores the labels (``hydra.labeling``, one
+grid is drawn, so one script run stores the labels (``hydra.services.labeling``, one
 transaction, permission checked there) and draws the next page.
 
 Each image carries the model's verdict and weight; in Label mode the verdict
@@ -22,11 +22,11 @@ import shell
 import streamlit as st
 from components.labeler_grid import labeler_grid, page_token, thumbnail_uri
 
-from hydra import labeling
 from hydra.auth import PermissionDenied, can
-from hydra.db import pages as q
 from hydra.db.models import utcnow
 from hydra.db.queries import labels_of
+from hydra.services import labeling
+from hydra.services import run as q
 
 GRID_KEY = "labeler_grid"
 WINDOWS = {"24 hours": 1, "7 days": 7, "30 days": 30, "365 days": 365, "all time": None}

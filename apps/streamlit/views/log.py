@@ -15,8 +15,8 @@ import pandas as pd
 import shell
 import streamlit as st
 
-from hydra.db import pages as q
 from hydra.db.models import utcnow
+from hydra.services import run as q
 
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168, "30 days": 720}
 THUMBS_PER_GROUP = 24
@@ -117,7 +117,7 @@ for i, ((plot_type, run_no), items) in enumerate(grouped.items()):
     if group_of.get(plot_type):
         title += f" · {group_of[plot_type]}"
     with st.expander(title, expanded=i < 3):
-        st.page_link("pages/trends.py", label=f"Trends of {plot_type}", query_params={"plot_type": plot_type})
+        st.page_link("views/trends.py", label=f"Trends of {plot_type}", query_params={"plot_type": plot_type})
         with st.container(horizontal=True, gap="small"):
             for e in items[:THUMBS_PER_GROUP]:
                 with st.container(width=200):

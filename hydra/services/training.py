@@ -17,7 +17,7 @@ Everything is seeded (``seed``, recorded with the model): the same command on
 the same labels gives the same weights on a CPU.
 
 Example:
-    >>> from hydra.train import TrainOptions, train
+    >>> from hydra.services.training import TrainOptions, train
     >>> result = train(TrainOptions("cdc_occupancy", epochs=10), cfg=cfg, engine=engine)  # doctest: +SKIP
     >>> result.model_id, result.metrics["accuracy"]                                      # doctest: +SKIP
     (3, 0.97)

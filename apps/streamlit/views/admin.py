@@ -2,7 +2,7 @@
 merge, hide, delete), users, permissions and active models, without touching the database.
 
 The page is shown to admins only, and every change goes through
-``hydra.admin``, which checks the admin role again.
+``hydra.services.admin``, which checks the admin role again.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import shell
 import streamlit as st
 from PIL import Image as PILImage
 
-from hydra import admin, library
 from hydra.auth import ROLES, PermissionDenied
-from hydra.db import pages as q
 from hydra.db.queries import labels_of
+from hydra.services import admin, library
+from hydra.services import run as q
 
 shell.page(viewing=False)
 st.title("Admin")
@@ -128,7 +128,7 @@ def label_settings(pt) -> None:
 
 
 def manage_plot_type(pt) -> None:
-    """Rename, merge into another, hide, delete: each through ``hydra.admin`` (admin only)."""
+    """Rename, merge into another, hide, delete: each through ``hydra.services.admin`` (admin only)."""
     others = [p.name for p in types if p.id != pt.id]
 
     def rename() -> None:

@@ -6,7 +6,7 @@ model that did not train on it), so the report covers all labels.
 Ranked by how sure the model is, each image sits beside its Grad-CAM map
 (computed on demand through ``hydra.inference`` and cached under the
 heat-map folder). When the model is right and the human label wrong, one
-click fixes the label; ``hydra.labeling`` checks the label permission and
+click fixes the label; ``hydra.services.labeling`` checks the label permission and
 keeps the old label in the history.
 """
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 import shell
 import streamlit as st
 
-from hydra import labeling, library
 from hydra.auth import PermissionDenied, can
-from hydra.db import pages as q
 from hydra.db.queries import labels_of
+from hydra.services import labeling, library
+from hydra.services import run as q
 
 PER_PAGE = 10
 FLASH = "report_flash"
