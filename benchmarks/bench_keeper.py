@@ -27,7 +27,7 @@ from hydra.db import make_engine, session_scope, upgrade_to_head
 from hydra.db.models import Model
 from hydra.db.queries import activate_model, create_plot_type
 from hydra.serve.keeper import Keeper
-from hydra.serve.messages import Report, decode, encode
+from hydra.serve.messages import Report, decode_message, encode_message
 from hydra.serve.stage import StopFlag
 from hydra.serve.store import Batch
 
@@ -47,7 +47,7 @@ def reports(n: int, pt_id: int, model_id: int, input_dir: Path) -> list[list]:
             confirmed=True, is_problem=False, content_hash=key, worker="predict-0",
             times={k: now + j * 0.001 for j, k in enumerate(("file", "seen", "feed0", "feed1", "bal_in", "bal_out", "recv", "pred0", "pred1"))},
         )  # fmt: skip
-        out.append([bytes(f) for f in encode(r)])
+        out.append([bytes(f) for f in encode_message(r)])
     return out
 
 
@@ -70,7 +70,7 @@ def run_backend(url: str, n: int, batch: int, home: Path) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     flushes = 0
     for f in frames:
-        keeper.add(decode(f))
+        keeper.add(decode_message(f))
         if len(keeper.batch) >= batch:
             keeper.store.write(keeper.batch)
             keeper.batch = Batch()

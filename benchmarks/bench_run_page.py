@@ -25,7 +25,7 @@ from sqlalchemy import insert
 
 from hydra.db import make_engine, session_scope, upgrade_to_head
 from hydra.db.models import Image, Inference, Label, Model, PlotType, RunTime, utcnow
-from hydra.services import run as q
+from hydra.services import run, status
 
 LABELS = (("Good", "#2ca02c", False), ("Bad", "#d62728", True), ("NoData", "#7f7f7f", False))
 
@@ -80,9 +80,9 @@ def seed(engine, n_types: int, n_inferences: int, no_model: int) -> dict[str, fl
         ).all()
         half = set(modelled[: len(modelled) // 2])
         conn.execute(insert(RunTime), [
-            {"inference_id": i, "plot_type_id": pt, "run": run, "label": "Good", "image_path": f"/s/{i}.png",
+            {"inference_id": i, "plot_type_id": pt, "run": run_no, "label": "Good", "image_path": f"/s/{i}.png",
              "created_at": when}
-            for i, pt, run, when in recent if pt in half
+            for i, pt, run_no, when in recent if pt in half
         ])  # fmt: skip
         conn.execute(insert(Image), [
             {"path": f"/k/{pt}-{j}.png", "filename": f"{pt}-{j}.png", "plot_type_id": pt, "run": 70000,
@@ -116,28 +116,28 @@ def main() -> None:
         info = seed(engine, args.plot_types, args.inferences, args.no_model)
 
         def query(fn):
-            def run():
+            def call():
                 with session_scope(engine) as s:
                     return fn(s)
 
-            return run
+            return call
 
         # what the refreshing fragment runs every app.refresh_s, in one session as the page does
-        refresh = query(lambda s: (q.run_header(session=s), q.open_alarms(session=s),
-                                   q.run_frames(session=s), q.legend(session=s)))  # fmt: skip
+        refresh = query(lambda s: (run.run_header(session=s), run.open_alarms(session=s),
+                                   run.run_frames(session=s), run.legend(session=s)))  # fmt: skip
         steps = {
-            "run_frames_ms": query(lambda s: q.run_frames(session=s)),
-            "run_header_ms": query(lambda s: q.run_header(session=s)),
-            "open_alarms_ms": query(lambda s: q.open_alarms(session=s)),
-            "legend_ms": query(lambda s: q.legend(session=s)),
+            "run_frames_ms": query(lambda s: run.run_frames(session=s)),
+            "run_header_ms": query(lambda s: run.run_header(session=s)),
+            "open_alarms_ms": query(lambda s: run.open_alarms(session=s)),
+            "legend_ms": query(lambda s: run.legend(session=s)),
             # only on a full rerun (a control changed): the sidebar and the controls
-            "heartbeats_ms": query(lambda s: q.heartbeats(session=s)),
-            "controls_ms": query(lambda s: (q.plot_groups(session=s), q.plot_types(session=s))),
+            "heartbeats_ms": query(lambda s: status.heartbeats(session=s)),
+            "controls_ms": query(lambda s: (run.plot_groups(session=s), run.plot_types(session=s))),
         }
         result = {name: timed(fn, args.repeats) for name, fn in steps.items()}
         result["refresh_ms"] = timed(refresh, args.repeats)
         with session_scope(engine) as s:
-            frames = q.run_frames(session=s)
+            frames = run.run_frames(session=s)
         result["full_rerun_ms"] = round(
             result["refresh_ms"] + result["heartbeats_ms"] + result["controls_ms"], 2
         )

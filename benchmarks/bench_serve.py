@@ -37,7 +37,7 @@ import zmq
 from sqlmodel import select
 
 from hydra.config import load_config
-from hydra.data.images import decode, prepare, read_bytes
+from hydra.data.images import decode_image, prepare, read_bytes
 from hydra.data.synthetic import write_plot
 from hydra.db import make_engine, session_scope, upgrade_to_head
 from hydra.db.models import Heartbeat, Inference, Model, Threshold
@@ -83,7 +83,7 @@ def baseline(files: list[Path], model_dir: Path, batch: int, threads: int) -> di
     predict_batch(model, np.zeros((batch, *size, 3), np.uint8))  # warm up
     t0 = time.perf_counter()
     for i in range(0, len(files), batch):
-        pixels = np.stack([prepare(decode(read_bytes(f)), size, 3) for f in files[i : i + batch]])
+        pixels = np.stack([prepare(decode_image(read_bytes(f)), size, 3) for f in files[i : i + batch]])
         predict_batch(model, pixels)
     elapsed = time.perf_counter() - t0
     return {

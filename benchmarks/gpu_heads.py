@@ -1,6 +1,6 @@
 """InceptionV3 head throughput on one GPU (H100/H200 class), measured in one run, as JSON.
 
-Measures, with the production preset (``configs/heads/classifier-inception.yaml``):
+Measures, with the production preset (``hydra/heads/presets/classifier-inception.yaml``):
 
 - inference images/s by batch size, bf16 autocast + channels_last, eager and
   ``torch.compile`` (the :mod:`hydra.inference` settings);

@@ -131,6 +131,7 @@ def _needs_model(engine: Engine, plot_type: str) -> bool:
 
 def _train_all(cfg: HydraConfig, engine: Engine, opts: DemoOptions) -> None:
     """Generate, ingest and train what is missing; models already active are reused."""
+    from hydra.data.naming import DEFAULT_LABELS
     from hydra.data.synthetic import generate
     from hydra.db.engine import session_scope
     from hydra.db.queries import create_plot_type, plot_types_by_name
@@ -153,7 +154,7 @@ def _train_all(cfg: HydraConfig, engine: Engine, opts: DemoOptions) -> None:
         for name in todo:
             if name not in known:
                 # the Good-only plot type has no NoData examples either: Good vs Bad alone
-                labels = ["Good", "Bad"] if name == GOOD_ONLY else ["Good", "Bad", "NoData"]
+                labels = ["Good", "Bad"] if name == GOOD_ONLY else list(DEFAULT_LABELS)
                 create_plot_type(name, labels, session=session, group=groups[name], collect_percent=2)
     for name in todo:
         good_only = name == GOOD_ONLY

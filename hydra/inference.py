@@ -1,16 +1,23 @@
-"""The one inference path: training evaluation, ``hydra predict`` and the Predict stage.
+"""The one serving contract: training evaluation, ``hydra predict``, the Predict stage, the report.
 
-Everything that turns prepared pixels (uint8 N×H×W×C from
-:func:`hydra.data.images.prepare`) into output weights, verdicts and Grad-CAM
-maps goes through here, so evaluation, offline prediction and serving can
-never disagree.
+A :class:`ServingModel` is everything that turns an image into a verdict,
+kept together: the loaded head, its label order, the per-label thresholds,
+the problem labels and the preprocessing (input size, channels, the plot
+type's mask). It is built in one place (:meth:`ServingModel.load` for a
+registered model, :meth:`ServingModel.from_dir` for a saved folder), and
+every caller goes through its methods (:meth:`~ServingModel.prepare`,
+:meth:`~ServingModel.weights`, :meth:`~ServingModel.decide`,
+:meth:`~ServingModel.classify`, :meth:`~ServingModel.cam`), so evaluation,
+offline prediction, serving and the Training report can never disagree.
+
+A label without a stored threshold is compared with
+:data:`hydra.thresholds.DEFAULT_THRESHOLD` when the verdict is decided
+(:func:`decide`); nothing fills the missing thresholds in beforehand.
 
 Example:
-    >>> from hydra.inference import LoadedModel, decide, predict_batch
-    >>> model = LoadedModel.from_dir("var/models/7", model_id=7)       # doctest: +SKIP
-    >>> weights = predict_batch(model, pixels)                          # doctest: +SKIP
-    >>> verdict = decide(weights[0], model.labels, model.thresholds,
-    ...                  model.problem_labels)                          # doctest: +SKIP
+    >>> from hydra.inference import ServingModel
+    >>> model = ServingModel.load(session, 7, "var/models")            # doctest: +SKIP
+    >>> weights, verdicts = model.classify(model.prepare(image)[None])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,19 +30,56 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hydra.thresholds import DEFAULT_THRESHOLD
+
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
     from sqlmodel import Session
 
     from hydra.db.models import Model
     from hydra.heads.base import Head
 
-DEFAULT_THRESHOLD = 0.5
+__all__ = [
+    "LoadedModel",
+    "ServingModel",
+    "Verdict",
+    "cam_batch",
+    "decide",
+    "load_model_from_db",
+    "model_dir",
+    "needs_cam",
+    "predict_batch",
+    "weights_dict",
+]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The classification of one image: the winning label and whether it is trusted."""
+
+    label: str
+    weight: float
+    confirmed: bool
+    is_problem: bool
 
 
 @dataclass
-class LoadedModel:
-    """A trained head ready to serve, with what the verdict needs around it."""
+class ServingModel:
+    """A trained head ready to serve, with everything its verdicts need around it.
+
+    Attributes:
+        model_id: the ``Model`` row's id (None for a folder loaded on its own).
+        head: the network, in eval mode on ``device``.
+        labels: the output order of the weights.
+        input_size: (height, width) of the prepared pixels.
+        channels: 1 (grey) or 3 (RGB).
+        problem_labels: the labels that count as a problem.
+        thresholds: ``{label: threshold}`` as stored; a missing label uses
+            :data:`DEFAULT_THRESHOLD` when a verdict is decided.
+        mask: the plot type's rectangles blanked before resizing (fractions).
+        device: the torch device.
+    """
 
     model_id: int | None
     head: Head
@@ -44,8 +88,10 @@ class LoadedModel:
     channels: int
     problem_labels: list[str]
     thresholds: dict[str, float] = field(default_factory=dict)
+    mask: list = field(default_factory=list)
     device: str = "cpu"
 
+    # ------------------------------------------------------------ building
     @classmethod
     def from_dir(
         cls,
@@ -54,11 +100,13 @@ class LoadedModel:
         thresholds: Mapping[str, float] | None = None,
         device: str = "cpu",
         problem_labels: Sequence[str] | None = None,
-    ) -> LoadedModel:
+        mask: Sequence[Sequence[float]] | None = None,
+    ) -> ServingModel:
         """Load a saved model directory (``config.json`` + ``model.safetensors``).
 
-        On CUDA the network is put in channels_last memory format; inference
-        then runs under bf16 autocast (see :func:`predict_batch`).
+        Without ``problem_labels`` the head's own are used. On CUDA the
+        network is put in channels_last memory format; inference then runs
+        under bf16 autocast (see :func:`predict_batch`).
         """
         import torch
 
@@ -76,12 +124,70 @@ class LoadedModel:
             channels=head.channels,
             problem_labels=list(head.problem_labels if problem_labels is None else problem_labels),
             thresholds=dict(thresholds or {}),
+            mask=[list(r) for r in mask or []],
             device=str(device),
         )
 
+    @classmethod
+    def load(
+        cls, session: Session, model: int | Model, models_root: str | Path | None, device: str = "cpu"
+    ) -> ServingModel:
+        """Load a registered model with its thresholds, problem labels and plot type's mask.
+
+        The problem labels come from the database's ``Label.is_problem``
+        (experts may change them) and fall back to the head's own.
+
+        Raises:
+            LookupError: no model with that id.
+            ValueError: the database's label order differs from the saved model's.
+        """
+        from hydra.db.models import Model
+
+        row = session.get(Model, model) if isinstance(model, int) else model
+        if row is None:
+            raise LookupError(f"no model with id {model}")
+        thresholds, problems, mask = _settings(session, row)
+        loaded = cls.from_dir(
+            model_dir(row, models_root),
+            model_id=row.id,
+            thresholds=thresholds,
+            device=device,
+            problem_labels=problems or None,
+            mask=mask,
+        )
+        if list(row.labels or loaded.labels) != loaded.labels:
+            raise ValueError(
+                f"model {row.id}: database label order {row.labels} differs from the saved {loaded.labels}"
+            )
+        return loaded
+
+    def refresh(self, session: Session) -> bool:
+        """Re-read the thresholds, problem labels and mask as :meth:`load` reads them.
+
+        Returns whether the thresholds changed.
+
+        Raises:
+            hydra.db.queries.NotFoundError: the model is no longer registered.
+        """
+        from hydra.db.queries import get_model
+
+        thresholds, problems, mask = _settings(session, get_model(int(self.model_id), session=session))
+        changed = thresholds != self.thresholds
+        self.thresholds = thresholds
+        self.problem_labels = problems or list(self.head.problem_labels)
+        self.mask = mask
+        return changed
+
+    # ------------------------------------------------------------ serving
     @property
     def on_cuda(self) -> bool:
         return self.device.startswith("cuda")
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """A decoded image as this model's input: uint8 H×W×C, masked and resized."""
+        from hydra.data.images import prepare
+
+        return prepare(image, self.input_size, self.channels, self.mask or None)
 
     def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
         """Checked uint8 N×H×W×C pixels as a tensor on the model's device."""
@@ -99,18 +205,48 @@ class LoadedModel:
         tensor = torch.from_numpy(np.ascontiguousarray(arr))
         return tensor.to(self.device, non_blocking=True) if self.on_cuda else tensor
 
+    def weights(self, pixels: np.ndarray, max_batch: int | None = None) -> np.ndarray:
+        """Output weights of prepared pixels: float32 N×L (see :func:`predict_batch`)."""
+        return predict_batch(self, pixels, max_batch)
 
-@dataclass(frozen=True)
-class Verdict:
-    """The classification of one image: the winning label and whether it is trusted."""
+    def decide(self, weights_row: Sequence[float] | np.ndarray) -> Verdict:
+        """The verdict for one row of weights at this model's thresholds (see :func:`decide`)."""
+        return decide(weights_row, self.labels, self.thresholds, self.problem_labels)
 
-    label: str
-    weight: float
-    confirmed: bool
-    is_problem: bool
+    def classify(self, pixels: np.ndarray, max_batch: int | None = None) -> tuple[np.ndarray, list[Verdict]]:
+        """Weights (float32 N×L) and one verdict per image of prepared pixels."""
+        weights = self.weights(pixels, max_batch)
+        return weights, [self.decide(row) for row in weights]
+
+    def cam(self, pixels: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
+        """Grad-CAM maps of prepared pixels, float32 N×H×W in [0, 1] (see :func:`cam_batch`)."""
+        return cam_batch(self, pixels, class_indices)
+
+    def weights_dict(self, row: Any) -> dict[str, float]:
+        """``{label: weight}`` of one output row, as plain floats for JSON."""
+        return weights_dict(self.labels, row)
 
 
-def _autocast(model: LoadedModel) -> contextlib.AbstractContextManager:
+# The name this class had before it carried the whole serving contract.
+LoadedModel = ServingModel
+
+
+def _settings(session: Session, row: Model) -> tuple[dict[str, float], list[str], list]:
+    """A registered model's thresholds, its plot type's problem labels and mask, as stored now."""
+    from sqlmodel import col, select
+
+    from hydra.db.models import Label, PlotType
+    from hydra.db.queries import thresholds_of
+
+    problems = session.exec(
+        select(Label.name).where(Label.plot_type_id == row.plot_type_id, col(Label.is_problem))
+    ).all()
+    pt = session.get(PlotType, row.plot_type_id)
+    mask = list(pt.mask or []) if pt is not None else []
+    return thresholds_of(row.id, session=session), list(problems), mask
+
+
+def _autocast(model: ServingModel) -> contextlib.AbstractContextManager:
     import torch
 
     if model.on_cuda:
@@ -118,7 +254,7 @@ def _autocast(model: LoadedModel) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def predict_batch(model: LoadedModel, pixels: np.ndarray, max_batch: int | None = None) -> np.ndarray:
+def predict_batch(model: ServingModel, pixels: np.ndarray, max_batch: int | None = None) -> np.ndarray:
     """Output weights (softmax over ``model.labels``) of prepared images: float32 N×L.
 
     Args:
@@ -150,7 +286,8 @@ def decide(
 ) -> Verdict:
     """The verdict for one image: argmax label, confirmed iff its weight > its threshold.
 
-    A label without a threshold uses 0.5.
+    A label missing from ``thresholds`` (or ``thresholds`` None) is compared
+    with :data:`DEFAULT_THRESHOLD` (0.5).
     """
     row = np.asarray(weights_row, dtype=np.float64)
     if row.shape != (len(labels),):
@@ -169,7 +306,7 @@ def needs_cam(verdict: Verdict) -> bool:
     return verdict.is_problem or not verdict.confirmed
 
 
-def cam_batch(model: LoadedModel, pixels: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
+def cam_batch(model: ServingModel, pixels: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
     """Grad-CAM maps for prepared images, float32 N×H×W in [0, 1] (float32, not bf16)."""
     from hydra.heads.cam import grad_cam
 
@@ -178,16 +315,6 @@ def cam_batch(model: LoadedModel, pixels: np.ndarray, class_indices: Sequence[in
 
 
 # ----------------------------------------------------------------- database
-def load_thresholds(session: Session, model_id: int) -> dict[str, float]:
-    """The current per-label thresholds of a model (labels without one use 0.5)."""
-    from sqlmodel import select
-
-    from hydra.db.models import Threshold
-
-    rows = session.exec(select(Threshold).where(Threshold.model_id == model_id)).all()
-    return {row.label: float(row.value) for row in rows}
-
-
 def model_dir(model: Model, models_root: str | Path | None) -> Path:
     """Where a registered model's files are (``Model.path``, relative to the models folder)."""
     path = Path(model.path)
@@ -196,39 +323,8 @@ def model_dir(model: Model, models_root: str | Path | None) -> Path:
     return path
 
 
-def load_model_from_db(
-    session: Session, model: int | Model, models_root: str | Path | None, device: str = "cpu"
-) -> LoadedModel:
-    """Load a registered model with its thresholds and the plot type's problem labels.
-
-    The problem labels come from the database's ``Label.is_problem`` (experts
-    may change them) and fall back to the head's own.
-
-    Raises:
-        LookupError: no model with that id.
-    """
-    from sqlmodel import select
-
-    from hydra.db.models import Label, Model
-
-    row = session.get(Model, model) if isinstance(model, int) else model
-    if row is None:
-        raise LookupError(f"no model with id {model}")
-    problems = session.exec(
-        select(Label.name).where(Label.plot_type_id == row.plot_type_id, Label.is_problem)
-    ).all()
-    loaded = LoadedModel.from_dir(
-        model_dir(row, models_root),
-        model_id=row.id,
-        thresholds=load_thresholds(session, row.id),
-        device=device,
-        problem_labels=list(problems) or None,
-    )
-    if list(row.labels or loaded.labels) != loaded.labels:
-        raise ValueError(
-            f"model {row.id}: database label order {row.labels} differs from the saved {loaded.labels}"
-        )
-    return loaded
+# The name of :meth:`ServingModel.load` before the class carried it (same arguments).
+load_model_from_db = ServingModel.load
 
 
 def weights_dict(labels: Sequence[str], row: Any) -> dict[str, float]:

@@ -27,6 +27,8 @@ import numpy as np
 
 STEP = 0.01
 CAP = 0.99
+# The one default threshold: a label whose threshold is not stored is compared with it when a
+# verdict is decided (hydra.inference.decide), and a label without held-out images gets it here.
 DEFAULT_THRESHOLD = 0.5
 
 

@@ -2,8 +2,9 @@
 
 It sets the page up, checks the database, draws the sidebar (deployment name,
 login, serve health) and runs the chosen page through ``st.navigation``.
-Pages are scripts under ``views/``; only the files that exist are listed,
-so the shift-crew pages work before the expert pages are written.
+Pages are scripts under ``views/`` (not ``pages/``, so Streamlit never runs
+one on its own); only the files that exist are listed. Each page applies its
+own viewing gate (``shell.page``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # lets pages `import shell` however Streamlit was started
@@ -30,27 +32,21 @@ PAGES = (
     ("library.py", "Library", ":material/model_training:", "Experts"),
     ("admin.py", "Admin", ":material/admin_panel_settings:", "Experts"),
 )
-VIEWING_PAGES = {"run.py", "log.py", "status.py", "trends.py"}
 
 
-def navigation() -> tuple[st.navigation, str]:
+def navigation() -> StreamlitPage:
     sections: dict[str, list] = {}
-    files: dict[str, str] = {}
     for file, title, icon, section in PAGES:
         if not (HERE / "views" / file).is_file():
             continue
         page = st.Page(f"views/{file}", title=title, icon=icon, default=file == "run.py")
         sections.setdefault(section, []).append(page)
-        files[page.url_path] = file
-    nav = st.navigation(sections)
-    return nav, files.get(nav.url_path, "")
+    return st.navigation(sections)
 
 
 cfg = shell.config()
 st.set_page_config(page_title=cfg.name, page_icon=":material/visibility:", layout="wide")
 shell.check_database()
-page, file = navigation()
+page = navigation()
 shell.sidebar()
-if file in VIEWING_PAGES:  # the page checks again when it runs on its own
-    shell.require_viewing()
 page.run()

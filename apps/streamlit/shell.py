@@ -1,41 +1,49 @@
 """The web app's shell: configuration, database, login, sidebar and shared widgets.
 
-Every page is a script under ``pages/`` that ``app.py`` runs through
-``st.navigation`` after it has set the page up and drawn the sidebar. A page
-imports this module, calls ``shell.page()`` first, and uses:
+``app.py`` sets the page up, checks the database, draws the sidebar and runs
+the chosen script under ``views/`` through ``st.navigation``; a page always
+runs behind ``app.py``. A page imports this module, calls ``shell.page()``
+first, gets its data from ``hydra.services`` and uses:
 
 ``page(viewing=True)``
-    Draws the sidebar if ``app.py`` did not (a page run on its own) and, for
-    a viewing page, applies ``app.open_viewing``. Expert pages call
+    The viewing gate: a viewing page (``viewing=True``) stops for an anonymous
+    user when ``app.open_viewing`` is off. Expert pages call
     ``shell.page(viewing=False)`` and then ``require_login``/``require_permission``.
-
 ``config() -> HydraConfig``
     The deployment configuration (``$HYDRA_CONFIG`` / ``$HYDRA_HOME``, as
     ``hydra app`` passes them), cached per environment.
 ``engine()`` / ``session()``
-    The cached engine, and a ``session_scope`` context manager on it.
+    The cached engine, and a ``session_scope`` context manager on it (one
+    transaction: commits on success) to pass to service functions.
 ``current_user() -> User | None``
     The logged-in user, re-read from the database on every run (so a deleted
     user or a changed role takes effect at once); None when logged out.
 ``require_login(reason) -> User``
     The logged-in user; otherwise shows a login form in the page and stops it.
 ``require_permission(action, plot_type_id) -> User``
-    ``require_login`` plus ``hydra.auth.can`` (actions: ``label``,
+    ``require_login`` plus ``hydra.auth.refusal`` (actions: ``label``,
     ``thresholds``, ``acknowledge``, ``admin``); otherwise explains what is missing and stops.
     This only hides what cannot be done: the service functions the page
     calls must still check with ``hydra.auth.require``.
-``run_service(fn, *args, success=None, **kwargs)``
-    Runs a state-changing service function in a session; a
-    ``PermissionDenied`` or ``ValueError`` becomes an ``st.error`` instead of a
-    traceback. Returns the result, or None when refused.
+``run_service(fn, *args, outcome=KEY, done=None, **kwargs)`` / ``show_outcome(KEY, where)``
+    Calls a service function in one session (as a widget callback or inline)
+    and leaves its outcome in ``st.session_state[KEY]``: a ``PermissionDenied``
+    becomes "Refused: ...", a ``ValueError`` or ``LookupError`` (the services'
+    own error types derive from these) its message, success the ``done``
+    message (when given). ``show_outcome`` draws it once where the page calls
+    it (after a callback: in the run that follows the click).
+``utcnow()``
+    The current time as the database stores it (aware UTC).
 ``empty_state(title, hint)``, ``age_text(delta)``, ``resolve_path(path)``,
-``render_image(path, heatmap, opacity, max_px)``, ``label_legend(labels)``
+``render_image(path, heatmap, opacity, max_px)``, ``label_legend(items)``
     Shared widgets and helpers.
 
 Example (a page script):
     >>> import shell  # doctest: +SKIP
     >>> user = shell.require_permission("label", plot_type_id)  # doctest: +SKIP
-    >>> shell.run_service(apply_labels, changes, user_id=user.id)  # doctest: +SKIP
+    >>> st.button("Apply", on_click=shell.run_service, args=(labeling.apply_labels, user, plot_type_id, changes),
+    ...           kwargs={"outcome": "note", "done": "Stored."})  # doctest: +SKIP
+    >>> shell.show_outcome("note")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -66,11 +74,10 @@ from hydra.db.engine import get_engine, session_scope
 from hydra.db.migrate import current_revision
 from hydra.db.models import User, utcnow
 from hydra.serve.conditions import CommandCondition, Condition
-from hydra.services.run import heartbeats
+from hydra.services import status
 
 T = TypeVar("T")
 USER_KEY = "hydra_user_id"
-SHELL_DRAWN_KEY = "_hydra_shell_drawn"
 HEARTBEAT_STALE_S = 60.0
 
 
@@ -218,64 +225,54 @@ def require_viewing() -> None:
         require_login("Viewing this deployment needs a login.")
 
 
-def run_service(fn: Callable[..., T], *args: Any, success: str | None = None, **kwargs: Any) -> T | None:
-    """Call ``fn(*args, session=..., **kwargs)``; refusals become messages, not tracebacks."""
+def run_service(
+    fn: Callable[..., T],
+    *args: Any,
+    outcome: str,
+    done: str | Callable[[T], str] | None = None,
+    **kwargs: Any,
+) -> T | None:
+    """Call ``fn(*args, session=..., **kwargs)`` in one transaction; its outcome waits in ``st.session_state[outcome]``.
+
+    A refusal (``PermissionDenied``) or an error (``ValueError``,
+    ``LookupError``) is stored as ``("error", message)`` instead of raising;
+    success as ``("success", done)`` when ``done`` is given (a callable gets
+    the result). Works as a widget callback; :func:`show_outcome` draws it.
+    Returns the result, or None when refused or failed.
+    """
     try:
         with session() as s:
             result = fn(*args, session=s, **kwargs)
     except PermissionDenied as exc:
-        st.error(f"Refused: {exc}")
+        st.session_state[outcome] = ("error", f"Refused: {exc}")
         return None
     except (ValueError, LookupError) as exc:
-        st.error(str(exc))
+        st.session_state[outcome] = ("error", str(exc))
         return None
-    if success:
-        st.success(success)
+    if done is not None:
+        st.session_state[outcome] = ("success", done(result) if callable(done) else done)
     return result
 
 
-def page(*, viewing: bool = True) -> None:
-    """Call first in every page script: the shell's sidebar and the viewing gate.
+def show_outcome(key: str, where: Any = st) -> None:
+    """Draw (once) the outcome :func:`run_service` left under ``key``, in ``where`` (``st`` or a container)."""
+    kind, message = st.session_state.pop(key, (None, None))
+    if kind:
+        getattr(where, kind)(message)
 
-    ``app.py`` normally draws the sidebar before it runs the page; when the
-    page runs on its own (Streamlit's first run of a deep link, AppTest
-    reruns of a multipage app) this draws it instead, so it appears exactly
-    once either way. ``viewing=True`` marks a shift-crew page that
-    ``app.open_viewing: false`` closes to anonymous users.
+
+def page(*, viewing: bool = True) -> None:
+    """Call first in every page script: the viewing gate.
+
+    ``viewing=True`` marks a page that ``app.open_viewing: false`` closes to
+    anonymous users. ``app.py`` has drawn the sidebar already.
     """
-    _leave_legacy_multipage_mode()
-    if not st.session_state.pop(SHELL_DRAWN_KEY, False):
-        check_database()
-        sidebar(mark=False)
     if viewing:
         require_viewing()
 
 
-def _leave_legacy_multipage_mode() -> None:
-    """Rerun through ``app.py`` when Streamlit ran this page on its own.
-
-    With a ``pages/`` folder next to the entry file, Streamlit's very first run
-    in a fresh server (and every AppTest run) uses the legacy folder-based
-    navigation until ``st.navigation`` is called, so a deep link such as
-    ``/status`` would run the page without ``app.py``'s navigation and page
-    setup. Switching the flag that ``st.navigation`` itself switches and
-    rerunning puts the page behind ``app.py`` again.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-def sidebar(*, mark: bool = True) -> None:
-    """Deployment name, login state, serve health and links.
-
-    ``app.py`` draws it with ``mark=True`` so that the page's ``page()`` call
-    knows not to draw it a second time in the same run.
-    """
-    if mark:
-        st.session_state[SHELL_DRAWN_KEY] = True
+def sidebar() -> None:
+    """Deployment name, login state, serve health and links (``app.py`` draws it once per run)."""
     cfg = config()
     bar = st.sidebar
     bar.markdown(f"### {cfg.name}")
@@ -287,7 +284,7 @@ def sidebar(*, mark: bool = True) -> None:
         bar.button("Log out", key="logout", on_click=log_out)
     bar.markdown("**Serve processes**")
     with session() as s:
-        beats = heartbeats(session=s)
+        beats = status.heartbeats(session=s)
     if not beats:
         bar.caption(
             "No heartbeat from the serve processes yet: they report within a few seconds of starting "

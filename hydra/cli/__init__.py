@@ -19,16 +19,10 @@ _root = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_MODULES = ("admin", "ingest", "ml_train", "ml_predict", "serve", "app", "root", "demo")
+_MODULES = ("admin", "ingest", "ml_train", "ml_predict", "serve", "app", "root", "demo", "presets")
 
 for _name in _MODULES:
-    try:
-        _mod = importlib.import_module(f"hydra.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a module not written yet
-        if exc.name != f"hydra.cli.{_name}":
-            raise
-        continue
-    _mod.register(_root)
+    importlib.import_module(f"hydra.cli.{_name}").register(_root)
 
 # importing hydra.cli.app binds the submodule's name on this package: rebind it
 app = _root
@@ -44,17 +38,23 @@ def _database_hint(message: str) -> str:
 
 
 def main() -> None:
-    """Run the CLI; a database failure ends in one line saying what to do, not a traceback."""
+    """Run the CLI; a database failure or an install without its presets ends in one line, not a traceback."""
     try:
         _root()
     except Exception as exc:
-        if not type(exc).__module__.startswith("sqlalchemy."):
+        from hydra.heads.presets import PresetError
+
+        if isinstance(exc, PresetError):
+            message = str(exc)
+        elif type(exc).__module__.startswith("sqlalchemy."):
+            orig = getattr(exc, "orig", None) or exc
+            first = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+            message = f"database error ({type(exc).__name__}: {first}){_database_hint(first)}"
+        else:
             raise
         from hydra.cli.common import fail
 
-        orig = getattr(exc, "orig", None) or exc
-        message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
         try:
-            fail(f"database error ({type(exc).__name__}: {message}){_database_hint(message)}")
+            fail(message)
         except typer.Exit as done:
             raise SystemExit(done.exit_code) from None

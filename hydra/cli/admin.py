@@ -63,12 +63,13 @@ def plot_type_add(
     Example: hydra plot-type add fcal_occupancy --labels Good,Bad,NoData --problem Bad --group FCAL
     """
     from hydra.db.engine import session_scope
-    from hydra.db.queries import create_plot_type
+    from hydra.services import admin
 
     cfg = get_config(config)
     try:
         with session_scope(engine_for(cfg)) as session:
-            pt = create_plot_type(
+            pt = admin.add_plot_type(
+                admin.OPERATOR,
                 name,
                 _split(labels),
                 session=session,
@@ -88,31 +89,14 @@ def plot_type_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
 
     Example: hydra plot-type list --json
     """
-    from sqlmodel import select
+    from dataclasses import asdict
 
     from hydra.db.engine import session_scope
-    from hydra.db.models import PlotGroup, PlotType
-    from hydra.db.queries import active_models, labels_of
+    from hydra.services import admin
 
     cfg = get_config(config)
     with session_scope(engine_for(cfg)) as session:
-        groups = {g.id: g.name for g in session.exec(select(PlotGroup))}
-        active = active_models(session=session)
-        rows = []
-        for pt in session.exec(select(PlotType).order_by(PlotType.name)):
-            labels = labels_of(pt.id, session=session)
-            rows.append(
-                {
-                    "name": pt.name,
-                    "id": pt.id,
-                    "group": groups.get(pt.group_id),
-                    "labels": [lb.name for lb in labels],
-                    "problem_labels": [lb.name for lb in labels if lb.is_problem],
-                    "colors": {lb.name: lb.color for lb in labels},
-                    "collect_percent": pt.collect_percent,
-                    "active_model": active[pt.id].id if pt.id in active else None,
-                }
-            )
+        rows = [asdict(row) for row in admin.plot_type_rows(session=session)]
     if json:
         print_json_lines(rows)
         return
@@ -229,15 +213,15 @@ def user_add(
 
     Example: echo 's3cret' | hydra user add alice --password-stdin
     """
-    from hydra.auth import create_user
     from hydra.db.engine import session_scope
+    from hydra.services.admin import OPERATOR, add_user
 
     cfg = get_config(config)
     password = _read_password(password_stdin)
     try:
         with session_scope(engine_for(cfg)) as session:
-            user = create_user(
-                name, password, session=session, role="admin" if admin else (role or "labeler")
+            user = add_user(
+                OPERATOR, name, password, "admin" if admin else (role or "labeler"), session=session
             )
             console.print(f"[green]user {user.name} added[/] with role {user.role}")
     except ValueError as exc:
@@ -256,20 +240,20 @@ def user_grant(
 
     Example: hydra user grant alice fcal_occupancy --label --thresholds
     """
-    from hydra.auth import get_user, grant, role_allows
     from hydra.db.engine import session_scope
     from hydra.db.queries import NotFoundError
+    from hydra.services import admin
 
     cfg = get_config(config)
     try:
         with session_scope(engine_for(cfg)) as session:
-            grant(name, plot_type, session=session, label=label, thresholds=thresholds)
-            role = get_user(name, session=session).role
+            admin.set_permission(
+                admin.OPERATOR, name, plot_type, session=session, label=label, thresholds=thresholds
+            )
+            role, capped = admin.unusable_rights(name, session=session, label=label, thresholds=thresholds)
     except NotFoundError as exc:
         fail(str(exc))
     console.print(f"[green]{name} on {plot_type}:[/] label={label} thresholds={thresholds}", highlight=False)
-    capped = [what for what, wanted in (("label", label), ("thresholds", thresholds)) if wanted]
-    capped = [what for what in capped if not role_allows(role, what)]
     if capped:
         console.print(
             f"[yellow]note:[/] {name} is a {role}, and the {role} role cannot use {' or '.join(capped)}; "
@@ -319,18 +303,14 @@ def user_password(
 
     Example: echo 'n3w-s3cret' | hydra user password alice --password-stdin
     """
-    from sqlmodel import delete
-
-    from hydra.auth import set_password
     from hydra.db.engine import session_scope
-    from hydra.db.models import LoginFailure
+    from hydra.services import admin
 
     cfg = get_config(config)
     password = _read_password(password_stdin)
     try:
         with session_scope(engine_for(cfg)) as session:
-            set_password(name, password, session=session)
-            session.execute(delete(LoginFailure).where(LoginFailure.user_name == name))
+            admin.set_password(admin.OPERATOR, name, password, session=session)
     except (ValueError, LookupError) as exc:
         fail(str(exc))
     console.print(f"[green]password of {name} changed[/]", highlight=False)
@@ -342,25 +322,14 @@ def user_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
 
     Example: hydra user list --json
     """
-    from sqlmodel import select
+    from dataclasses import asdict
 
     from hydra.db.engine import session_scope
-    from hydra.db.models import Permission, PlotType, User
+    from hydra.services import admin
 
     cfg = get_config(config)
     with session_scope(engine_for(cfg)) as session:
-        names = {pt.id: pt.name for pt in session.exec(select(PlotType))}
-        rows = []
-        for user in session.exec(select(User).order_by(User.name)):
-            perms = session.exec(select(Permission).where(Permission.user_id == user.id)).all()
-            rows.append(
-                {
-                    "name": user.name,
-                    "role": user.role,
-                    "label": sorted(names[p.plot_type_id] for p in perms if p.can_label),
-                    "thresholds": sorted(names[p.plot_type_id] for p in perms if p.can_threshold),
-                }
-            )
+        rows = [asdict(user) for user in admin.user_rights(session=session)]
     if json:
         print_json_lines(rows)
     else:

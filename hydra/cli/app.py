@@ -1,16 +1,18 @@
 """``hydra app``: start the Streamlit web app on the deployment's database.
 
-The app's files (``apps/streamlit/``) live in the repository next to the
-``hydra`` package, not inside it, so this command finds them relative to the
-package and says clearly when they are not there (a wheel install without the
-repository). The config file and HYDRA_HOME reach the app through the
-environment, the same way every other command reads them.
+The app's files live in ``apps/streamlit/`` of the repository; a wheel carries
+them as the package data folder ``hydra/webapp/`` (see pyproject.toml), so
+this command finds them in the installed package first, then in the checkout
+next to the package (``pip install -e``); ``$HYDRA_APP_DIR`` overrides both.
+The config file and HYDRA_HOME reach the app through the environment, the
+same way every other command reads them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 
 import typer
@@ -20,11 +22,23 @@ from hydra.cli.common import ConfigOption, fail, get_config
 APP_ENV = "HYDRA_APP_DIR"
 
 
-def app_script() -> Path:
-    """The entry file ``apps/streamlit/app.py`` (``$HYDRA_APP_DIR`` overrides the folder)."""
+def app_dirs() -> list[Path]:
+    """Where ``app.py`` is looked for, in order: ``$HYDRA_APP_DIR``, else the wheel's, then the checkout's."""
     override = os.environ.get(APP_ENV)
-    folder = Path(override) if override else Path(__file__).resolve().parents[2] / "apps" / "streamlit"
-    return folder / "app.py"
+    if override:
+        return [Path(override)]
+    packaged = Path(str(resources.files("hydra"))) / "webapp"  # an installed package is a real folder
+    checkout = Path(__file__).resolve().parents[2] / "apps" / "streamlit"
+    return [packaged, checkout]
+
+
+def app_script() -> Path:
+    """The entry file ``app.py`` of the first folder of :func:`app_dirs` that has one."""
+    dirs = app_dirs()
+    for folder in dirs:
+        if (folder / "app.py").is_file():
+            return folder / "app.py"
+    return dirs[0] / "app.py"
 
 
 def streamlit_command(script: Path, port: int, address: str | None) -> list[str]:
@@ -58,10 +72,11 @@ def register(app: typer.Typer) -> None:
         cfg = get_config(config)
         script = app_script()
         if not script.is_file():
+            looked = " or ".join(str(d / "app.py") for d in app_dirs())
             fail(
-                f"the web app's files are missing: expected {script}. They ship with the source "
-                f"repository (apps/streamlit/), not the wheel; run from a checkout (pip install -e .) "
-                f"or point ${APP_ENV} at the apps/streamlit folder."
+                f"the web app's files are missing: no {looked}. Point ${APP_ENV} at a folder "
+                f"holding app.py (apps/streamlit/ of the repository), or reinstall hydra-dqm, "
+                f"whose wheel carries them in hydra/webapp/."
             )
         try:
             import streamlit  # noqa: F401

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+
+if TYPE_CHECKING:
+    from hydra.services.ingest import IngestReport
 
 images_app = typer.Typer(help="Images registered for training and labeling.", no_args_is_help=True)
 
@@ -60,6 +64,11 @@ def ingest(
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             fail(f"the database refused the ingest ({exc.__class__.__name__}: {reason}); nothing was written")
+    _print_report(report, json)
+
+
+def _print_report(report: IngestReport, json: bool) -> None:
+    """What the ingest did: one JSON line, or a line for people (and the skipped files, if any)."""
     summary = {
         "scanned": report.scanned,
         "added": report.added,
@@ -101,44 +110,19 @@ def images_list(
 
     Example: hydra images list --plot-type fcal_occupancy --unlabeled --json
     """
-    from sqlmodel import col, select
+    from dataclasses import asdict
 
     from hydra.db.engine import session_scope
-    from hydra.db.models import Image, Label, PlotType
-    from hydra.db.queries import NotFoundError, get_plot_type
+    from hydra.db.queries import NotFoundError
+    from hydra.services.ingest import registered_images
 
     cfg = get_config(config)
     with session_scope(engine_for(cfg)) as session:
-        query = (
-            select(Image, PlotType.name, Label.name)
-            .join(PlotType, PlotType.id == Image.plot_type_id)
-            .join(Label, Label.id == Image.label_id, isouter=True)
-            .order_by(Image.id)
-        )
-        if plot_type:
-            try:
-                query = query.where(Image.plot_type_id == get_plot_type(plot_type, session=session).id)
-            except NotFoundError as exc:
-                fail(str(exc))
-        if labeled is True:
-            query = query.where(col(Image.label_id).is_not(None))
-        elif labeled is False:
-            query = query.where(col(Image.label_id).is_(None))
-        if limit:
-            query = query.limit(limit)
-        rows = [
-            {
-                "id": im.id,
-                "path": im.path,
-                "plot_type": pt,
-                "run": im.run,
-                "chunk": im.chunk,
-                "label": label,
-                "kept_reason": im.kept_reason,
-                "created_at": im.created_at,
-            }
-            for im, pt, label in session.exec(query)
-        ]
+        try:
+            found = registered_images(session=session, plot_type=plot_type, labeled=labeled, limit=limit)
+        except NotFoundError as exc:
+            fail(str(exc))
+        rows = [asdict(image) for image in found]
     if json:
         print_json_lines(rows)
         return

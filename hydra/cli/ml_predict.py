@@ -49,12 +49,10 @@ class _Resolver:
     forced: int | None
     by_type: dict[str, Any] = field(default_factory=dict)
     loaded: dict[int, Any] = field(default_factory=dict)
-    masks: dict[int, list] = field(default_factory=dict)
 
     def model_for(self, plot_type: str | None) -> Any:
-        from sqlmodel import select
-
-        from hydra.db.models import Model, PlotType
+        from hydra.db.models import Model
+        from hydra.services import models
 
         if self.forced is not None:
             row = self.session.get(Model, self.forced)
@@ -62,10 +60,10 @@ class _Resolver:
                 raise LookupError(f"no model with id {self.forced} (see 'hydra models list')")
             return row
         if plot_type not in self.by_type:
-            pt = self.session.exec(select(PlotType).where(PlotType.name == plot_type)).first()
+            pt = models.plot_type_named(plot_type, session=self.session)
             if pt is None:
                 raise LookupError(f"unknown plot type {plot_type!r} (see 'hydra plot-type list')")
-            row = self.session.exec(select(Model).where(Model.plot_type_id == pt.id, Model.active)).first()
+            row = models.serving_model(pt.id, session=self.session)
             if row is None:
                 raise LookupError(
                     f"plot type {plot_type!r} has no active model (train one: 'hydra train {plot_type}')"
@@ -74,13 +72,11 @@ class _Resolver:
         return self.by_type[plot_type]
 
     def load(self, row: Any) -> Any:
-        from hydra.db.models import PlotType
-        from hydra.inference import load_model_from_db
+        """The :class:`hydra.inference.ServingModel` of a model row (loaded once)."""
+        from hydra.inference import ServingModel
 
         if row.id not in self.loaded:
-            self.loaded[row.id] = load_model_from_db(self.session, row, self.models_root, device=self.device)
-            pt = self.session.get(PlotType, row.plot_type_id)
-            self.masks[row.id] = list(pt.mask or []) if pt is not None else []
+            self.loaded[row.id] = ServingModel.load(self.session, row, self.models_root, device=self.device)
         return self.loaded[row.id]
 
 
@@ -95,7 +91,7 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def _prepare(item: _Item, resolver: _Resolver, pattern: Any) -> None:
-    from hydra.data.images import ImageError, load_image, prepare
+    from hydra.data.images import ImageError, load_image
     from hydra.data.naming import NamingError, parse_name
 
     try:
@@ -110,7 +106,7 @@ def _prepare(item: _Item, resolver: _Resolver, pattern: Any) -> None:
             item.plot_type = pt.name if pt is not None else None
         item.model_id = row.id
         item.image = load_image(item.path)
-        item.pixels = prepare(item.image, loaded.input_size, loaded.channels, resolver.masks[row.id])
+        item.pixels = loaded.prepare(item.image)
     except (ImageError, NamingError, LookupError, FileNotFoundError, ValueError) as exc:
         item.error = str(exc)
 
@@ -118,20 +114,17 @@ def _prepare(item: _Item, resolver: _Resolver, pattern: Any) -> None:
 def _run_model(items: list[_Item], loaded: Any, cam_dir: Path | None, batch_size: int) -> None:
     import numpy as np
 
-    from hydra.inference import decide, predict_batch, weights_dict
-
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         pixels = np.stack([it.pixels for it in chunk])
-        weights = predict_batch(loaded, pixels)
-        verdicts = [decide(w, loaded.labels, loaded.thresholds, loaded.problem_labels) for w in weights]
+        weights, verdicts = loaded.classify(pixels)
         for it, w, v in zip(chunk, weights, verdicts):
             it.result = {
                 "path": str(it.path),
                 "plot_type": it.plot_type,
                 "model_id": loaded.model_id,
                 "label": v.label,
-                "weights": weights_dict(loaded.labels, w),
+                "weights": loaded.weights_dict(w),
                 "confirmed": v.confirmed,
             }
         if cam_dir is not None:
@@ -143,9 +136,8 @@ def _write_cams(chunk: list[_Item], loaded: Any, pixels: Any, classes: list[int]
     from PIL import Image
 
     from hydra.heads.cam import overlay
-    from hydra.inference import cam_batch
 
-    maps = cam_batch(loaded, pixels, classes)
+    maps = loaded.cam(pixels, classes)
     cam_dir.mkdir(parents=True, exist_ok=True)
     for it, cam in zip(chunk, maps):
         out = cam_dir / f"{it.path.stem}_cam.png"

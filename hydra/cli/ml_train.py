@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,10 @@ from hydra.cli.common import (
     out,
     print_json_lines,
 )
+
+if TYPE_CHECKING:
+    from hydra.config import HydraConfig
+    from hydra.services.training import TrainOptions
 
 models_app = typer.Typer(help="Trained models: list them, choose the active one.", no_args_is_help=True)
 
@@ -62,90 +67,98 @@ def synth(
         )
 
 
+# ``hydra train``'s options (one place, so the command's signature reads as a list)
+_PLOT_TYPE = typer.Argument(..., help="The plot type to train a model for.")
+_HEAD = typer.Option(None, "--head", help="Head name or preset (default: classifier, CPU or GPU preset).")
+_PRESET = typer.Option(None, "--config", help="Head preset YAML (head: NAME plus its arguments).")
+_SAMPLING = typer.Option("all", "--sampling", help="all | undersample | oversample | recent.")
+_MAX_IMAGES = typer.Option(None, "--max-images", min=1, help="At most N images (N newest for recent).")
+_EPOCHS = typer.Option(
+    None, "--epochs", min=1, help="Epochs per fit (default: the preset's max_epochs_hint, else 30)."
+)
+_PARENT = typer.Option(None, "--parent", help="Fine-tune from this model id (same labels).")
+_ACTIVATE = typer.Option(False, "--activate", help="Make the new model the active one.")
+_DEVICES = typer.Option("auto", "--devices", help="Lightning devices (e.g. 4, or 0,1).")
+_NUM_NODES = typer.Option(1, "--num-nodes", min=1, help="Lightning num_nodes.")
+_STRATEGY = typer.Option("auto", "--strategy", help="Lightning strategy (e.g. ddp).")
+_ACCELERATOR = typer.Option("auto", "--accelerator", help="cpu | gpu | auto.")
+_PRECISION = typer.Option(None, "--precision", help="Default: bf16-mixed on GPUs, 32-true on CPU.")
+_SEED = typer.Option(
+    0, "--seed", help="Seed of the folds, the sampling and the weights (the same seed, the same weights)."
+)
+_FOLDS = typer.Option(
+    3,
+    "--folds",
+    min=0,
+    help="Cross-validation folds for thresholds and the report (0: a fixed test split).",
+)
+_THREADS = typer.Option(
+    None,
+    "--threads",
+    min=1,
+    help="CPU threads for torch (default: this machine's cores; the count changes the weights).",
+)
+_BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Default: 16 below 500 images, else 32.")
+_TRAIN_LABELS = typer.Option(
+    None,
+    "--train-labels",
+    help="Train on these labels only (comma list); "
+    "the others all go to the test split (e.g. Good for an anomaly head).",
+)
+_VAL_FRACTION = typer.Option(0.15, "--val-fraction", help="With --folds 0 only.")
+_TEST_FRACTION = typer.Option(0.15, "--test-fraction", help="With --folds 0 only.")
+_DEPLOYMENT = typer.Option(None, "--deployment", help="Deployment YAML (default: $HYDRA_CONFIG, ...).")
+
+
 def train(
-    plot_type: str = typer.Argument(..., help="The plot type to train a model for."),
-    head: str = typer.Option(
-        None, "--head", help="Head name or preset (default: classifier, CPU or GPU preset)."
-    ),
-    preset: str = typer.Option(None, "--config", help="Head preset YAML (head: NAME plus its arguments)."),
-    sampling: str = typer.Option("all", "--sampling", help="all | undersample | oversample | recent."),
-    max_images: int = typer.Option(
-        None, "--max-images", min=1, help="At most N images (N newest for recent)."
-    ),
-    epochs: int = typer.Option(
-        None, "--epochs", min=1, help="Epochs per fit (default: the preset's max_epochs_hint, else 30)."
-    ),
-    parent: int = typer.Option(None, "--parent", help="Fine-tune from this model id (same labels)."),
-    activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
-    devices: str = typer.Option("auto", "--devices", help="Lightning devices (e.g. 4, or 0,1)."),
-    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Lightning num_nodes."),
-    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy (e.g. ddp)."),
-    accelerator: str = typer.Option("auto", "--accelerator", help="cpu | gpu | auto."),
-    precision: str = typer.Option(None, "--precision", help="Default: bf16-mixed on GPUs, 32-true on CPU."),
-    seed: int = typer.Option(
-        0, "--seed", help="Seed of the folds, the sampling and the weights (the same seed, the same weights)."
-    ),
-    folds: int = typer.Option(
-        3,
-        "--folds",
-        min=0,
-        help="Cross-validation folds for thresholds and the report (0: a fixed test split).",
-    ),
-    threads: int = typer.Option(
-        None,
-        "--threads",
-        min=1,
-        help="CPU threads for torch (default: this machine's cores; the count changes the weights).",
-    ),
-    batch_size: int = typer.Option(
-        None, "--batch-size", min=1, help="Default: 16 below 500 images, else 32."
-    ),
-    train_labels: str = typer.Option(
-        None,
-        "--train-labels",
-        help="Train on these labels only (comma list); "
-        "the others all go to the test split (e.g. Good for an anomaly head).",
-    ),
-    val_fraction: float = typer.Option(0.15, "--val-fraction", help="With --folds 0 only."),
-    test_fraction: float = typer.Option(0.15, "--test-fraction", help="With --folds 0 only."),
+    plot_type: str = _PLOT_TYPE,
+    head: str = _HEAD,
+    preset: str = _PRESET,
+    sampling: str = _SAMPLING,
+    max_images: int = _MAX_IMAGES,
+    epochs: int = _EPOCHS,
+    parent: int = _PARENT,
+    activate: bool = _ACTIVATE,
+    devices: str = _DEVICES,
+    num_nodes: int = _NUM_NODES,
+    strategy: str = _STRATEGY,
+    accelerator: str = _ACCELERATOR,
+    precision: str = _PRECISION,
+    seed: int = _SEED,
+    folds: int = _FOLDS,
+    threads: int = _THREADS,
+    batch_size: int = _BATCH_SIZE,
+    train_labels: str = _TRAIN_LABELS,
+    val_fraction: float = _VAL_FRACTION,
+    test_fraction: float = _TEST_FRACTION,
     json: bool = JsonOption,
-    deployment: str = typer.Option(
-        None, "--deployment", help="Deployment YAML (default: $HYDRA_CONFIG, ...)."
-    ),
+    deployment: str = _DEPLOYMENT,
 ) -> None:
     """Train a model for PLOT_TYPE from its labelled images; set max-F1 thresholds; register it.
 
     Example: hydra train cdc_occupancy --sampling undersample --epochs 20 --activate
     """
-    from hydra.db.queries import NotFoundError
-    from hydra.services.training import TrainError, TrainOptions
-    from hydra.services.training import train as run_train
+    from hydra.services.training import TrainOptions
 
     cfg = get_config(deployment)
-    devices_arg: str | int = int(devices) if devices.isdigit() else devices
     opts = TrainOptions(
-        plot_type=plot_type,
-        head=head,
-        config=preset,
-        sampling=sampling,
-        max_images=max_images,
-        epochs=epochs,
-        parent=parent,
-        activate=activate,
-        devices=devices_arg,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        accelerator=accelerator,
-        precision=precision,
-        seed=seed,
-        folds=folds,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
+        plot_type=plot_type, head=head, config=preset, sampling=sampling, max_images=max_images,
+        epochs=epochs, parent=parent, activate=activate,
+        devices=int(devices) if devices.isdigit() else devices, num_nodes=num_nodes, strategy=strategy,
+        accelerator=accelerator, precision=precision,
+        seed=seed, folds=folds, batch_size=batch_size, val_fraction=val_fraction, test_fraction=test_fraction,
         train_labels=[x.strip() for x in train_labels.split(",")] if train_labels else None,
-        threads=threads,
-        progress=not json,
-    )
+        threads=threads, progress=not json,
+    )  # fmt: skip
+    _run_training(opts, cfg, json)
+
+
+def _run_training(opts: TrainOptions, cfg: HydraConfig, json: bool) -> None:
+    """Train as ``opts`` says; print the summary (or one JSON line); errors become one message."""
+    from hydra.db.queries import NotFoundError
+    from hydra.services.training import TrainError
+    from hydra.services.training import train as run_train
+
     try:
         result = run_train(opts, cfg=cfg, engine=engine_for(cfg))
     except (TrainError, NotFoundError, FileNotFoundError) as exc:
@@ -203,7 +216,7 @@ def models_list(
 ) -> None:
     """List trained models, newest first (the active one of each plot type marked)."""
     from hydra.db.engine import session_scope
-    from hydra.db.training import list_models
+    from hydra.services.models import list_models
 
     cfg = get_config(config)
     with session_scope(engine_for(cfg)) as session:
@@ -253,12 +266,14 @@ def models_activate(
     """Make a model the active one of its plot type (the previous one is deactivated)."""
     from hydra.db.engine import session_scope
     from hydra.db.models import PlotType
-    from hydra.db.queries import NotFoundError, activate_model
+    from hydra.db.queries import NotFoundError
+    from hydra.services.access import OPERATOR
+    from hydra.services.library import activate
 
     cfg = get_config(config)
     try:
         with session_scope(engine_for(cfg)) as session:
-            model = activate_model(model_id, session=session)
+            model = activate(OPERATOR, model_id, session=session)
             pt_name = session.get(PlotType, model.plot_type_id).name
     except NotFoundError as exc:
         fail(str(exc))

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from hydra.cli.common import JsonOption, console, fail, print_json_lines
+
+if TYPE_CHECKING:
+    from hydra.data.root import RenderedPlot, RootError
 
 
 def render_root(
@@ -42,57 +48,90 @@ def render_root(
       hydra render-root run_5123.root --out var/input --hist 'occupancy/*' --run 5123
       hydra render-root /data/monitoring --out var/input --watch
     """
-    from hydra.data.root import RenderedPlot, RootError, render_files
-    from hydra.data.root import watch as watch_folders
-
     failures: list[str] = []
 
     def on_error(path: Path, exc: RootError) -> None:
         failures.append(str(path))
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
 
-    def on_render(plot: RenderedPlot) -> None:
-        if json_out:
-            row = {
-                "source": str(plot.source),
-                "histogram": plot.histogram,
-                "plot_type": plot.plot_type,
-                "run": plot.run,
-                "chunk": plot.chunk,
-                "path": str(plot.path),
-            }
-            print_json_lines([row])
-        else:
-            console.print(f"{plot.source}:{plot.histogram} -> {plot.path}", highlight=False)
-
+    on_render = partial(_print_plot, json_out=json_out)
     if watch:
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # finish the file at hand, then stop
-            signal.signal(sig, lambda *_: stop.set())
-        console.print(f"watching {', '.join(map(str, files))} for ROOT files (Ctrl-C stops)", highlight=False)
-        try:
-            watch_folders(
-                files,
-                out,
-                pattern=hist,
-                run=run,
-                chunk=chunk,
-                stop=stop,
-                on_render=on_render,
-                on_error=on_error,
-            )
-        except RootError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            stop.set()
+        _watch(files, out, pattern=hist, run=run, chunk=chunk, on_render=on_render, on_error=on_error)
         return
+    _render(files, out, pattern=hist, run=run, chunk=chunk, on_render=on_render, on_error=on_error)
+    if failures:
+        fail(f"{len(failures)} of {len(files)} file(s) not rendered: {', '.join(failures)}")
+
+
+def _print_plot(plot: RenderedPlot, json_out: bool) -> None:
+    """One line per rendered histogram: a JSON object, or ``source:histogram -> png``."""
+    if json_out:
+        row = {
+            "source": str(plot.source),
+            "histogram": plot.histogram,
+            "plot_type": plot.plot_type,
+            "run": plot.run,
+            "chunk": plot.chunk,
+            "path": str(plot.path),
+        }
+        print_json_lines([row])
+    else:
+        console.print(f"{plot.source}:{plot.histogram} -> {plot.path}", highlight=False)
+
+
+def _watch(
+    folders: list[Path],
+    out: Path,
+    *,
+    pattern: str,
+    run: int | None,
+    chunk: int | None,
+    on_render: Callable[[RenderedPlot], None],
+    on_error: Callable[[Path, RootError], None],
+) -> None:
+    """Render each new ROOT file in ``folders`` once complete, until Ctrl-C or SIGTERM."""
+    from hydra.data.root import RootError
+    from hydra.data.root import watch as watch_folders
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # finish the file at hand, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"watching {', '.join(map(str, folders))} for ROOT files (Ctrl-C stops)", highlight=False)
     try:
-        for plot in render_files(files, out, pattern=hist, run=run, chunk=chunk, on_error=on_error):
+        watch_folders(
+            folders,
+            out,
+            pattern=pattern,
+            run=run,
+            chunk=chunk,
+            stop=stop,
+            on_render=on_render,
+            on_error=on_error,
+        )
+    except RootError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def _render(
+    files: list[Path],
+    out: Path,
+    *,
+    pattern: str,
+    run: int | None,
+    chunk: int | None,
+    on_render: Callable[[RenderedPlot], None],
+    on_error: Callable[[Path, RootError], None],
+) -> None:
+    """Render the histograms of ``files`` (a bad file goes to ``on_error``, the others carry on)."""
+    from hydra.data.root import render_files
+
+    try:
+        for plot in render_files(files, out, pattern=pattern, run=run, chunk=chunk, on_error=on_error):
             on_render(plot)
     except OSError as exc:
         fail(f"cannot write to {out}: {exc}")
-    if failures:
-        fail(f"{len(failures)} of {len(files)} file(s) not rendered: {', '.join(failures)}")
 
 
 def register(app: typer.Typer) -> None:

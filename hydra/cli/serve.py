@@ -121,12 +121,19 @@ def errors(
     Example: hydra errors --since 1d --json
     """
     from hydra.db.engine import session_scope
-    from hydra.db.results import recent_errors
+    from hydra.services.status import recent_errors
 
     cfg = get_config(config)
     cutoff = _since(since)
     with session_scope(engine_for(cfg)) as s:
-        rows = recent_errors(session=s, since=cutoff, limit=limit)
+        rows = [
+            {
+                "path": e.path, "filename": e.filename, "stage": e.stage, "kind": e.kind, "message": e.message,
+                "quarantine_path": e.quarantine_path,
+                "created_at": e.created_at.replace(tzinfo=None),  # naive UTC as stored: --json output unchanged
+            }
+            for e in recent_errors(session=s, since=cutoff, limit=limit)
+        ]  # fmt: skip
     if json:
         print_json_lines(rows)
         return

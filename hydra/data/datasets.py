@@ -99,8 +99,3 @@ class PlotImageDataset(Dataset):
     def stack(self) -> torch.Tensor:
         """All items' pixels as one uint8 N×H×W×C tensor (for evaluation)."""
         return torch.from_numpy(np.stack([self.pixels(i) for i in range(len(self))]))
-
-
-def expand_copies(items: Sequence[tuple[DatasetItem, int]]) -> list[DatasetItem]:
-    """Repeat each item ``copies`` times (oversampled training images)."""
-    return [item for item, copies in items for _ in range(max(1, int(copies)))]

@@ -62,7 +62,7 @@ def source_key(filename: str, digest: str) -> str:
 def open_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open image bytes lazily (header only) and check what the header declares.
 
-    The one gate every image passes, in the Feeder (through :func:`decode`)
+    The one gate every image passes, in the Feeder (through :func:`decode_image`)
     and in ``hydra ingest``: same limits, same error kinds.
 
     Raises:
@@ -86,7 +86,7 @@ def open_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_P
     return img
 
 
-def decode(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode image bytes fully, with clear errors for every way they can be bad.
 
     Raises:
@@ -109,7 +109,7 @@ def load_image(
     path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> Image.Image:
     """Read and decode an image file."""
-    return decode(read_bytes(path, max_bytes), Path(path).name, max_pixels)
+    return decode_image(read_bytes(path, max_bytes), Path(path).name, max_pixels)
 
 
 def canvas_color(arr: np.ndarray) -> np.ndarray:
@@ -174,14 +174,3 @@ def prepare(
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr)
-
-
-def load_prepared(
-    path: str | Path,
-    size: tuple[int, int],
-    channels: int = 3,
-    mask: Sequence[Sequence[float]] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> np.ndarray:
-    """:func:`load_image` then :func:`prepare`."""
-    return prepare(load_image(path, max_pixels=max_pixels), size, channels, mask)

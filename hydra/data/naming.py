@@ -23,6 +23,8 @@ from hydra.config import DEFAULT_PATTERN
 _DEFAULT = re.compile(DEFAULT_PATTERN)
 PLOT_TYPE_RULE = re.compile(r"[A-Za-z0-9_]{1,128}")
 LABEL_RULE = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_ .+-]{0,63}")
+# The labels a plot type gets when it is created without any (ingest, the Keeper's onboarding).
+DEFAULT_LABELS: tuple[str, ...] = ("Good", "Bad", "NoData")
 MAX_RUN = 2**31 - 1  # the run and chunk columns are 32-bit integers on MariaDB
 MAX_CHUNK = 2**31 - 1
 

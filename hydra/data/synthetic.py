@@ -35,9 +35,9 @@ import numpy as np
 from PIL import Image
 
 from hydra.data import plot_canvas as pc
-from hydra.data.naming import make_name
+from hydra.data.naming import DEFAULT_LABELS, make_name
 
-LABELS = ("Good", "Bad", "NoData")
+LABELS = DEFAULT_LABELS  # the labels synthetic plots carry
 CHANNEL_FAULTS = ("dead_channel", "dead_region", "hot_channel", "noise", "low_stats", "empty")
 CHUNKS_PER_RUN = 20
 

@@ -1,7 +1,13 @@
-"""Schema migrations with Alembic: ``hydra init`` upgrades any database to head."""
+"""Schema migrations with Alembic: ``hydra init`` upgrades any database to head.
+
+The Alembic scripts (``migrations/``: env.py, the script template and
+``versions/``) ship inside the package (see pyproject.toml) and are found
+through it, so a wheel install migrates exactly like a checkout.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = Path(str(resources.files("hydra.db") / "migrations"))  # an installed package is a real folder
 
 
 def alembic_config(url: str) -> Config:

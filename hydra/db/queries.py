@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from hydra.data.naming import check_label_name, check_plot_type_name
 from hydra.db.models import Label, Model, PlotGroup, PlotType, Threshold, utcnow
@@ -164,7 +164,3 @@ def activate_model(model_id: int, *, session: Session) -> Model:
 def thresholds_of(model_id: int, *, session: Session) -> dict[str, float]:
     rows = session.exec(select(Threshold).where(Threshold.model_id == model_id)).all()
     return {t.label: t.value for t in rows}
-
-
-def count_rows(table: type, *, session: Session) -> int:
-    return session.exec(select(func.count()).select_from(table)).one()

@@ -151,25 +151,3 @@ def recent_results(
         }
         for inf, name in session.exec(stmt).all()
     ]
-
-
-def recent_errors(
-    *, session: Session, since: datetime | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
-    """Stored error records, newest first."""
-    stmt = select(ErrorRecord)
-    if since is not None:
-        stmt = stmt.where(col(ErrorRecord.created_at) >= since)
-    stmt = stmt.order_by(col(ErrorRecord.created_at).desc(), col(ErrorRecord.id).desc()).limit(limit)
-    return [
-        {
-            "path": e.path,
-            "filename": e.filename,
-            "stage": e.stage,
-            "kind": e.kind,
-            "message": e.message,
-            "quarantine_path": e.quarantine_path,
-            "created_at": e.created_at,
-        }
-        for e in session.exec(stmt).all()
-    ]

@@ -1,8 +1,9 @@
-"""Queries of training: labelled images, training sets, models, evaluations, thresholds.
+"""Queries of training: labelled images, training sets, models, evaluations.
 
 Like :mod:`hydra.db.queries`, every function takes a keyword-only ``session``
 and none commits, so ``hydra train`` records a model, its evaluation and its
-thresholds in one transaction.
+thresholds (written by :func:`hydra.services.library.write_thresholds`) in one
+transaction.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from hydra.db.models import (
     Model,
     ModelClassification,
     PlotType,
-    Threshold,
-    ThresholdChange,
     TrainingSet,
     TrainingSetImage,
-    utcnow,
 )
 
 
@@ -66,20 +64,6 @@ def record_training_set(
         )
     session.flush()
     return ts
-
-
-def training_set_images(
-    training_set_id: int, *, session: Session
-) -> list[tuple[TrainingSetImage, Image, str]]:
-    """The members of a training set with their image and label name."""
-    rows = session.exec(
-        select(TrainingSetImage, Image, Label.name)
-        .join(Image, col(Image.id) == col(TrainingSetImage.image_id))
-        .join(Label, col(Label.id) == col(TrainingSetImage.label_id))
-        .where(TrainingSetImage.training_set_id == training_set_id)
-        .order_by(col(TrainingSetImage.image_id))
-    ).all()
-    return [(tsi, img, str(name)) for tsi, img, name in rows]
 
 
 def register_model(
@@ -138,57 +122,6 @@ def store_classifications(
         n += 1
     session.flush()
     return n
-
-
-def classifications_of(model_id: int, *, session: Session) -> list[ModelClassification]:
-    return list(
-        session.exec(
-            select(ModelClassification)
-            .where(ModelClassification.model_id == model_id)
-            .order_by(col(ModelClassification.image_id))
-        ).all()
-    )
-
-
-def set_thresholds(
-    model_id: int,
-    values: Mapping[str, float],
-    *,
-    session: Session,
-    method: str = "max_f1",
-    methods: Mapping[str, str] | None = None,
-    set_by: int | None = None,
-) -> list[Threshold]:
-    """Set (insert or update) per-label thresholds and record each change."""
-    existing = {
-        t.label: t for t in session.exec(select(Threshold).where(Threshold.model_id == model_id)).all()
-    }
-    out = []
-    now = utcnow()
-    for label, value in values.items():
-        how = (methods or {}).get(label, method)
-        row = existing.get(label)
-        old = row.value if row is not None else None
-        if row is None:
-            row = Threshold(
-                model_id=model_id, label=label, value=float(value), method=how, set_by=set_by, set_at=now
-            )
-        else:
-            row.value, row.method, row.set_by, row.set_at = float(value), how, set_by, now
-        session.add(row)
-        session.add(
-            ThresholdChange(
-                model_id=model_id,
-                label=label,
-                old_value=old,
-                new_value=float(value),
-                method=how,
-                set_by=set_by,
-            )
-        )
-        out.append(row)
-    session.flush()
-    return out
 
 
 def list_models(*, session: Session, plot_type: str | None = None) -> list[tuple[Model, str]]:

@@ -35,7 +35,7 @@ import zmq
 
 from hydra.config import HydraConfig
 from hydra.serve.instance import instance_id
-from hydra.serve.messages import ALIVE, ORDER, READY, WELCOME, MessageError
+from hydra.serve.messages import ALIVE, ORDER, READY, WELCOME, MessageError, Stamp
 from hydra.serve.stage import Addresses, Dropped, HeartbeatSender, StopFlag, make_socket, zmq_context
 
 log = logging.getLogger("hydra.serve.balancer")
@@ -65,8 +65,8 @@ def stamp(frames: list[Any], t_in: float, instance: str | None = None) -> list[A
     if not isinstance(deadline, (int, float)) or deadline < now:
         return None
     times = header.setdefault("times", {})
-    times["bal_in"] = t_in
-    times["bal_out"] = now
+    times[Stamp.BAL_IN] = t_in
+    times[Stamp.BAL_OUT] = now
     return [frames[0], json.dumps(header, separators=(",", ":")).encode(), *frames[2:]]
 
 
@@ -138,9 +138,6 @@ class Workers:
 
     def sent(self, ident: bytes) -> None:
         self.credit[ident] -= 1
-
-    def total_credit(self) -> int:
-        return sum(max(c, 0) for c in self.credit.values())
 
 
 def run(

@@ -1,6 +1,6 @@
 """What the Keeper checks before it trusts a message with its files and database.
 
-The codec (:func:`hydra.serve.messages.decode`) already guarantees each
+The codec (:func:`hydra.serve.messages.decode_message`) already guarantees each
 field's type. Here the values are checked against the deployment: a path
 must be a file directly in the input folder with the message's base name,
 the plot type must be a valid name and the one the file name says, and a

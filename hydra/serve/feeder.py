@@ -29,12 +29,12 @@ from pathlib import Path
 import zmq
 
 from hydra.config import HydraConfig
-from hydra.data.images import ImageError, content_hash, decode, prepare, read_bytes, source_key
+from hydra.data.images import ImageError, content_hash, decode_image, prepare, read_bytes, source_key
 from hydra.data.naming import NamingError, parse_name
 from hydra.db.engine import make_engine
 from hydra.serve.catalog import ModelCatalog
 from hydra.serve.instance import instance_id
-from hydra.serve.messages import ErrorNotice, InferenceOrder, Message, Registration, encode
+from hydra.serve.messages import ErrorNotice, InferenceOrder, Message, Registration, Stamp, encode_message
 from hydra.serve.stage import Addresses, Dropped, HeartbeatSender, StopFlag, make_socket, zmq_context
 from hydra.serve.watch import Settler, ignored, observe, scan
 
@@ -96,7 +96,7 @@ def examine(
     digest = content_hash(data)
     key = source_key(name, digest)
     try:
-        img = decode(data, name, cfg.serve.max_image_pixels)
+        img = decode_image(data, name, cfg.serve.max_image_pixels)
         target = catalog.lookup(parsed.plot_type)
         if target.plot_type_id is None:
             target = catalog.recheck(parsed.plot_type)
@@ -131,7 +131,7 @@ def examine(
         pixels=pixels,
         content_hash=digest,
         attempt=attempt,
-        times={"file": st.st_mtime, "seen": seen, "feed0": t0, "feed1": now},
+        times={Stamp.FILE: st.st_mtime, Stamp.SEEN: seen, Stamp.FEED0: t0, Stamp.FEED1: now},
         image_width=img.size[0],
         image_height=img.size[1],
     )
@@ -321,14 +321,14 @@ class Feeder:
                 continue
             msg.instance = self.instance
             if isinstance(msg, InferenceOrder):
-                out.send_multipart(encode(msg), copy=False)
+                out.send_multipart(encode_message(msg), copy=False)
                 self.sent += 1
                 if msg.attempt > 1:
                     log.info("%s: re-sent (attempt %d)", msg.filename, msg.attempt)
             else:
                 if isinstance(msg, ErrorNotice):
                     log.warning("%s: %s (%s)", msg.filename, msg.message, msg.kind)
-                keeper.send_multipart(encode(msg), copy=False)
+                keeper.send_multipart(encode_message(msg), copy=False)
 
 
 def run(

@@ -43,7 +43,8 @@ from hydra.serve.messages import (
     Registration,
     Report,
     Retry,
-    decode,
+    Stamp,
+    decode_message,
 )
 from hydra.serve.metrics import Metrics
 from hydra.serve.stage import Addresses, Dropped, StopFlag, make_socket, zmq_context
@@ -140,7 +141,7 @@ class Keeper:
         while n < 20 * self.cfg.serve.keeper_batch and sock.poll(0):
             n += 1
             try:
-                msg = decode(sock.recv_multipart(copy=False))
+                msg = decode_message(sock.recv_multipart(copy=False))
             except MessageError as exc:
                 self._drop("malformed", str(exc))
                 continue
@@ -187,7 +188,7 @@ class Keeper:
             self.metrics.retries.labels(msg.stage).inc()
             self.retry_paths.append(msg.path)
         elif isinstance(msg, Report):
-            msg.times["keep"] = time.time()
+            msg.times[Stamp.KEEP] = time.time()
             if (msg.source_key, msg.model_id) not in b.reports:
                 b.reports[(msg.source_key, msg.model_id)] = msg
                 b.heat_bytes += msg.heatmap.nbytes if msg.heatmap is not None else 0

@@ -14,7 +14,7 @@ Example:
     >>> order = InferenceOrder(order_id="a", path="/in/x-1.png", filename="x-1.png",
     ...     source_key="k", plot_type="x", plot_type_id=1, run=1, chunk=None,
     ...     model_id=2, deadline=0.0, pixels=np.zeros((2, 2, 3), np.uint8))
-    >>> decode(encode(order)).pixels.shape
+    >>> decode_message(encode_message(order)).pixels.shape
     (2, 2, 3)
 """
 
@@ -38,8 +38,38 @@ ALIVE = b"alive"
 WELCOME = b"welcome"
 RETRY = b"retry"
 
-# Keys of the ``timings`` dict stored with each inference (milliseconds).
-TIMING_KEYS = ("wait", "feeder", "balancer", "queue", "predict", "cam", "keeper", "total")
+
+class Stamp:
+    """The names of the timestamps an order collects in ``times`` (wall-clock seconds), by stage."""
+
+    FILE = "file"  # Feeder: the file's modification time
+    SEEN = "seen"  # Feeder: the file was seen complete
+    FEED0 = "feed0"  # Feeder: reading starts
+    FEED1 = "feed1"  # Feeder: the pixels are prepared
+    BAL_IN = "bal_in"  # Balancer: received
+    BAL_OUT = "bal_out"  # Balancer: passed on
+    RECV = "recv"  # Predict: received
+    PRED0 = "pred0"  # Predict: the batch's forward pass starts
+    PRED1 = "pred1"  # Predict: ... and ends
+    CAM0 = "cam0"  # Predict: Grad-CAM starts
+    CAM1 = "cam1"  # Predict: ... and ends
+    KEEP = "keep"  # Keeper: received
+
+
+# The pipeline stages, in order, whose per-image durations the Keeper stores.
+STAGES: tuple[str, ...] = ("feeder", "balancer", "queue", "predict", "cam", "keeper")
+# Keys of the ``timings`` dict stored with each inference (milliseconds): the stages, plus
+# ``wait`` (file written -> seen complete) and ``total`` (file written -> committed).
+TIMING_KEYS: tuple[str, ...] = ("wait", *STAGES, "total")
+# The durations measured between two stamps; ``keeper`` and ``total`` end at the commit.
+SPANS: dict[str, tuple[str, str]] = {
+    "wait": (Stamp.FILE, Stamp.SEEN),
+    "feeder": (Stamp.FEED0, Stamp.FEED1),
+    "balancer": (Stamp.BAL_IN, Stamp.BAL_OUT),
+    "queue": (Stamp.RECV, Stamp.PRED0),
+    "predict": (Stamp.PRED0, Stamp.PRED1),
+    "cam": (Stamp.CAM0, Stamp.CAM1),
+}
 
 
 @dataclass
@@ -47,8 +77,8 @@ class InferenceOrder:
     """One prepared image on its way to a Predict worker.
 
     ``pixels`` is the model input, uint8 (H, W, C), already masked and resized.
-    ``times`` collects the per-stage timestamps (``file``, ``seen``,
-    ``feed0``, ``feed1``, ``bal_in``, ``bal_out``, ``recv``, ``pred0``, ...).
+    ``times`` collects the per-stage timestamps (:class:`Stamp`: ``file``,
+    ``seen``, ``feed0``, ``feed1``, ``bal_in``, ``bal_out``, ``recv``, ``pred0``, ...).
     """
 
     order_id: str
@@ -184,7 +214,7 @@ class MessageError(ValueError):
     """A multipart message that is not one of ours."""
 
 
-def encode(msg: Message) -> list[Any]:
+def encode_message(msg: Message) -> list[Any]:
     """Frames for ``socket.send_multipart(frames, copy=False)``.
 
     Arrays go out as their own buffers (no copy); their dtype and shape ride
@@ -214,7 +244,7 @@ def _buffer(frame: Any) -> Any:
     return frame.buffer if hasattr(frame, "buffer") else frame
 
 
-def decode(frames: list[Any]) -> Message:
+def decode_message(frames: list[Any]) -> Message:
     """The message held by ``frames`` (bytes or ``zmq.Frame``); arrays view the frames.
 
     Anything that is not one of our messages, field by field (a non-JSON or
@@ -321,16 +351,9 @@ def stage_timings(times: dict[str, float], committed: float) -> dict[str, float]
             return round(max(times[b] - times[a], 0.0) * 1000.0, 3)
         return None
 
-    out = {
-        "wait": span("file", "seen"),
-        "feeder": span("feed0", "feed1"),
-        "balancer": span("bal_in", "bal_out"),
-        "queue": span("recv", "pred0"),
-        "predict": span("pred0", "pred1"),
-        "cam": span("cam0", "cam1"),
-    }
-    if "keep" in times:
-        out["keeper"] = round(max(committed - times["keep"], 0.0) * 1000.0, 3)
-    if "file" in times:
-        out["total"] = round(max(committed - times["file"], 0.0) * 1000.0, 3)
-    return {k: v for k, v in out.items() if v is not None}
+    out = {stage: span(a, b) for stage, (a, b) in SPANS.items()}
+    if Stamp.KEEP in times:
+        out["keeper"] = round(max(committed - times[Stamp.KEEP], 0.0) * 1000.0, 3)
+    if Stamp.FILE in times:
+        out["total"] = round(max(committed - times[Stamp.FILE], 0.0) * 1000.0, 3)
+    return {k: v for k in TIMING_KEYS if (v := out.get(k)) is not None}

@@ -1,8 +1,9 @@
 """A Predict worker: micro-batches orders per model and sends Reports to the Keeper.
 
-It runs exactly the inference code of ``hydra predict`` (:mod:`hydra.inference`):
-same head loading, same output weights, same threshold decision and the same
-Grad-CAM, so serving can never disagree with offline prediction.
+It runs exactly the inference code of ``hydra predict``: the same
+:class:`hydra.inference.ServingModel` (same head loading, same output
+weights, same threshold decision and the same Grad-CAM), so serving can
+never disagree with offline prediction.
 
 The worker asks the Balancer for work with credit (``READY n``) and returns
 one credit per finished order, so at most a few batches wait in its socket;
@@ -37,10 +38,11 @@ from hydra.serve.messages import (
     MessageError,
     Report,
     Retry,
-    decode,
-    encode,
+    Stamp,
+    decode_message,
+    encode_message,
 )
-from hydra.serve.models import ModelCache
+from hydra.serve.model_cache import ModelCache
 from hydra.serve.stage import Addresses, Dropped, HeartbeatSender, StopFlag, make_socket, zmq_context
 
 log = logging.getLogger("hydra.serve.predict")
@@ -130,7 +132,7 @@ class Worker:
         }
 
     def _poll_timeout_ms(self) -> int:
-        oldest = min((v[0].times["recv"] for v in self.pending.values() if v), default=None)
+        oldest = min((v[0].times[Stamp.RECV] for v in self.pending.values() if v), default=None)
         if oldest is None:
             return 100
         left = self.cfg.serve.max_wait_ms / 1000.0 - (time.time() - oldest)
@@ -146,7 +148,7 @@ class Worker:
                 continue
             self.refund += 1  # taken back below once the order is accepted
             try:
-                order = decode(frames)
+                order = decode_message(frames)
             except MessageError as exc:
                 self.dropped("malformed", f"from the Balancer: {exc}")
                 continue
@@ -161,7 +163,7 @@ class Worker:
                 self.dropped("malformed", f"order {order.order_id[:40]}: pixels {px.dtype} {px.shape}")
                 continue
             self.refund -= 1
-            order.times["recv"] = time.time()
+            order.times[Stamp.RECV] = time.time()
             self.pending[(order.model_id, px.shape)].append(order)
 
     def _welcome(self, instance: str) -> None:
@@ -184,7 +186,9 @@ class Worker:
             mid
             for mid, orders in self.pending.items()
             if orders
-            and (flush or len(orders) >= self.cfg.serve.max_batch or now - orders[0].times["recv"] >= wait)
+            and (
+                flush or len(orders) >= self.cfg.serve.max_batch or now - orders[0].times[Stamp.RECV] >= wait
+            )
         ]
 
     def _run_batch(self, key: tuple[int, tuple[int, ...]], keeper: zmq.Socket) -> int:
@@ -200,47 +204,43 @@ class Worker:
             log.error("%s; %d image(s) will be sent again", reason, len(orders))
             for o in orders:
                 note = Retry(o.path, o.filename, "predict", reason, instance=o.instance)
-                keeper.send_multipart(encode(note), copy=False)
+                keeper.send_multipart(encode_message(note), copy=False)
             return len(orders)
         for r in reports:
-            keeper.send_multipart(encode(r), copy=False)
+            keeper.send_multipart(encode_message(r), copy=False)
         self.done += len(orders)
         self.batches += 1
         return len(orders)
 
     def infer(self, model_id: int, orders: list[InferenceOrder]) -> list[Report]:
         """Weights, verdicts and (where needed) Grad-CAM for one batch of one model."""
-        from hydra import inference
         from hydra.heads.cam import heat_map
+        from hydra.inference import needs_cam
 
         served = self.models.get(model_id)
         t0 = time.time()
         pixels = np.stack([o.pixels for o in orders])
-        weights = np.asarray(inference.predict_batch(served.model, pixels), dtype=np.float64)
+        weights = np.asarray(served.weights(pixels), dtype=np.float64)
         t1 = time.time()
-        verdicts = [
-            inference.decide(row, served.labels, served.thresholds, served.problem_labels) for row in weights
-        ]
+        verdicts = [served.decide(row) for row in weights]
         mode = self.cfg.serve.heatmaps_for
         cam_rows = [
-            i
-            for i, v in enumerate(verdicts)
-            if mode == "all" or (mode == "problem" and inference.needs_cam(v))
+            i for i, v in enumerate(verdicts) if mode == "all" or (mode == "problem" and needs_cam(v))
         ]
         cams: dict[int, np.ndarray] = {}
         c0 = c1 = None
         if cam_rows:
             c0 = time.time()
             idx = [served.labels.index(verdicts[i].label) for i in cam_rows]
-            maps = np.asarray(inference.cam_batch(served.model, pixels[cam_rows], idx), dtype=np.float32)
+            maps = np.asarray(served.cam(pixels[cam_rows], idx), dtype=np.float32)
             c1 = time.time()
             for i, m in zip(cam_rows, maps):
                 cams[i] = heat_map(m)[:, :, None]  # the plain map; the Keeper sizes it to the image
         reports = []
         for i, (o, v) in enumerate(zip(orders, verdicts)):
-            times = dict(o.times, pred0=t0, pred1=t1)
+            times = {**o.times, Stamp.PRED0: t0, Stamp.PRED1: t1}
             if i in cams:
-                times.update(cam0=c0, cam1=c1)
+                times.update({Stamp.CAM0: c0, Stamp.CAM1: c1})
             reports.append(
                 Report(
                     order_id=o.order_id,
@@ -254,7 +254,7 @@ class Worker:
                     model_id=model_id,
                     label=v.label,
                     weight=float(v.weight),
-                    weights={lab: float(w) for lab, w in zip(served.labels, weights[i])},
+                    weights=served.weights_dict(weights[i]),
                     confirmed=bool(v.confirmed),
                     is_problem=bool(v.is_problem),
                     content_hash=o.content_hash,

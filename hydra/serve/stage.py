@@ -27,7 +27,7 @@ import zmq
 
 from hydra.config import HydraConfig
 from hydra.serve.instance import InUseError, check_free, default_address
-from hydra.serve.messages import Heartbeat, encode
+from hydra.serve.messages import Heartbeat, encode_message
 from hydra.serve.security import Curve, needs_curve
 
 log = logging.getLogger("hydra.serve")
@@ -245,7 +245,7 @@ class HeartbeatSender:
             process=self.process, pid=os.getpid(), host=self.host, info=info, instance=self.instance
         )
         with contextlib.suppress(zmq.Again):  # the Keeper is busy or gone; the next beat will do
-            self.sock.send_multipart(encode(hb), flags=zmq.NOBLOCK, copy=False)
+            self.sock.send_multipart(encode_message(hb), flags=zmq.NOBLOCK, copy=False)
 
 
 def setup_logging(stage: str, level: str | None = None) -> None:

@@ -24,17 +24,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hydra.config import HydraConfig
+from hydra.data.naming import DEFAULT_LABELS
 from hydra.db import results
 from hydra.db.engine import session_scope
 from hydra.db.models import Alarm, ErrorRecord, Model, PlotType, utcnow
 from hydra.db.queries import active_model, create_plot_type
 from hydra.serve.alarms import AlarmTracker, DueAlarm
 from hydra.serve.conditions import CommandCondition
-from hydra.serve.messages import ErrorNotice, Registration, Report, stage_timings
+from hydra.serve.messages import ErrorNotice, Registration, Report, Stamp, stage_timings
 
 log = logging.getLogger("hydra.serve.store")
-
-NEW_PLOT_TYPE_LABELS = ("Good", "Bad", "NoData")
 
 
 @dataclass
@@ -133,6 +132,22 @@ class Store:
         return {pt.id: pt for pt in s.exec(select(PlotType).where(col(PlotType.id).in_(list(ids)))).all()}
 
     def _reports(self, s: Session, reports: list[Report], out: Outcome, wall: float) -> None:
+        new = self._not_stored(s, reports, out)
+        if not new:
+            return
+        pts = self._plot_types(s, {r.plot_type_id for r in new})
+        new, heatmaps = self._matching(s, new, pts, out)
+        if not new:
+            return
+        now = utcnow()
+        dests, image_ids = self._destinations(s, new, pts, now)
+        rows = self._inference_rows(new, dests, image_ids, heatmaps, now, wall, out)
+        ids = results.insert_inferences(rows, session=s)
+        results.insert_runtime(self._runtime_rows(rows, ids, now), session=s)
+        self._alarms(s, new, ids, out)
+
+    def _not_stored(self, s: Session, reports: list[Report], out: Outcome) -> list[Report]:
+        """The reports not stored yet; a duplicate's file is to move to where its stored result says."""
         keys = [(r.source_key, r.model_id) for r in reports]
         existing = results.existing_inferences(keys, session=s)
         new: list[Report] = []
@@ -144,9 +159,16 @@ class Store:
                 out.duplicates += 1
                 if os.path.exists(r.path) and stored_at != r.path:
                     out.moves.append((r.path, stored_at))
-        if not new:
-            return
-        pts = self._plot_types(s, {r.plot_type_id for r in new})
+        return new
+
+    def _matching(
+        self, s: Session, new: list[Report], pts: dict[int, PlotType], out: Outcome
+    ) -> tuple[list[Report], dict[str, str]]:
+        """The reports whose plot type and model the database has, with their heat maps written.
+
+        A mismatch is dropped (and logged); a report whose heat map cannot be
+        written goes to ``out.retry``. Returns the rest and the heat map paths by source key.
+        """
         models = dict(
             s.exec(
                 select(Model.id, Model.plot_type_id).where(col(Model.id).in_({r.model_id for r in new}))
@@ -167,9 +189,15 @@ class Store:
                     out.retry.append((r, f"heat map not written: {exc}"[:500]))
                     continue
             kept_new.append(r)
-        new = kept_new
-        if not new:
-            return
+        return kept_new, heatmaps
+
+    def _destinations(
+        self, s: Session, new: list[Report], pts: dict[int, PlotType], now: datetime
+    ) -> tuple[dict[str, str], dict[str, int]]:
+        """Where each report's file goes: kept for labeling (registered as an ``Image``) or short-term.
+
+        Returns the destination by source key, and the new image ids by destination.
+        """
         reasons = {
             r.source_key: keep_reason(
                 r, pts[r.plot_type_id].collect_percent if r.plot_type_id in pts else 0.0
@@ -179,8 +207,7 @@ class Store:
         wanted = [os.path.join(self.kept, r.plot_type, r.filename) for r in new if reasons[r.source_key]]
         registered = results.image_hashes(wanted, session=s)
         taken = set(registered)
-        now = utcnow()
-        images, rows, dests = [], [], {}
+        images, dests = [], {}
         for r in new:
             reason = reasons[r.source_key]
             if reason:
@@ -196,10 +223,23 @@ class Store:
             else:
                 dest = _free_name(os.path.join(self.short, r.plot_type), r.filename, r.source_key, taken)
             dests[r.source_key] = dest
-        image_ids = results.insert_images(images, session=s)
+        return dests, results.insert_images(images, session=s)
+
+    @staticmethod
+    def _inference_rows(
+        new: list[Report],
+        dests: dict[str, str],
+        image_ids: dict[str, int],
+        heatmaps: dict[str, str],
+        now: datetime,
+        wall: float,
+        out: Outcome,
+    ) -> list[dict[str, Any]]:
+        """The ``Inference`` rows of the reports; each report's file is to move to its destination."""
+        rows = []
         for r in new:
             timings = stage_timings(dict(r.times), wall)
-            file_time = r.times.get("file")
+            file_time = r.times.get(Stamp.FILE)
             dest = dests[r.source_key]
             rows.append(
                 {
@@ -214,20 +254,22 @@ class Store:
             )  # fmt: skip
             out.stored.append((r, timings))
             out.moves.append((r.path, dest))
-        ids = results.insert_inferences(rows, session=s)
-        results.insert_runtime(
-            [
-                {
-                    "inference_id": ids[(row["source_key"], row["model_id"])], "plot_type_id": row["plot_type_id"],
-                    "run": row["run"], "chunk": row["chunk"], "label": row["label"], "weight": row["weight"],
-                    "confirmed": row["confirmed"], "is_problem": row["is_problem"], "image_path": row["path"],
-                    "heatmap_path": row["heatmap_path"], "created_at": now,
-                }
-                for row in rows
-            ],
-            session=s,
-        )  # fmt: skip
-        self._alarms(s, new, ids, out)
+        return rows
+
+    @staticmethod
+    def _runtime_rows(
+        rows: list[dict[str, Any]], ids: dict[tuple[str, int], int], now: datetime
+    ) -> list[dict[str, Any]]:
+        """The recent window's (``RunTime``) rows of the inferences just stored."""
+        return [
+            {
+                "inference_id": ids[(row["source_key"], row["model_id"])], "plot_type_id": row["plot_type_id"],
+                "run": row["run"], "chunk": row["chunk"], "label": row["label"], "weight": row["weight"],
+                "confirmed": row["confirmed"], "is_problem": row["is_problem"], "image_path": row["path"],
+                "heatmap_path": row["heatmap_path"], "created_at": now,
+            }
+            for row in rows
+        ]  # fmt: skip
 
     def _heatmap(self, r: Report) -> str:
         """Write the Grad-CAM map as a single-channel PNG at the original image's size; its path.
@@ -319,13 +361,11 @@ class Store:
             pt = types.get(g.plot_type)
             if pt is None:
                 pt = create_plot_type(
-                    g.plot_type, NEW_PLOT_TYPE_LABELS, session=s,
+                    g.plot_type, DEFAULT_LABELS, session=s,
                     collect_percent=self.cfg.plot_types.collect_percent,
                 )  # fmt: skip
                 types[pt.name] = pt
-                log.info(
-                    "new plot type %r registered with labels %s", pt.name, ", ".join(NEW_PLOT_TYPE_LABELS)
-                )
+                log.info("new plot type %r registered with labels %s", pt.name, ", ".join(DEFAULT_LABELS))
             elif active_model(pt.id, session=s) is not None:
                 continue  # a model was activated meanwhile: the Feeder will send it for inference
             plain = os.path.join(self.kept, g.plot_type, g.filename)

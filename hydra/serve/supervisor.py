@@ -25,7 +25,7 @@ import zmq
 
 from hydra.config import HydraConfig
 from hydra.serve.instance import EXIT_IN_USE, HomeLock, InUseError, check_free, instance_id
-from hydra.serve.messages import Event, encode
+from hydra.serve.messages import Event, encode_message
 from hydra.serve.stage import PARENT_ENV, Addresses, StopFlag, make_socket, zmq_context
 
 log = logging.getLogger("hydra.serve.supervisor")
@@ -159,7 +159,7 @@ class Supervisor:
         event.instance = self.instance
         if self._events is not None:
             with contextlib.suppress(zmq.Again):
-                self._events.send_multipart(encode(event), flags=zmq.NOBLOCK)
+                self._events.send_multipart(encode_message(event), flags=zmq.NOBLOCK)
 
     def restarts(self) -> dict[str, int]:
         return {c.name: c.restarts for c in self.children}

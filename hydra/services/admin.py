@@ -17,7 +17,8 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 from sqlmodel import Session, col, delete, func, select, update
 
-from hydra.auth import ROLES, PermissionDenied, create_user, get_user, grant, require
+from hydra.auth import ROLES, PermissionDenied, create_user, get_user, grant, role_allows
+from hydra.auth import set_password as _store_password
 from hydra.data.naming import NamingError, check_label_name, check_plot_type_name
 from hydra.db.models import (
     Alarm,
@@ -25,9 +26,11 @@ from hydra.db.models import (
     ImageLabel,
     Inference,
     Label,
+    LoginFailure,
     Model,
     ModelClassification,
     Permission,
+    PlotGroup,
     PlotType,
     RunTime,
     Threshold,
@@ -38,13 +41,13 @@ from hydra.db.models import (
 )
 from hydra.db.queries import (
     NotFoundError,
-    activate_model,
+    active_models,
     add_label,
     create_plot_type,
-    get_model,
     get_or_create_group,
     labels_of,
 )
+from hydra.services.access import OPERATOR, require_admin
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 MASK_COLUMNS = ("x0", "y0", "x1", "y1")
@@ -53,6 +56,8 @@ __all__ = [
     "PermissionDenied",
     "AdminError",
     "PermissionRow",
+    "PlotTypeRow",
+    "UserRights",
     "add_plot_type",
     "add_plot_type_label",
     "add_user",
@@ -61,17 +66,20 @@ __all__ = [
     "hide_plot_type",
     "merge_plot_types",
     "plot_type_usage",
+    "plot_type_rows",
     "rename_plot_type",
     "mask_after_edits",
     "mask_preview",
     "permissions",
     "recent_image_path",
     "revoke",
-    "set_active_model",
     "set_label",
+    "set_password",
     "set_permission",
     "set_role",
     "update_plot_type",
+    "unusable_rights",
+    "user_rights",
     "users",
     "validate_mask",
 ]
@@ -89,22 +97,8 @@ class PermissionRow:
     can_threshold: bool
 
 
-class _Operator:
-    """Whoever runs the ``hydra`` CLI on the deployment's host (they hold the database itself)."""
-
-    name = "the operator"
-
-    def __repr__(self) -> str:
-        return "OPERATOR"
-
-
-OPERATOR = _Operator()
-
-
 def _admin(user: User | None, *, session: Session) -> None:
-    if user is OPERATOR:
-        return
-    require(user, "admin", None, session=session)
+    require_admin(user, session=session)
 
 
 def validate_mask(mask: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -192,6 +186,42 @@ def plot_type_usage(plot_type: int | str, *, session: Session) -> PlotTypeUsage:
     )
 
 
+@dataclass(frozen=True)
+class PlotTypeRow:
+    """A plot type as ``hydra plot-type list`` shows it."""
+
+    name: str
+    id: int
+    group: str | None
+    labels: list[str]
+    problem_labels: list[str]
+    colors: dict[str, str]
+    collect_percent: float
+    active_model: int | None
+
+
+def plot_type_rows(*, session: Session) -> list[PlotTypeRow]:
+    """Every plot type by name, with its group, labels (which are problems, their colours) and active model."""
+    groups = {g.id: g.name for g in session.exec(select(PlotGroup))}
+    active = active_models(session=session)
+    rows = []
+    for pt in session.exec(select(PlotType).order_by(PlotType.name)).all():
+        labels = labels_of(pt.id, session=session)
+        rows.append(
+            PlotTypeRow(
+                name=pt.name,
+                id=pt.id,
+                group=groups.get(pt.group_id),
+                labels=[lb.name for lb in labels],
+                problem_labels=[lb.name for lb in labels if lb.is_problem],
+                colors={lb.name: lb.color for lb in labels},
+                collect_percent=pt.collect_percent,
+                active_model=active[pt.id].id if pt.id in active else None,
+            )
+        )
+    return rows
+
+
 def rename_plot_type(user: User | None, plot_type: int | str, new_name: str, *, session: Session) -> PlotType:
     """Give a plot type another name (admin only); its images, labels, inferences and models stay with it.
 
@@ -246,6 +276,25 @@ def merge_plot_types(
     if src.id == dst.id:
         raise AdminError(f"cannot merge {src.name!r} into itself")
     moved = plot_type_usage(src.id, session=session)
+    _move_labels(src, dst, session=session)
+    target_active = session.exec(
+        select(Model.id).where(Model.plot_type_id == dst.id, col(Model.active).is_(True))
+    ).first()
+    if target_active is not None:
+        session.execute(update(Model).where(Model.plot_type_id == src.id).values(active=False))
+    for table in (Image, Inference, RunTime, Alarm, TrainingSet, Model):
+        session.execute(update(table).where(table.plot_type_id == src.id).values(plot_type_id=dst.id))
+    _move_permissions(src, dst, session=session)
+    session.flush()
+    session.execute(delete(Label).where(Label.plot_type_id == src.id))
+    session.delete(src)
+    session.flush()
+    return moved
+
+
+def _move_labels(src: PlotType, dst: PlotType, *, session: Session) -> None:
+    """Point the labels given to ``src``'s images (now and in their history, and in training sets)
+    at ``dst``'s label of the same name, adding to ``dst`` the labels it lacks."""
     dst_labels = {lb.name: lb for lb in labels_of(dst.id, session=session)}
     mapping: dict[int, int] = {}
     for lb in labels_of(src.id, session=session):
@@ -264,13 +313,10 @@ def merge_plot_types(
             .values(label_id=new)
         )  # fmt: skip
         session.execute(update(TrainingSetImage).where(TrainingSetImage.label_id == old).values(label_id=new))
-    target_active = session.exec(
-        select(Model.id).where(Model.plot_type_id == dst.id, col(Model.active).is_(True))
-    ).first()
-    if target_active is not None:
-        session.execute(update(Model).where(Model.plot_type_id == src.id).values(active=False))
-    for table in (Image, Inference, RunTime, Alarm, TrainingSet, Model):
-        session.execute(update(table).where(table.plot_type_id == src.id).values(plot_type_id=dst.id))
+
+
+def _move_permissions(src: PlotType, dst: PlotType, *, session: Session) -> None:
+    """Carry the grants on ``src`` over to ``dst`` (a user with grants on both keeps the union)."""
     for perm in session.exec(select(Permission).where(Permission.plot_type_id == src.id)).all():
         have = session.exec(
             select(Permission).where(Permission.user_id == perm.user_id, Permission.plot_type_id == dst.id)
@@ -283,11 +329,6 @@ def merge_plot_types(
             have.can_threshold = have.can_threshold or perm.can_threshold
             session.add(have)
             session.delete(perm)
-    session.flush()
-    session.execute(delete(Label).where(Label.plot_type_id == src.id))
-    session.delete(src)
-    session.flush()
-    return moved
 
 
 def delete_plot_type(
@@ -337,10 +378,11 @@ def add_plot_type(
     *,
     session: Session,
     problem: Sequence[str] | None = None,
+    colors: Sequence[str] | None = None,
     group: str | None = None,
     collect_percent: float = 0.0,
 ) -> PlotType:
-    """Create a plot type with its labels (admin only)."""
+    """Create a plot type with its labels (admin only); ``colors``, if given, one ``#rrggbb`` per label."""
     _admin(user, session=session)
     try:
         check_plot_type_name(name)
@@ -350,7 +392,13 @@ def add_plot_type(
         raise AdminError(f"collect percent is 0 to 100, not {collect_percent}")
     try:
         return create_plot_type(
-            name, labels, session=session, problem=problem, group=group, collect_percent=collect_percent
+            name,
+            labels,
+            session=session,
+            problem=problem,
+            colors=colors,
+            group=group,
+            collect_percent=collect_percent,
         )
     except ValueError as exc:
         raise AdminError(str(exc)) from exc
@@ -432,6 +480,33 @@ def users(*, session: Session) -> list[tuple[str, str]]:
     return [(u.name, u.role) for u in session.exec(select(User).order_by(User.name)).all()]
 
 
+@dataclass(frozen=True)
+class UserRights:
+    """A user, their role and the plot types they hold each grant on (``hydra user list``)."""
+
+    name: str
+    role: str
+    label: list[str]
+    thresholds: list[str]
+
+
+def user_rights(*, session: Session) -> list[UserRights]:
+    """Every user by name, with their role and the plot types they may label or set thresholds on."""
+    names = {pt.id: pt.name for pt in session.exec(select(PlotType))}
+    rows = []
+    for user in session.exec(select(User).order_by(User.name)).all():
+        perms = session.exec(select(Permission).where(Permission.user_id == user.id)).all()
+        rows.append(
+            UserRights(
+                name=user.name,
+                role=user.role,
+                label=sorted(names[p.plot_type_id] for p in perms if p.can_label),
+                thresholds=sorted(names[p.plot_type_id] for p in perms if p.can_threshold),
+            )
+        )
+    return rows
+
+
 def add_user(user: User | None, name: str, password: str, role: str, *, session: Session) -> User:
     _admin(user, session=session)
     try:
@@ -456,6 +531,14 @@ def set_role(user: User | None, name: str, role: str, *, session: Session) -> Us
     return target
 
 
+def set_password(user: User | None, name: str, password: str, *, session: Session) -> User:
+    """Set a user's password (admin only); it also lifts a login lockout of that name."""
+    _admin(user, session=session)
+    target = _store_password(name, password, session=session)
+    session.execute(delete(LoginFailure).where(LoginFailure.user_name == name))
+    return target
+
+
 def permissions(*, session: Session) -> list[PermissionRow]:
     rows = session.exec(
         select(User.name, PlotType.name, Permission.can_label, Permission.can_threshold)
@@ -473,6 +556,13 @@ def set_permission(
     return grant(name, plot_type, session=session, label=label, thresholds=thresholds)
 
 
+def unusable_rights(name: str, *, session: Session, label: bool, thresholds: bool) -> tuple[str, list[str]]:
+    """The user's role, and which of the wanted rights (``label``, ``thresholds``) that role cannot use."""
+    role = get_user(name, session=session).role
+    wanted = [what for what, on in (("label", label), ("thresholds", thresholds)) if on]
+    return role, [what for what in wanted if not role_allows(role, what)]
+
+
 def revoke(user: User | None, name: str, plot_type: str, *, session: Session) -> bool:
     """Remove a user's rights on a plot type; False if there were none."""
     _admin(user, session=session)
@@ -487,13 +577,6 @@ def revoke(user: User | None, name: str, plot_type: str, *, session: Session) ->
     session.delete(perm)
     session.flush()
     return True
-
-
-def set_active_model(user: User | None, model_id: int, *, session: Session) -> Model:
-    """Make a model the one its plot type serves (admin only)."""
-    model = get_model(model_id, session=session)
-    require(user, "admin", model.plot_type_id, session=session)
-    return activate_model(model_id, session=session)
 
 
 def recent_image_path(plot_type_id: int, *, session: Session) -> str | None:

@@ -249,7 +249,17 @@ def apply_labels(
     if only_unlabeled is None:
         only_unlabeled = source == "labeler"
     _check_labels(plot_type_id, set(assignments.values()), session=session)
-    ids = list(assignments)
+    current = _current_labels(plot_type_id, list(assignments), session=session)
+    by_label, skipped = _changes(assignments, current, only_unlabeled)
+    now = utcnow()
+    for label_id, image_ids in by_label.items():
+        skipped.extend(_store_label(user, label_id, image_ids, now, source, only_unlabeled, session=session))
+    session.flush()
+    return ApplyResult(sum(len(v) for v in by_label.values()), tuple(sorted(skipped)))
+
+
+def _current_labels(plot_type_id: int, ids: list[int], *, session: Session) -> dict[int, int | None]:
+    """The current label id (or None) of each image; every image must exist and be of the plot type."""
     current: dict[int, tuple[int, int | None]] = {}
     for chunk in range(0, len(ids), 500):
         rows = session.exec(
@@ -264,33 +274,52 @@ def apply_labels(
     foreign = sorted(i for i, (pt, _) in current.items() if pt != plot_type_id)
     if foreign:
         raise LabelingError(f"image id(s) {foreign[:10]} belong to another plot type")
-    now = utcnow()
+    return {i: label_id for i, (_, label_id) in current.items()}
+
+
+def _changes(
+    assignments: Mapping[int, int], current: Mapping[int, int | None], only_unlabeled: bool
+) -> tuple[dict[int, list[int]], list[int]]:
+    """The images to label, by label id, and those to skip (labeled already, or with that label)."""
     by_label: dict[int, list[int]] = defaultdict(list)
     skipped = []
     for image_id, label_id in assignments.items():
-        old = current[image_id][1]
+        old = current[image_id]
         if (only_unlabeled and old is not None) or old == label_id:
             skipped.append(image_id)
         else:
             by_label[label_id].append(image_id)
-    for label_id, image_ids in by_label.items():
-        stmt = update(Image).where(col(Image.id).in_(image_ids)).values(label_id=label_id, labeled_at=now)
-        if only_unlabeled:
-            stmt = stmt.where(col(Image.label_id).is_(None))
-        if session.execute(stmt).rowcount != len(image_ids):  # someone labeled some meanwhile
-            taken = set(
-                session.exec(
-                    select(Image.id).where(col(Image.id).in_(image_ids), Image.labeled_at != now)
-                ).all()
-            )
-            skipped.extend(taken)
-            image_ids[:] = [i for i in image_ids if i not in taken]
-        session.add_all(
-            ImageLabel(image_id=i, label_id=label_id, user_id=user.id, source=source, created_at=now)
-            for i in image_ids
+    return by_label, skipped
+
+
+def _store_label(
+    user: User,
+    label_id: int,
+    image_ids: list[int],
+    now: datetime,
+    source: str,
+    only_unlabeled: bool,
+    *,
+    session: Session,
+) -> set[int]:
+    """Give ``image_ids`` the label, with a history row each; the images someone labeled meanwhile.
+
+    Those are taken out of ``image_ids`` (in place) and returned.
+    """
+    stmt = update(Image).where(col(Image.id).in_(image_ids)).values(label_id=label_id, labeled_at=now)
+    if only_unlabeled:
+        stmt = stmt.where(col(Image.label_id).is_(None))
+    taken: set[int] = set()
+    if session.execute(stmt).rowcount != len(image_ids):  # someone labeled some meanwhile
+        taken = set(
+            session.exec(select(Image.id).where(col(Image.id).in_(image_ids), Image.labeled_at != now)).all()
         )
-    session.flush()
-    return ApplyResult(sum(len(v) for v in by_label.values()), tuple(sorted(skipped)))
+        image_ids[:] = [i for i in image_ids if i not in taken]
+    session.add_all(
+        ImageLabel(image_id=i, label_id=label_id, user_id=user.id, source=source, created_at=now)
+        for i in image_ids
+    )
+    return taken
 
 
 def set_train_weight(

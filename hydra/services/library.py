@@ -35,9 +35,10 @@ from hydra.db.models import (
     utcnow,
 )
 from hydra.db.queries import activate_model, get_model, thresholds_of
+from hydra.services.access import require_admin
 
 if TYPE_CHECKING:
-    from hydra.inference import LoadedModel
+    from hydra.inference import ServingModel
 
 
 class LibraryError(ValueError):
@@ -216,6 +217,31 @@ def save_thresholds(
     """
     model = get_model(model_id, session=session)
     require(user, "thresholds", model.plot_type_id, session=session)
+    return write_thresholds(model_id, values, session=session, method=method, set_by=user.id)
+
+
+def write_thresholds(
+    model_id: int,
+    values: Mapping[str, float],
+    *,
+    session: Session,
+    method: str = "manual",
+    methods: Mapping[str, str] | None = None,
+    set_by: int | None = None,
+) -> int:
+    """The one threshold write: store per-label thresholds of a model; returns how many changed.
+
+    Checks no permission: :func:`save_thresholds` does for a user's edit, and
+    ``hydra train`` (:mod:`hydra.services.training`) records a new model's
+    thresholds with it. Values are rounded to 4 decimals; an unchanged label is
+    left alone. Each changed label updates its ``Threshold`` (who, when,
+    method: ``methods[label]``, else ``method``) and adds a ``ThresholdChange``
+    with the old and new value.
+
+    Raises:
+        LibraryError: a label the model lacks, or a value outside 0..1.
+    """
+    model = get_model(model_id, session=session)
     unknown = set(values) - set(model.labels)
     if unknown:
         raise LibraryError(
@@ -231,12 +257,13 @@ def save_thresholds(
     changed = 0
     for label, value in values.items():
         value = round(float(value), 4)
+        how = (methods or {}).get(label, method)
         row = current.get(label)
         old = row.value if row else None
         if old is not None and abs(old - value) < 1e-9:
             continue
         row = row or Threshold(model_id=model_id, label=label, value=value)
-        row.value, row.method, row.set_by, row.set_at = value, method, user.id, now
+        row.value, row.method, row.set_by, row.set_at = value, how, set_by, now
         session.add(row)
         session.add(
             ThresholdChange(
@@ -244,8 +271,8 @@ def save_thresholds(
                 label=label,
                 old_value=old,
                 new_value=value,
-                method=method,
-                set_by=user.id,
+                method=how,
+                set_by=set_by,
                 set_at=now,
             )
         )
@@ -275,14 +302,16 @@ def threshold_changes(
 
 
 def activate(user: User | None, model_id: int, *, session: Session) -> Model:
-    """Make the model its plot type's active one (admin only)."""
+    """Make the model its plot type's active one (admin only, or the CLI's operator)."""
     model = get_model(model_id, session=session)
-    require(user, "admin", model.plot_type_id, session=session)
+    require_admin(user, model.plot_type_id, session=session)
     return activate_model(model_id, session=session)
 
 
-def stored_thresholds(model_id: int, *, session: Session) -> dict[str, float]:
-    return thresholds_of(model_id, session=session)
+# The one threshold read (``{label: value}`` as stored; no default filled in), for the pages.
+stored_thresholds = thresholds_of
+# What a label without a stored threshold is compared with (defined in hydra.thresholds), for the pages.
+DEFAULT_THRESHOLD = th.DEFAULT_THRESHOLD
 
 
 def disagreements(model_id: int, *, session: Session, limit: int = 500) -> list[Disagreement]:
@@ -316,7 +345,7 @@ def disagreements(model_id: int, *, session: Session, limit: int = 500) -> list[
 
 
 def report_heatmap(
-    loaded: LoadedModel,
+    loaded: ServingModel,
     image_path: str | Path,
     label: str,
     cache_path: Path,
@@ -325,23 +354,26 @@ def report_heatmap(
 ) -> Path:
     """The image with the Grad-CAM map of ``label`` blended in, computed once and cached as PNG.
 
-    Goes through :func:`hydra.inference.cam_batch` on the same prepared pixels
+    Goes through the model's own preparation and Grad-CAM
+    (:meth:`hydra.inference.ServingModel.prepare` and ``cam``) on the pixels
     the model saw, so the map explains the verdict the report shows.
+    ``mask`` replaces the model's mask (its plot type's) when given.
     """
     if cache_path.is_file():
         return cache_path
+    from dataclasses import replace
+
     from PIL import Image as PILImage
 
     from hydra.data.images import load_image, prepare
     from hydra.heads.cam import overlay
-    from hydra.inference import cam_batch
 
     if label not in loaded.labels:
         raise LibraryError(f"label {label!r} is not one of the model's labels {loaded.labels}")
+    model = loaded if mask is None else replace(loaded, mask=[list(r) for r in mask])
     img = load_image(image_path)
-    pixels = prepare(img, loaded.input_size, loaded.channels, mask)
-    cam = cam_batch(loaded, pixels[None], [loaded.labels.index(label)])[0]
-    rgb = overlay(prepare(img, (img.height, img.width), 3, mask), cam)
+    cam = model.cam(model.prepare(img)[None], [model.labels.index(label)])[0]
+    rgb = overlay(prepare(img, (img.height, img.width), 3, model.mask or None), cam)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_suffix(".tmp.png")
     PILImage.fromarray(rgb).save(tmp)

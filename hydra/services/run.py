@@ -1,16 +1,24 @@
-"""The queries behind the web app's shift-crew pages (Run, Log, Status, Trends).
+"""The Run page's services: tiles, group counts, the run header and alarms.
 
-Pages never run SQL themselves: they call these functions, which return plain
-dataclasses and dicts (no pandas, so the serve layer can reuse them). Every
-function takes a keyword-only ``session``; the one that changes state,
-:func:`acknowledge_alarm`, checks the user's role and grants itself
-(``hydra.auth.require(user, "acknowledge", ...)``), so a tampered page cannot
-acknowledge anonymously or as a viewer.
+What they read, they return as plain dataclasses (:class:`Frame`,
+:class:`GroupSummary`, :class:`RunHeader`, :class:`AlarmView`,
+:class:`AlarmGroup`) with aware UTC times, except the pickers every page
+shares (:func:`plot_types`, :func:`plot_groups`, :func:`labels_of`), which
+return the ORM rows. Functions that touch the database take a keyword-only
+``session``; :func:`frame_order` and :func:`group_summaries` work on frames
+already read.
 
-The Run page's queries stay fast with millions of inferences because the newest
-row of each plot type is found by one correlated ``ORDER BY created_at DESC
-LIMIT 1`` per plot type, which walks the ``(plot_type_id, created_at)`` index
-instead of grouping the whole table.
+Only :func:`acknowledge_alarm` and :func:`acknowledge_alarms` write. They
+take the acting user's id, look the user up themselves and refuse
+(``PermissionDenied``) without a user or with one whose role and grants do
+not allow it (``hydra.auth.require(user, "acknowledge", plot_type_id)``), so
+the check does not depend on what a page shows.
+
+:func:`run_frames` finds the newest row of each plot type with one correlated
+subquery per plot type (``ORDER BY created_at DESC, id DESC LIMIT 1``, all in
+one statement), which the ``(plot_type_id, created_at)`` indexes of RunTime,
+Inference and Image can answer without grouping the whole table;
+``benchmarks/bench_run_page.py`` times it at production scale.
 
 Example:
     >>> with session_scope(engine) as session:  # doctest: +SKIP
@@ -21,42 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from hydra.auth import PermissionDenied, can, require
-from hydra.db.models import (
-    Alarm,
-    ErrorRecord,
-    Heartbeat,
-    Image,
-    Inference,
-    Label,
-    Model,
-    PlotGroup,
-    PlotType,
-    RunTime,
-    User,
-    utcnow,
-)
-from hydra.db.queries import thresholds_of
+from hydra.db import queries
+from hydra.db.models import Alarm, Image, Inference, Label, Model, PlotGroup, PlotType, RunTime, User, utcnow
+from hydra.services._common import aware
 
-# The pipeline stages, in order, whose per-image durations (ms) the Keeper
-# stores in Inference.timings under these keys (hydra.serve.messages.TIMING_KEYS,
-# which also holds "wait": file written -> seen, and "total": file -> committed).
-STAGES: tuple[str, ...] = ("feeder", "balancer", "queue", "predict", "cam", "keeper")
-TIMING_KEYS: tuple[str, ...] = ("wait", *STAGES, "total")
 NO_MODEL_COLOR = "#5a5a5a"
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """The same instant as an aware UTC datetime (SQLite hands back naive ones)."""
-    if dt is None or dt.tzinfo is not None:
-        return dt
-    return dt.replace(tzinfo=timezone.utc)
 
 
 @dataclass
@@ -102,7 +86,7 @@ class Frame:
 
 
 def _newest_ids(table: Any, plot_type_ids: Sequence[int], *, session: Session) -> dict[int, int]:
-    """The id of the newest row of ``table`` per plot type, one index probe each."""
+    """The id of the newest row of ``table`` per plot type (one correlated subquery each, one statement)."""
     if not plot_type_ids:
         return {}
     newest = (
@@ -117,17 +101,13 @@ def _newest_ids(table: Any, plot_type_ids: Sequence[int], *, session: Session) -
     return {pt_id: row_id for pt_id, row_id in rows if row_id is not None}
 
 
-def label_colors(*, session: Session) -> dict[tuple[int, str], Label]:
-    """Every label by (plot type id, name), for frame colours and legends."""
-    return {(lb.plot_type_id, lb.name): lb for lb in session.scalars(select(Label))}
-
-
 def legend(*, session: Session) -> list[tuple[str, str]]:
     """The distinct (label name, colour) pairs of all plot types, for the Run page's legend."""
     return sorted(session.execute(select(Label.name, Label.color).distinct()).tuples())
 
 
 def plot_groups(*, session: Session) -> list[PlotGroup]:
+    """The detector groups, by name."""
     return list(session.scalars(select(PlotGroup).order_by(PlotGroup.name)))
 
 
@@ -137,6 +117,11 @@ def plot_types(*, session: Session, include_hidden: bool = True) -> list[PlotTyp
     if not include_hidden:
         query = query.where(col(PlotType.hidden).is_(False))
     return list(session.scalars(query))
+
+
+def labels_of(plot_type_id: int, *, session: Session) -> list[Label]:
+    """The labels of one plot type, in their order."""
+    return queries.labels_of(plot_type_id, session=session)
 
 
 def run_frames(*, session: Session, group_id: int | None = None, include_hidden: bool = False) -> list[Frame]:
@@ -357,10 +342,18 @@ def acknowledge_alarms(
     alarm_ids: Sequence[int] | None = None,
     plot_type_id: int | None = None,
 ) -> int:
-    """Acknowledge many open alarms at once: given ids, one plot type's, or (neither) all.
+    """Acknowledge many alarms at once: the given ids, or the open ones the user may acknowledge.
 
-    Each goes through :func:`acknowledge_alarm`, so the same user check
-    applies; returns how many were acknowledged.
+    Without ``alarm_ids`` it takes the open alarms (of ``plot_type_id``, when
+    given) that the user's role and grants allow, and refuses with the reason
+    for the first one when there are some but none is allowed. Every alarm
+    goes through :func:`acknowledge_alarm`, so the same user check applies
+    (for given ids, the first refusal raises). Returns how many alarms it went
+    through (a given id of an alarm acknowledged before counts too).
+
+    Raises:
+        PermissionDenied: as :func:`acknowledge_alarm`; also with nothing to
+            acknowledge and no (existing) user.
     """
     if alarm_ids is None:
         query = select(Alarm.id, Alarm.plot_type_id).where(
@@ -403,173 +396,3 @@ def acknowledge_alarm(alarm_id: int, *, user_id: int | None, session: Session) -
         session.add(alarm)
         session.flush()
     return alarm
-
-
-@dataclass
-class HeartbeatView:
-    process: str
-    pid: int
-    host: str
-    info: dict[str, Any]
-    last_seen: datetime
-
-
-def heartbeats(*, session: Session) -> list[HeartbeatView]:
-    """The last sign of life of every serve process, by process name."""
-    rows = session.scalars(select(Heartbeat).order_by(Heartbeat.process))
-    return [HeartbeatView(h.process, h.pid, h.host, dict(h.info), aware(h.last_seen)) for h in rows]
-
-
-@dataclass
-class LogEntry:
-    inference_id: int
-    plot_type_id: int
-    plot_type: str
-    run: int
-    chunk: int | None
-    label: str
-    weight: float
-    confirmed: bool
-    is_problem: bool
-    weights: dict[str, float]
-    image_path: str
-    heatmap_path: str | None
-    created_at: datetime
-
-
-def log_entries(
-    *,
-    session: Session,
-    since: datetime,
-    until: datetime | None = None,
-    plot_type_ids: Sequence[int] | None = None,
-    include_unconfirmed: bool = True,
-    run_min: int | None = None,
-    run_max: int | None = None,
-    group_ids: Sequence[int] | None = None,
-    limit: int = 5000,
-) -> list[LogEntry]:
-    """Confirmed problems (and unconfirmed verdicts) in a time window, newest first.
-
-    ``run_min``/``run_max`` bound the run number (both: one run when equal);
-    ``group_ids`` keeps the plot types of those detector groups.
-    """
-    wanted: ColumnElement[bool] = and_(
-        col(Inference.confirmed).is_(True), col(Inference.is_problem).is_(True)
-    )
-    if include_unconfirmed:
-        wanted = or_(wanted, col(Inference.confirmed).is_(False))
-    query = (
-        select(Inference, PlotType.name)
-        .join(PlotType, PlotType.id == Inference.plot_type_id)
-        .where(Inference.created_at >= since, wanted)
-    )
-    if until is not None:
-        query = query.where(Inference.created_at < until)
-    if plot_type_ids:
-        query = query.where(col(Inference.plot_type_id).in_(plot_type_ids))
-    if run_min is not None:
-        query = query.where(Inference.run >= run_min)
-    if run_max is not None:
-        query = query.where(Inference.run <= run_max)
-    if group_ids:
-        query = query.where(col(PlotType.group_id).in_(group_ids))
-    rows = session.execute(query.order_by(col(Inference.created_at).desc()).limit(limit)).all()
-    return [
-        LogEntry(
-            i.id, i.plot_type_id, name, i.run, i.chunk, i.label, i.weight, i.confirmed, i.is_problem,
-            dict(i.weights), i.path, i.heatmap_path, aware(i.created_at),
-        )
-        for i, name in rows
-    ]  # fmt: skip
-
-
-def stage_durations(timings: dict[str, Any]) -> dict[str, float]:
-    """Milliseconds per stage (and wait/total) from one Inference.timings dict; other keys ignored."""
-    return {k: float(v) for k in TIMING_KEYS if isinstance(v := timings.get(k), int | float)}
-
-
-@dataclass
-class TimingRow:
-    created_at: datetime
-    run: int
-    plot_type_id: int
-    stages: dict[str, float]
-
-
-def timing_rows(*, session: Session, since: datetime, limit: int = 50_000) -> list[TimingRow]:
-    """Per-stage durations of the newest inferences since ``since`` (capped at ``limit``)."""
-    rows = session.execute(
-        select(Inference.created_at, Inference.run, Inference.plot_type_id, Inference.timings)
-        .where(Inference.created_at >= since)
-        .order_by(col(Inference.created_at).desc())
-        .limit(limit)
-    ).all()
-    return [TimingRow(aware(t), run, pt, stage_durations(timings or {})) for t, run, pt, timings in rows]
-
-
-@dataclass
-class ErrorView:
-    created_at: datetime
-    stage: str
-    kind: str
-    filename: str
-    message: str
-    quarantine_path: str | None
-
-
-def recent_errors(*, session: Session, since: datetime, limit: int = 500) -> list[ErrorView]:
-    """Error records since ``since``, newest first."""
-    rows = session.scalars(
-        select(ErrorRecord)
-        .where(ErrorRecord.created_at >= since)
-        .order_by(col(ErrorRecord.created_at).desc())
-        .limit(limit)
-    )
-    return [
-        ErrorView(aware(e.created_at), e.stage, e.kind, e.filename, e.message, e.quarantine_path)
-        for e in rows
-    ]
-
-
-@dataclass
-class WeightPoint:
-    created_at: datetime
-    run: int
-    chunk: int | None
-    model_id: int
-    label: str
-    confirmed: bool
-    weights: dict[str, float]
-
-
-@dataclass
-class WeightSeries:
-    points: list[WeightPoint]
-    labels: list[Label]
-    thresholds: dict[int, dict[str, float]]  # model id -> label -> value
-
-
-def weight_series(
-    plot_type_id: int,
-    *,
-    session: Session,
-    since: datetime,
-    until: datetime | None = None,
-    limit: int = 20_000,
-) -> WeightSeries:
-    """Output weights of one plot type over a window, with its labels and thresholds."""
-    query = select(Inference).where(Inference.plot_type_id == plot_type_id, Inference.created_at >= since)
-    if until is not None:
-        query = query.where(Inference.created_at < until)
-    rows = session.scalars(query.order_by(col(Inference.created_at).desc()).limit(limit))
-    points = [
-        WeightPoint(aware(i.created_at), i.run, i.chunk, i.model_id, i.label, i.confirmed, dict(i.weights))
-        for i in rows
-    ]
-    points.reverse()
-    model_ids = sorted({p.model_id for p in points})
-    labels = list(
-        session.scalars(select(Label).where(Label.plot_type_id == plot_type_id).order_by(Label.ordinal))
-    )
-    return WeightSeries(points, labels, {m: thresholds_of(m, session=session) for m in model_ids})

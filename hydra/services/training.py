@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from hydra.config import HydraConfig
 from hydra.data.sampling import SamplingError, TrainingPlan, plan_training_set
@@ -373,19 +374,21 @@ def evaluate(
     """Weights (N x L) of the saved model for ``members``, through the serving code path.
 
     The pixels are the ones :func:`hydra.data.images.prepare` made for the
-    training set (the Feeder's preparation); the model is loaded back from
-    its files as the Predict stage loads it.
+    training set (the Feeder's preparation, with the dataset's mask); the
+    model is loaded back from its files as a
+    :class:`hydra.inference.ServingModel`, the object the Predict stage and
+    ``hydra predict`` serve with.
     """
-    from hydra import inference
+    from hydra.inference import ServingModel
 
-    loaded = inference.LoadedModel.from_dir(model_dir)
-    if loaded.labels != labels:
-        raise TrainError(f"the saved model's labels {loaded.labels} differ from the plot type's {labels}")
+    served = ServingModel.from_dir(model_dir, mask=getattr(base, "mask", None))
+    if served.labels != labels:
+        raise TrainError(f"the saved model's labels {served.labels} differ from the plot type's {labels}")
     weights = []
     for start in range(0, len(members), 64):
         chunk = members[start : start + 64]
         pixels = np.stack([base.pixels(where[m.image_id]) for m in chunk])
-        weights.append(np.asarray(inference.predict_batch(loaded, pixels), dtype=np.float64))
+        weights.append(np.asarray(served.weights(pixels), dtype=np.float64))
     return np.concatenate(weights) if weights else np.zeros((0, len(labels)))
 
 
@@ -574,15 +577,7 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
         TrainError: bad options or too few labelled images (nothing recorded).
         hydra.db.queries.NotFoundError: unknown plot type or parent model.
     """
-    from hydra.db import training as q
-    from hydra.thresholds import max_f1_thresholds
-
-    if opts.epochs is not None and opts.epochs < 1:
-        raise TrainError(f"--epochs must be at least 1, got {opts.epochs}")
-    if opts.threads is not None and opts.threads < 1:
-        raise TrainError(f"--threads must be at least 1, got {opts.threads}")
-    if opts.folds < 0:
-        raise TrainError(f"--folds must be 0 (a fixed split) or at least 2, got {opts.folds}")
+    _check_options(opts)
     started = time.perf_counter()
     ctx = _prepare(opts, engine)
     opts = _resolve(ctx, opts)
@@ -590,89 +585,196 @@ def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResul
     models_dir.mkdir(parents=True, exist_ok=True)
     tmp = models_dir / f".tmp-{uuid.uuid4().hex}"
     base, where = _dataset(ctx, *_input_shape(ctx))
-    splits = ctx.plan.splits
     try:
-        with _Fits(opts, (ctx.folds or 0) + 1) as fits:
-            if ctx.folds:
-                checked, oof = _cross_validate(ctx, opts, fits, base, where, tmp)
-                head_name, head, trainer, fit_info = _fit_one(
-                    ctx, opts, fits, splits["train"], [], base, where, opts.seed, "final model"
-                )
-            else:
-                head_name, head, trainer, fit_info = _fit_one(
-                    ctx, opts, fits, splits["train"], splits["val"], base, where, opts.seed, "model"
-                )
-                checked, oof = [], np.zeros((0, len(ctx.labels)))
-        if not trainer.is_global_zero:
+        fitted = _fit_models(ctx, opts, base, where, tmp)
+        if not fitted.trainer.is_global_zero:
             return None
-        index = {lab: i for i, lab in enumerate(ctx.labels)}
-        calibration = None
-        if len(checked) and hasattr(head, "set_logit_bias"):
-            calibration = fit_logit_bias(oof, np.array([index[m.label] for m in checked]))
-            head.set_logit_bias(head.logit_bias.cpu().numpy() + calibration)  # a parent's bias carries over
-            oof = apply_logit_bias(oof, calibration)
-        head.save(tmp / "model")
-        rest = splits["test"]  # images the model never trained on (a fixed test split, or untrained labels)
-        w_rest = evaluate(tmp / "model", rest, base, where, ctx.labels)
-        members = checked + rest
-        w = np.concatenate([oof, w_rest])
-        truth = np.array([index[m.label] for m in members], dtype=np.int64)
-        choices = max_f1_thresholds(w, truth, ctx.labels)
-        thresholds = {lab: c.value for lab, c in choices.items()}
-        metrics = _metrics(ctx, w, truth, thresholds) | fit_info
-        metrics["evaluation"] = f"{ctx.folds}-fold cross-validation" if ctx.folds else "held-out test split"
-        metrics["folds"] = ctx.folds
-        metrics["seed"] = opts.seed
-        if calibration is not None:
-            metrics["logit_bias"] = dict(zip(ctx.labels, np.round(calibration, 4).tolist()))
-        metrics["train_seconds"] = time.perf_counter() - started
-        metrics["threshold_f1"] = {lab: c.f1 for lab, c in choices.items()}
-        with session_scope(engine) as session:
-            params = {k: v for k, v in asdict(opts).items() if k not in ("progress", "activate")}
-            ts = q.record_training_set(ctx.plot_type_id, ctx.plan, params, session=session)
-            model = q.register_model(
-                session=session,
-                plot_type_id=ctx.plot_type_id,
-                head=head_name,
-                path=str(tmp),
-                config=head.config() | {"seed": opts.seed},
-                input_size=head.input_size,
-                channels=head.channels,
-                labels=ctx.labels,
-                training_set_id=ts.id,
-                parent_id=ctx.parent.id if ctx.parent is not None else None,
-                metrics=metrics,
-            )
-            final = _final_dir(models_dir, model.id)
-            os.replace(tmp / "model", final)
-            model.path = str(final)
-            session.add(model)
-            preds = w.argmax(1) if len(w) else []
-            rows = [
-                (m.image_id, m.label, ctx.labels[int(p)], dict(zip(ctx.labels, row.tolist())))
-                for m, p, row in zip(members, preds, w)
-            ]
-            q.store_classifications(model.id, rows[: len(checked)], session=session, split="oof")
-            q.store_classifications(model.id, rows[len(checked) :], session=session, split="test")
-            q.set_thresholds(
-                model.id, thresholds, session=session, methods={lab: c.method for lab, c in choices.items()}
-            )
-            if opts.activate:
-                activate_model(model.id, session=session)
-            result = TrainResult(
-                model_id=int(model.id),
-                plot_type=opts.plot_type,
-                head=head_name,
-                path=str(final),
-                training_set_id=int(ts.id),
-                labels=list(ctx.labels),
-                thresholds=thresholds,
-                metrics=metrics,
-                active=bool(opts.activate),
-                parent_id=model.parent_id,
-                files=sorted(str(p) for p in final.iterdir()),
-            )
-        return result
+        scored = _score(ctx, opts, fitted, base, where, tmp, started)
+        return _record(engine, ctx, opts, fitted, scored, tmp, models_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_options(opts: TrainOptions) -> None:
+    """Refuse options no training can run with, before anything is read."""
+    if opts.epochs is not None and opts.epochs < 1:
+        raise TrainError(f"--epochs must be at least 1, got {opts.epochs}")
+    if opts.threads is not None and opts.threads < 1:
+        raise TrainError(f"--threads must be at least 1, got {opts.threads}")
+    if opts.folds < 0:
+        raise TrainError(f"--folds must be 0 (a fixed split) or at least 2, got {opts.folds}")
+
+
+@dataclass
+class _Fitted:
+    """The model that serves, fitted, and the cross-validation's out-of-fold weights (if any)."""
+
+    head_name: str
+    head: Any
+    trainer: Any
+    info: dict[str, Any]
+    checked: list[Any]  # the trained images with out-of-fold weights (none with a fixed split)
+    oof: np.ndarray  # their weights (N x L)
+
+
+def _fit_models(ctx: _Context, opts: TrainOptions, base: Any, where: dict[int, int], tmp: Path) -> _Fitted:
+    """Fit the cross-validation folds (if any), then the model that serves, under one progress bar."""
+    splits = ctx.plan.splits
+    with _Fits(opts, (ctx.folds or 0) + 1) as fits:
+        if ctx.folds:
+            checked, oof = _cross_validate(ctx, opts, fits, base, where, tmp)
+            head_name, head, trainer, fit_info = _fit_one(
+                ctx, opts, fits, splits["train"], [], base, where, opts.seed, "final model"
+            )
+        else:
+            head_name, head, trainer, fit_info = _fit_one(
+                ctx, opts, fits, splits["train"], splits["val"], base, where, opts.seed, "model"
+            )
+            checked, oof = [], np.zeros((0, len(ctx.labels)))
+    return _Fitted(head_name, head, trainer, fit_info, checked, oof)
+
+
+def _calibrate(fitted: _Fitted, index: dict[str, int]) -> np.ndarray | None:
+    """Fit the logit bias of a head that has one to the out-of-fold weights; the bias, or None.
+
+    The head takes the bias on (a parent's bias carries over), and the
+    out-of-fold weights become the ones the biased model gives.
+    """
+    if not (len(fitted.checked) and hasattr(fitted.head, "set_logit_bias")):
+        return None
+    calibration = fit_logit_bias(fitted.oof, np.array([index[m.label] for m in fitted.checked]))
+    fitted.head.set_logit_bias(fitted.head.logit_bias.cpu().numpy() + calibration)
+    fitted.oof = apply_logit_bias(fitted.oof, calibration)
+    return calibration
+
+
+@dataclass
+class _Scored:
+    """Every evaluated image's weights (out-of-fold ones first, then the test split), thresholds, metrics."""
+
+    members: list[Any]
+    weights: np.ndarray
+    choices: dict[str, Any]  # label -> its max-F1 threshold choice
+    thresholds: dict[str, float]
+    metrics: dict[str, Any]
+
+
+def _score(
+    ctx: _Context,
+    opts: TrainOptions,
+    fitted: _Fitted,
+    base: Any,
+    where: dict[int, int],
+    tmp: Path,
+    started: float,
+) -> _Scored:
+    """Save the model; weigh the images it never trained on; choose max-F1 thresholds; the metrics."""
+    from hydra.thresholds import max_f1_thresholds
+
+    index = {lab: i for i, lab in enumerate(ctx.labels)}
+    calibration = _calibrate(fitted, index)
+    fitted.head.save(tmp / "model")
+    # images the model never trained on (a fixed test split, or untrained labels)
+    rest = ctx.plan.splits["test"]
+    w_rest = evaluate(tmp / "model", rest, base, where, ctx.labels)
+    members = fitted.checked + rest
+    w = np.concatenate([fitted.oof, w_rest])
+    truth = np.array([index[m.label] for m in members], dtype=np.int64)
+    choices = max_f1_thresholds(w, truth, ctx.labels)
+    thresholds = {lab: c.value for lab, c in choices.items()}
+    metrics = _metrics(ctx, w, truth, thresholds) | fitted.info
+    metrics["evaluation"] = f"{ctx.folds}-fold cross-validation" if ctx.folds else "held-out test split"
+    metrics["folds"] = ctx.folds
+    metrics["seed"] = opts.seed
+    if calibration is not None:
+        metrics["logit_bias"] = dict(zip(ctx.labels, np.round(calibration, 4).tolist()))
+    metrics["train_seconds"] = time.perf_counter() - started
+    metrics["threshold_f1"] = {lab: c.f1 for lab, c in choices.items()}
+    return _Scored(members, w, choices, thresholds, metrics)
+
+
+def _record(
+    engine: Engine,
+    ctx: _Context,
+    opts: TrainOptions,
+    fitted: _Fitted,
+    scored: _Scored,
+    tmp: Path,
+    models_dir: Path,
+) -> TrainResult:
+    """Record the training set, the model (its files moved to their own folder), its held-out
+    classifications and thresholds, in one transaction; activate it if asked."""
+    from hydra.services.library import write_thresholds
+
+    thresholds, choices = scored.thresholds, scored.choices
+    with session_scope(engine) as session:
+        ts, model = _register(ctx, opts, fitted, scored, tmp, session=session)
+        final = _final_dir(models_dir, model.id)
+        os.replace(tmp / "model", final)
+        model.path = str(final)
+        session.add(model)
+        _store_classifications(model.id, ctx.labels, scored, len(fitted.checked), session=session)
+        write_thresholds(
+            model.id,
+            thresholds,
+            session=session,
+            method="max_f1",
+            methods={lab: c.method for lab, c in choices.items()},
+        )
+        if opts.activate:
+            activate_model(model.id, session=session)
+        result = TrainResult(
+            model_id=int(model.id),
+            plot_type=opts.plot_type,
+            head=fitted.head_name,
+            path=str(final),
+            training_set_id=int(ts.id),
+            labels=list(ctx.labels),
+            thresholds=thresholds,
+            metrics=scored.metrics,
+            active=bool(opts.activate),
+            parent_id=model.parent_id,
+            files=sorted(str(p) for p in final.iterdir()),
+        )
+    return result
+
+
+def _register(
+    ctx: _Context, opts: TrainOptions, fitted: _Fitted, scored: _Scored, tmp: Path, *, session: Session
+) -> tuple[Any, Any]:
+    """Record the training set and the model (its files still in ``tmp``); both rows."""
+    from hydra.db import training as training_db
+
+    head = fitted.head
+    params = {k: v for k, v in asdict(opts).items() if k not in ("progress", "activate")}
+    ts = training_db.record_training_set(ctx.plot_type_id, ctx.plan, params, session=session)
+    model = training_db.register_model(
+        session=session,
+        plot_type_id=ctx.plot_type_id,
+        head=fitted.head_name,
+        path=str(tmp),
+        config=head.config() | {"seed": opts.seed},
+        input_size=head.input_size,
+        channels=head.channels,
+        labels=ctx.labels,
+        training_set_id=ts.id,
+        parent_id=ctx.parent.id if ctx.parent is not None else None,
+        metrics=scored.metrics,
+    )
+    return ts, model
+
+
+def _store_classifications(
+    model_id: int, labels: list[str], scored: _Scored, n_oof: int, *, session: Session
+) -> None:
+    """Store the model's verdict on every evaluated image: the first ``n_oof`` out-of-fold, the rest test."""
+    from hydra.db import training as training_db
+
+    preds = scored.weights.argmax(1) if len(scored.weights) else []
+    rows = [
+        (m.image_id, m.label, labels[int(p)], dict(zip(labels, row.tolist())))
+        for m, p, row in zip(scored.members, preds, scored.weights)
+    ]
+    training_db.store_classifications(model_id, rows[:n_oof], session=session, split="oof")
+    training_db.store_classifications(model_id, rows[n_oof:], session=session, split="test")

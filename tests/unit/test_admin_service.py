@@ -9,7 +9,7 @@ from hydra.auth import PermissionDenied, can, create_user, get_user
 from hydra.db import session_scope
 from hydra.db.models import Model, PlotType
 from hydra.db.queries import active_model, create_plot_type, labels_of
-from hydra.services import admin
+from hydra.services import admin, library
 
 
 @pytest.fixture
@@ -41,8 +41,8 @@ def test_non_admin_is_refused_everywhere(setup):
             lambda: admin.set_role(ann, "ann", "admin", session=s),
             lambda: admin.set_permission(ann, "ann", "cdc_occ", session=s, label=True, thresholds=True),
             lambda: admin.revoke(ann, "ann", "cdc_occ", session=s),
-            lambda: admin.set_active_model(ann, ids["m2"], session=s),
-            lambda: admin.set_active_model(None, ids["m2"], session=s),
+            lambda: library.activate(ann, ids["m2"], session=s),
+            lambda: library.activate(None, ids["m2"], session=s),
         ]
         for call in calls:
             with pytest.raises(PermissionDenied):
@@ -105,7 +105,7 @@ def test_users_permissions_and_active_model(setup):
         assert admin.revoke(root, "eve", "cdc_occ", session=s) is False
         assert not can(eve, "label", ids["pt"], session=s)
         assert dict(admin.users(session=s)) == {"ann": "expert", "eve": "expert", "root": "admin"}
-        admin.set_active_model(root, ids["m2"], session=s)
+        library.activate(root, ids["m2"], session=s)
     with session_scope(engine) as s:
         assert active_model(ids["pt"], session=s).id == ids["m2"]
         assert not s.get(Model, ids["m1"]).active

@@ -40,6 +40,8 @@ def test_expected_verbs_exist():
         "user password",
         "ingest",
         "images list",
+        "presets list",
+        "presets show",
     ]:
         assert verb in names
 

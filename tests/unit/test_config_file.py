@@ -1,4 +1,4 @@
-"""The deployment files in ``configs/``.
+"""The deployment files: ``configs/hydra.yaml`` and the package's ``hydra/deploy/``.
 
 ``hydra.yaml`` is complete and equals the defaults; the Grafana dashboard is
 valid and every SQL query in it runs on MariaDB against Hydra's schema; the
@@ -18,10 +18,10 @@ import yaml
 from pydantic import BaseModel
 
 from hydra.config import HydraConfig, load_config
+from hydra.deploy import dashboard, systemd_units
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-CONFIG = CONFIGS / "hydra.yaml"
-DASHBOARD = CONFIGS / "grafana" / "hydra-dashboard.json"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "hydra.yaml"
+DASHBOARD = dashboard()
 
 
 @pytest.fixture(autouse=True)
@@ -155,7 +155,7 @@ def test_systemd_units_start_commands_that_exist() -> None:
     from hydra.serve.launcher import STAGES
 
     commands = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
-    units = sorted((CONFIGS / "systemd").glob("*.service"))
+    units = systemd_units()
     assert {u.name for u in units} >= {"hydra-serve.service", "hydra-app.service", "hydra-predict@.service"}
     for unit in units:
         text_ = unit.read_text()

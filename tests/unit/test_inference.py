@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sqlmodel import select
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "heads"))
@@ -99,17 +100,18 @@ def test_load_model_from_db(hydra_home, model_dir):
 
     from hydra.config import load_config
     from hydra.db.engine import make_engine
-    from hydra.inference import load_model_from_db, load_thresholds
+    from hydra.db.queries import thresholds_of
+    from hydra.inference import ServingModel
 
     model_id = _setup_db(hydra_home, model_dir)
     cfg = load_config()
     engine = make_engine(cfg.database_url)
     with Session(engine) as s:
-        assert load_thresholds(s, model_id) == {"Good": 0.0, "Bad": 0.99}
-        loaded = load_model_from_db(s, model_id, cfg.path("models"))
+        assert thresholds_of(model_id, session=s) == {"Good": 0.0, "Bad": 0.99}
+        loaded = ServingModel.load(s, model_id, cfg.path("models"))
         assert loaded.model_id == model_id and loaded.problem_labels == ["Bad"]
         with pytest.raises(LookupError):
-            load_model_from_db(s, 999, cfg.path("models"))
+            ServingModel.load(s, 999, cfg.path("models"))
     engine.dispose()
 
 
@@ -163,3 +165,43 @@ def test_hydra_predict_cli(hydra_home, model_dir, tmp_path):
     assert json.loads(forced.stdout.splitlines()[0])["plot_type"] == "toy_hist"
     table = CliRunner().invoke(app, ["predict", str(good[0])])
     assert table.exit_code == 0 and "toy_hist" in table.stdout
+
+
+def test_serving_model_carries_mask_thresholds_and_refreshes_in_the_cache(hydra_home, model_dir):
+    """One object holds the preprocessing and the thresholds; the Predict cache refreshes them."""
+    from hydra.config import load_config
+    from hydra.data.images import prepare
+    from hydra.db.engine import make_engine, session_scope
+    from hydra.db.models import Label, Model, PlotType, Threshold
+    from hydra.inference import ServingModel
+    from hydra.serve.model_cache import ModelCache
+
+    model_id = _setup_db(hydra_home, model_dir)
+    cfg = load_config()
+    engine = make_engine(cfg.database_url)
+    mask = [[0.0, 0.0, 0.5, 0.5]]
+    with session_scope(engine) as s:
+        s.get(PlotType, s.get(Model, model_id).plot_type_id).mask = mask
+    with session_scope(engine) as s:
+        served = ServingModel.load(s, model_id, cfg.path("models"))
+    assert served.mask == mask and served.thresholds == {"Good": 0.0, "Bad": 0.99}
+    image = Image.fromarray(dataset(1, 90, 120, seed=2)[0][0])
+    np.testing.assert_array_equal(served.prepare(image), prepare(image, SIZE, 3, mask))
+    pixels = np.stack([served.prepare(image)])
+    weights, verdicts = served.classify(pixels)
+    np.testing.assert_allclose(weights, predict_batch(served, pixels), atol=1e-6)
+    assert verdicts == [decide(weights[0], served.labels, served.thresholds, served.problem_labels)]
+    assert served.weights_dict(weights[0]) == {"Good": float(weights[0, 0]), "Bad": float(weights[0, 1])}
+
+    cache = ModelCache(engine, "cpu", refresh_s=0.0, models_dir=cfg.path("models"))
+    first = cache.get(model_id)
+    assert len(cache) == 1 and first.thresholds == {"Good": 0.0, "Bad": 0.99}
+    with session_scope(engine) as s:
+        for t in s.exec(select(Threshold).where(Threshold.model_id == model_id)).all():
+            t.value = 0.3
+        label = s.exec(select(Label).where(Label.name == "Good")).first()
+        label.is_problem = True
+    again = cache.get(model_id)
+    assert again is first and again.thresholds == {"Good": 0.3, "Bad": 0.3}
+    assert sorted(again.problem_labels) == ["Bad", "Good"]
+    engine.dispose()

@@ -141,7 +141,7 @@ def png_declaring(width: int, height: int) -> bytes:
 def test_refuses_what_serve_refuses(engine, tmp_path):
     """A 90-megapixel image passes neither ingest nor the Feeder's decode, with the same limit."""
     from hydra.config import HydraConfig
-    from hydra.data.images import ImageError, decode
+    from hydra.data.images import ImageError, decode_image
 
     root = _make_folder(tmp_path / "plots")
     big = png_declaring(9500, 9500)
@@ -150,7 +150,7 @@ def test_refuses_what_serve_refuses(engine, tmp_path):
         ingest(root, engine=engine, labels_csv=root / "labels.csv")
     assert _counts(engine) == (0, 0, 0, 0)
     with pytest.raises(ImageError, match="declared size 9500x9500 is over the limit of 40000000"):
-        decode(big, "x.png", HydraConfig().serve.max_image_pixels)
+        decode_image(big, "x.png", HydraConfig().serve.max_image_pixels)
     # the limits are the deployment's: lowered, a 40x30 image is refused too; an empty file always
     (root / "a" / "fcal_occupancy-000001_0001.png").unlink()
     with pytest.raises(IngestError, match="over the limit of 1000 pixels"):
@@ -167,7 +167,7 @@ def test_refuses_what_serve_refuses(engine, tmp_path):
 def test_truncated_images_are_refused_like_the_feeder_refuses_them(sqlite_engine, tmp_path, suffix):
     import io
 
-    from hydra.data.images import ImageError, decode
+    from hydra.data.images import ImageError, decode_image
 
     root = _make_folder(tmp_path / "plots", n=2)
     buf = io.BytesIO()
@@ -176,7 +176,7 @@ def test_truncated_images_are_refused_like_the_feeder_refuses_them(sqlite_engine
     cut = buf.getvalue()[: len(buf.getvalue()) // 2]
     (root / "a" / f"fcal_occupancy-000009.{suffix}").write_bytes(cut)
     with pytest.raises(ImageError):
-        decode(cut, "x")
+        decode_image(cut, "x")
     with pytest.raises(IngestError, match=rf"fcal_occupancy-000009.{suffix}: .*(truncated|Truncated)"):
         ingest(root, engine=sqlite_engine)
     assert _counts(sqlite_engine) == (0, 0, 0, 0)

@@ -16,8 +16,7 @@ from hydra.auth import PermissionDenied, create_user, grant
 from hydra.db.engine import session_scope
 from hydra.db.models import Alarm, Image, Model, PlotType, Threshold, User
 from hydra.db.queries import create_plot_type, labels_of
-from hydra.services import admin, labeling, library
-from hydra.services import run as pages
+from hydra.services import admin, labeling, library, run
 
 ROLES = ("viewer", "labeler", "expert", "admin")
 ACTIONS = ("label", "thresholds", "acknowledge", "admin")
@@ -69,7 +68,7 @@ def _do(action: str, user: User, t: Target, s: Session) -> None:
     elif action == "thresholds":
         library.save_thresholds(user, t.model, {"Good": 0.42}, session=s)
     elif action == "acknowledge":
-        pages.acknowledge_alarm(t.alarm, user_id=user.id, session=s)
+        run.acknowledge_alarm(t.alarm, user_id=user.id, session=s)
     elif action == "admin":
         admin.update_plot_type(user, t.plot_type, collect_percent=7.0, session=s)
 
@@ -114,9 +113,9 @@ def test_refusals_say_what_is_missing(world):
             PermissionDenied,
             match="expert may not acknowledge on plot type bcal_timing: no grant on this plot type",
         ):
-            pages.acknowledge_alarm(other.alarm, user_id=user["expert"].id, session=s)
+            run.acknowledge_alarm(other.alarm, user_id=user["expert"].id, session=s)
         with pytest.raises(PermissionDenied, match="the expert role cannot administer"):
-            admin.set_active_model(user["expert"], granted.model, session=s)
+            library.activate(user["expert"], granted.model, session=s)
 
 
 def test_acknowledge_all_takes_only_what_the_expert_may(world):
@@ -124,10 +123,10 @@ def test_acknowledge_all_takes_only_what_the_expert_may(world):
     with session_scope(engine) as s:
         viewer = s.exec(select(User).where(User.name == "viewer")).one()
         with pytest.raises(PermissionDenied, match="viewer role cannot acknowledge"):
-            pages.acknowledge_alarms(user_id=viewer.id, session=s)
+            run.acknowledge_alarms(user_id=viewer.id, session=s)
     with session_scope(engine) as s:
         expert = s.exec(select(User).where(User.name == "expert")).one()
-        assert pages.acknowledge_alarms(user_id=expert.id, session=s) == 1
+        assert run.acknowledge_alarms(user_id=expert.id, session=s) == 1
     with Session(engine) as s:
         assert s.get(Alarm, granted.alarm).acknowledged_by is not None
         assert s.get(Alarm, other.alarm).acknowledged_by is None

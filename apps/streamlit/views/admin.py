@@ -12,35 +12,23 @@ import shell
 import streamlit as st
 from PIL import Image as PILImage
 
-from hydra.auth import ROLES, PermissionDenied
-from hydra.db.queries import labels_of
-from hydra.services import admin, library
-from hydra.services import run as q
+from hydra.auth import ROLES
+from hydra.services import admin, library, run
 
 shell.page(viewing=False)
 st.title("Admin")
 user = shell.require_permission("admin")
 with shell.session() as s:
-    types = q.plot_types(session=s)
-    groups = {g.id: g.name for g in q.plot_groups(session=s)}
+    types = run.plot_types(session=s)
+    groups = {g.id: g.name for g in run.plot_groups(session=s)}
 MASK_COLUMNS = list(admin.MASK_COLUMNS)
 FLASH = "admin_flash"
-kind, message = st.session_state.pop(FLASH, (None, None))
-if kind:
-    getattr(st, kind)(message)
+shell.show_outcome(FLASH)
 
 
 def act(fn, *args, done: str, **kwargs) -> None:
     """Run an admin service call (as a widget callback); its outcome waits in the session state."""
-    try:
-        with shell.session() as s:
-            fn(*args, session=s, **kwargs)
-    except PermissionDenied as exc:
-        st.session_state[FLASH] = ("error", f"Refused: {exc}")
-    except (ValueError, LookupError) as exc:
-        st.session_state[FLASH] = ("error", str(exc))
-    else:
-        st.session_state[FLASH] = ("success", done)
+    shell.run_service(fn, *args, outcome=FLASH, done=done, **kwargs)
 
 
 def state(key: str, default=None):
@@ -100,7 +88,7 @@ def save_labels(actor, changes: dict, *, session) -> int:
 
 def label_settings(pt) -> None:
     with shell.session() as s:
-        labels = labels_of(pt.id, session=s)
+        labels = run.labels_of(pt.id, session=s)
 
     def save() -> None:
         changes = {
@@ -295,6 +283,6 @@ with tab_models:
             key=f"adm_activate_{pt.id}",
             disabled=unchanged,
             on_click=act,
-            args=(admin.set_active_model, user, options[chosen]),
+            args=(library.activate, user, options[chosen]),
             kwargs={"done": f"Model {options[chosen]} is active on {pt.name}."},
         )

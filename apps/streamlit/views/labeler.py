@@ -22,13 +22,11 @@ import shell
 import streamlit as st
 from components.labeler_grid import labeler_grid, page_token, thumbnail_uri
 
-from hydra.auth import PermissionDenied, can
-from hydra.db.models import utcnow
-from hydra.db.queries import labels_of
-from hydra.services import labeling
-from hydra.services import run as q
+from hydra.auth import can
+from hydra.services import labeling, run
 
 GRID_KEY = "labeler_grid"
+NOTE = "labeler_note"
 WINDOWS = {"24 hours": 1, "7 days": 7, "30 days": 30, "365 days": 365, "all time": None}
 ORDER_NAMES = {"Oldest first": "oldest", "Most doubtful first": "doubtful", "Newest first": "newest"}
 
@@ -36,7 +34,7 @@ shell.page(viewing=False)
 st.title("Labeler")
 user = shell.require_login("Log in to label images.")
 with shell.session() as s:
-    types = q.plot_types(session=s)
+    types = run.plot_types(session=s)
 if not types:
     shell.empty_state(
         "No plot types yet.",
@@ -54,7 +52,7 @@ tile_px = c4.slider("Tile size (px)", 100, 400, 170, 10, key="labeler_tile_px",
 per_page = c5.selectbox("Per page", [48, 72, 96], key="labeler_per_page")
 
 with shell.session() as s:
-    labels = labels_of(pt.id, session=s)
+    labels = run.labels_of(pt.id, session=s)
     allowed = can(user, "label", pt.id, session=s)
 if not labels:
     shell.empty_state("This plot type has no labels.", "Add labels on the Admin page first.")
@@ -78,7 +76,7 @@ if mode == "Editor":
     days = WINDOWS[window]
     filters = dict(
         label_ids=[lb.id for lb in labels if lb.name in chosen],
-        start=utcnow() - timedelta(days=days) if days else None,
+        start=shell.utcnow() - timedelta(days=days) if days else None,
         run_min=int(run_min) if run_min is not None else None,
         run_max=int(run_max) if run_max is not None else None,
     )
@@ -103,20 +101,18 @@ def store(assignments: dict[int, int]) -> None:
     The outcome waits in the session state for the workspace to show, so this
     also works as a widget callback.
     """
-    try:
-        with shell.session() as s:
-            result = labeling.apply_labels(user, pt.id, assignments, session=s, source=source)
-    except PermissionDenied as exc:
-        st.session_state["labeler_note"] = ("error", f"Refused: {exc}")
-        return
-    except (ValueError, LookupError) as exc:
-        st.session_state["labeler_note"] = ("error", str(exc))
-        return
-    _board.clear()  # the leaderboard shows these labels at once
-    note = f"Stored {result.stored} label{'s' if result.stored != 1 else ''} on {pt.name}."
-    if result.skipped:
-        note += f" {len(result.skipped)} skipped (labeled by someone else meanwhile, or unchanged)."
-    st.session_state["labeler_note"] = ("success", note)
+
+    def stored(result: labeling.ApplyResult) -> str:
+        note = f"Stored {result.stored} label{'s' if result.stored != 1 else ''} on {pt.name}."
+        if result.skipped:
+            note += f" {len(result.skipped)} skipped (labeled by someone else meanwhile, or unchanged)."
+        return note
+
+    result = shell.run_service(
+        labeling.apply_labels, user, pt.id, assignments, source=source, outcome=NOTE, done=stored
+    )
+    if result is not None:
+        _board.clear()  # the leaderboard shows these labels at once
 
 
 def submit_form() -> None:
@@ -227,15 +223,10 @@ def weight_panel(page: list[labeling.GridImage]) -> None:
         picked = st.session_state.get("editor_weight_images") or []
         ids = [int(name.rsplit("#", 1)[1].rstrip(")")) for name in picked]
         weight = float(st.session_state.get("editor_weight_value", 1.0))
-        try:
-            with shell.session() as s:
-                n = labeling.set_train_weight(user, pt.id, ids, weight, session=s)
-        except PermissionDenied as exc:
-            st.session_state["labeler_note"] = ("error", f"Refused: {exc}")
-        except (ValueError, LookupError) as exc:
-            st.session_state["labeler_note"] = ("error", str(exc))
-        else:
-            st.session_state["labeler_note"] = ("success", f"Training weight {weight:g} on {n} image(s).")
+        shell.run_service(
+            labeling.set_train_weight, user, pt.id, ids, weight, outcome=NOTE,
+            done=lambda n: f"Training weight {weight:g} on {n} image(s).",
+        )  # fmt: skip
 
     with st.expander("Training weight of images"), st.form("editor_weight_form"):
         st.multiselect(
@@ -278,9 +269,7 @@ def workspace() -> None:
             page = labeling.next_page(pt.id, session=s, order=order, limit=per_page)
             waiting = labeling.count_unlabeled(pt.id, session=s)
         page = labeling.with_suggestions(page, pt.id, session=s)
-    kind, note = st.session_state.pop("labeler_note", (None, None))
-    if kind:
-        getattr(notice, kind)(note)
+    shell.show_outcome(NOTE, notice)
     side_panel(waiting)
     if mode == "Editor":
         pager(page)

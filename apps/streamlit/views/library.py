@@ -18,10 +18,8 @@ import pandas as pd  # noqa: E402
 import shell  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from hydra.auth import PermissionDenied, can  # noqa: E402
-from hydra.db.queries import labels_of  # noqa: E402
-from hydra.services import library  # noqa: E402
-from hydra.services import run as q  # noqa: E402
+from hydra.auth import can  # noqa: E402
+from hydra.services import library, run  # noqa: E402
 
 BINS = 20
 FLASH = "library_flash"
@@ -29,7 +27,7 @@ FLASH = "library_flash"
 shell.page(viewing=True)
 st.title("Library")
 with shell.session() as s:
-    types = q.plot_types(session=s)
+    types = run.plot_types(session=s)
 if not types:
     shell.empty_state("No plot types yet.", "Create one on the Admin page or with `hydra plot-type add`.")
     st.stop()
@@ -37,7 +35,7 @@ by_name = {pt.name: pt for pt in types}
 pt = by_name[st.selectbox("Plot type", list(by_name), key="library_plot_type")]
 with shell.session() as s:
     models = library.models_of(pt.id, session=s)
-    colors = {lb.name: shell.safe_color(lb.color) for lb in labels_of(pt.id, session=s)}
+    colors = {lb.name: shell.safe_color(lb.color) for lb in run.labels_of(pt.id, session=s)}
 if not models:
     shell.empty_state(
         f"No model for {pt.name} yet.",
@@ -82,15 +80,10 @@ user = shell.current_user()
 
 def act(fn, *args, done: str, **kwargs) -> None:
     """A button's callback: run a service call; its outcome waits in the session state."""
-    try:
-        with shell.session() as s:
-            result = fn(*args, session=s, **kwargs)
-    except PermissionDenied as exc:
-        st.session_state[FLASH] = ("error", f"Refused: {exc}")
-    except (ValueError, LookupError) as exc:
-        st.session_state[FLASH] = ("error", str(exc))
-    else:
-        st.session_state[FLASH] = ("success", done.format(result=result, s="" if result == 1 else "s"))
+    shell.run_service(
+        fn, *args, outcome=FLASH, done=lambda result: done.format(result=result, s="" if result == 1 else "s"),
+        **kwargs,
+    )  # fmt: skip
 
 
 def save() -> None:
@@ -112,9 +105,7 @@ if not model.active:
         args=(library.activate, user, model.id),
         kwargs={"done": f"Model {model.id} is now the active model of {pt.name}."},
     )
-kind, message = st.session_state.pop(FLASH, (None, None))
-if kind:
-    getattr(st, kind)(message)
+shell.show_outcome(FLASH)
 
 with shell.session() as s:
     rows = library.classifications(model.id, session=s)
@@ -136,7 +127,12 @@ values: dict[str, float] = {}
 slider_cols = st.columns(len(model.labels))
 for col, label in zip(slider_cols, model.labels):
     values[label] = col.slider(
-        label, 0.0, 1.0, float(defaults.get(label, 0.5)), 0.01, key=f"th_{model.id}_{label}"
+        label,
+        0.0,
+        1.0,
+        float(defaults.get(label, library.DEFAULT_THRESHOLD)),
+        0.01,
+        key=f"th_{model.id}_{label}",
     )
 live = library.live_metrics(rows, model.labels, values)
 m1, m2, m3 = st.columns(3)

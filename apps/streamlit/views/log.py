@@ -15,8 +15,7 @@ import pandas as pd
 import shell
 import streamlit as st
 
-from hydra.db.models import utcnow
-from hydra.services import run as q
+from hydra.services import log, run
 
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168, "30 days": 720}
 THUMBS_PER_GROUP = 24
@@ -24,8 +23,8 @@ THUMBS_PER_GROUP = 24
 shell.page()
 st.title("Log")
 with shell.session() as s:
-    types = q.plot_types(session=s)
-    groups = {g.id: g.name for g in q.plot_groups(session=s)}
+    types = run.plot_types(session=s)
+    groups = {g.id: g.name for g in run.plot_groups(session=s)}
 
 if "log_run" not in st.session_state and str(st.query_params.get("run", "")).isdigit():
     st.session_state["log_run"] = int(st.query_params["run"])
@@ -36,28 +35,28 @@ unconfirmed = c3.toggle("Include unconfirmed", value=True, key="log_unconfirmed"
 heatmaps = c4.toggle("Heat maps", value=True, key="log_heatmaps")
 f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
 chosen_groups = f1.multiselect("Detector groups (all when empty)", sorted(groups.values()), key="log_groups")
-run = f2.number_input("Run", min_value=0, value=None, step=1, key="log_run", help="Only this run")
+one_run = f2.number_input("Run", min_value=0, value=None, step=1, key="log_run", help="Only this run")
 run_from = f3.number_input(
-    "Run from", min_value=0, value=None, step=1, key="log_run_min", disabled=run is not None
+    "Run from", min_value=0, value=None, step=1, key="log_run_min", disabled=one_run is not None
 )
 run_to = f4.number_input(
-    "Run to", min_value=0, value=None, step=1, key="log_run_max", disabled=run is not None
+    "Run to", min_value=0, value=None, step=1, key="log_run_max", disabled=one_run is not None
 )
-run_min, run_max = (run, run) if run is not None else (run_from, run_to)
+run_min, run_max = (one_run, one_run) if one_run is not None else (run_from, run_to)
 
-now = utcnow()
+now = shell.utcnow()
 since = now - timedelta(hours=WINDOWS[window])
 ids = [pt.id for pt in types if pt.name in chosen]
 group_ids = [gid for gid, name in groups.items() if name in chosen_groups]
 with shell.session() as s:
-    entries = q.log_entries(
+    entries = log.log_entries(
         session=s, since=since, plot_type_ids=ids or None, include_unconfirmed=unconfirmed,
         run_min=int(run_min) if run_min is not None else None, run_max=int(run_max) if run_max is not None else None,
         group_ids=group_ids or None,
     )  # fmt: skip
 filters = []
-if run is not None:
-    filters.append(f"run {run}")
+if one_run is not None:
+    filters.append(f"run {one_run}")
 elif run_min is not None or run_max is not None:
     filters.append(
         f"runs {run_min if run_min is not None else '…'} to {run_max if run_max is not None else '…'}"
@@ -107,7 +106,7 @@ st.download_button(
     icon=":material/download:",
 )
 
-grouped: dict[tuple[str, int], list[q.LogEntry]] = {}
+grouped: dict[tuple[str, int], list[log.LogEntry]] = {}
 for entry in entries:  # entries are newest first, so groups are too
     grouped.setdefault((entry.plot_type, entry.run), []).append(entry)
 

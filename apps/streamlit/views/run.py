@@ -27,14 +27,13 @@ from datetime import datetime
 import shell
 import streamlit as st
 
-from hydra.auth import PermissionDenied
-from hydra.db.models import utcnow
-from hydra.services import run as q
+from hydra.services import run
 
 cfg = shell.config()
 DEFAULT_OPACITY = 0.45
 ALARMS_SHOWN = 3
 ALL = "All"
+ACK_OUTCOME = "run_ack_refused"
 shell.page()
 
 
@@ -45,8 +44,8 @@ def _remembered_opacity() -> dict[int, float]:
 
 
 with shell.session() as s:
-    groups = q.plot_groups(session=s)
-    all_types = q.plot_types(session=s, include_hidden=False)
+    groups = run.plot_groups(session=s)
+    all_types = run.plot_types(session=s, include_hidden=False)
 
 st.title("Run")
 if not all_types:
@@ -80,7 +79,7 @@ size = c4.slider("Tile size (px)", 200, 640, 320, 20, key="run_size")
 sound = c5.toggle("Alarm sound", key="run_sound")
 
 
-def _header(header: q.RunHeader, now: datetime) -> None:
+def _header(header: run.RunHeader, now: datetime) -> None:
     cols = st.columns(3)
     cols[0].metric("Current run", str(header.run) if header.run is not None else "none yet")
     when = header.last_update
@@ -97,11 +96,7 @@ def _header(header: q.RunHeader, now: datetime) -> None:
 
 def _acknowledge(**which) -> None:
     # a callback, so the acknowledgement is stored before the page is drawn again
-    try:
-        with shell.session() as s:
-            q.acknowledge_alarms(user_id=user.id if user else None, session=s, **which)
-    except (PermissionDenied, LookupError) as exc:
-        st.session_state["run_ack_refused"] = f"Refused: {exc}"
+    shell.run_service(run.acknowledge_alarms, user_id=user.id if user else None, outcome=ACK_OUTCOME, **which)
 
 
 def _runs_text(runs: list[int]) -> str:
@@ -111,7 +106,7 @@ def _runs_text(runs: list[int]) -> str:
     return f"runs {shown}" + (f" and {len(runs) - 4} more" if len(runs) > 4 else "")
 
 
-def _banner(where, g: q.AlarmGroup, now: datetime, several: bool) -> None:
+def _banner(where, g: run.AlarmGroup, now: datetime, several: bool) -> None:
     box = where.container(key=f"alarm_{g.key}")
     text, buttons = box.columns([6, 1.3])
     times = f"{g.count} alarms, first {shell.age_text(now - g.first_at)} ago, latest" if g.count > 1 else ""
@@ -127,10 +122,8 @@ def _banner(where, g: q.AlarmGroup, now: datetime, several: bool) -> None:
                        kwargs={"plot_type_id": g.plot_type_id})  # fmt: skip
 
 
-def _alarms(alarms: list[q.AlarmGroup], now: datetime) -> None:
-    refused = st.session_state.pop("run_ack_refused", None)
-    if refused:
-        st.error(refused)
+def _alarms(alarms: list[run.AlarmGroup], now: datetime) -> None:
+    shell.show_outcome(ACK_OUTCOME)
     if not alarms:
         return
     total = sum(g.count for g in alarms)
@@ -162,7 +155,7 @@ def _choose_group(name: str) -> None:
     st.session_state["run_rerun_app"] = True
 
 
-def _summary(summaries: list[q.GroupSummary], chosen: str) -> None:
+def _summary(summaries: list[run.GroupSummary], chosen: str) -> None:
     """One button per detector group with its counts; a click filters the grid to that group."""
     with st.container(horizontal=True, gap="small", key="run_summary"):
         for g in summaries:
@@ -183,7 +176,7 @@ def _summary(summaries: list[q.GroupSummary], chosen: str) -> None:
             )
 
 
-def _style(frame: q.Frame, now: datetime) -> str:
+def _style(frame: run.Frame, now: datetime) -> str:
     color = shell.safe_color(frame.color)
     if frame.rank >= 3:
         border = "4px dotted #5a5a5a; background: repeating-linear-gradient(45deg,#f4f4f4,#f4f4f4 8px,#e8e8e8 8px,#e8e8e8 16px)"
@@ -197,7 +190,7 @@ def _style(frame: q.Frame, now: datetime) -> str:
     )
 
 
-def _caption(frame: q.Frame, now: datetime) -> str:
+def _caption(frame: run.Frame, now: datetime) -> str:
     if frame.source == "none":
         return "no image yet"
     parts = [f"run {frame.run}"]
@@ -224,7 +217,7 @@ def _open(name: str | None) -> None:
     st.session_state["run_full"] = name
 
 
-def _full_view(frame: q.Frame, now: datetime, opacity: float) -> None:
+def _full_view(frame: run.Frame, now: datetime, opacity: float) -> None:
     with st.container(border=True, key="run_full_view"):
         title, close = st.columns([6, 1])
         title.subheader(f"{frame.plot_type} (full size)")
@@ -248,19 +241,19 @@ def _full_view(frame: q.Frame, now: datetime, opacity: float) -> None:
 def live() -> None:
     if st.session_state.pop("run_rerun_app", False):
         st.rerun()  # a summary button changed the group: redraw the controls too
-    now = utcnow()
+    now = shell.utcnow()
     chosen = st.session_state.get("run_group", ALL)
     group_id = group_names.get(chosen)
     opacity = float(st.session_state.get("run_opacity", DEFAULT_OPACITY))
     with shell.session() as s:
-        everything = [f for f in q.run_frames(session=s) if f.plot_type not in hidden]
-        header = q.run_header(session=s, frames=everything)
-        alarms = q.alarm_groups(session=s)
-        legend = q.legend(session=s)
+        everything = [f for f in run.run_frames(session=s) if f.plot_type not in hidden]
+        header = run.run_header(session=s, frames=everything)
+        alarms = run.alarm_groups(session=s)
+        legend = run.legend(session=s)
     frames = [f for f in everything if group_id is None or f.group == chosen]
     _header(header, now)
     _alarms(alarms, now)
-    _summary(q.group_summaries(everything, stale_after_min=cfg.app.stale_after_min, now=now), chosen)
+    _summary(run.group_summaries(everything, stale_after_min=cfg.app.stale_after_min, now=now), chosen)
     shell.label_legend(legend, extra=[("no model", "#5a5a5a")])
     st.caption(
         f"Solid frame: confirmed; dashed: unconfirmed; faded: nothing new for {cfg.app.stale_after_min:g} min. "

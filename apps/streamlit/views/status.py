@@ -14,8 +14,7 @@ import pandas as pd
 import shell
 import streamlit as st
 
-from hydra.db.models import utcnow
-from hydra.services import run as q
+from hydra.services import status
 
 PALETTE = ["#1f77b4", "#9467bd", "#8c564b", "#ff7f0e", "#17becf", "#2ca02c"]
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72}
@@ -23,10 +22,10 @@ WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72}
 shell.page()
 st.title("Status")
 window = st.selectbox("Window", list(WINDOWS), index=2, key="status_window")
-since = utcnow() - timedelta(hours=WINDOWS[window])
+since = shell.utcnow() - timedelta(hours=WINDOWS[window])
 with shell.session() as s:
-    rows = q.timing_rows(session=s, since=since)
-    errors = q.recent_errors(session=s, since=since)
+    rows = status.timing_rows(session=s, since=since)
+    errors = status.recent_errors(session=s, since=since)
 
 if not rows:
     shell.empty_state(
@@ -55,7 +54,7 @@ else:
     if long.empty:
         st.info("The inferences in this window carry no per-stage timings.")
     else:
-        order = [s for s in q.STAGES if s in set(long["stage"])]
+        order = [s for s in status.STAGES if s in set(long["stage"])]
         stages = long[long["stage"].isin(order)]
         # one chart per stage, each binned over its own range (0.01 ms balancer vs 600 ms predict)
         hist = alt.concat(
@@ -74,7 +73,7 @@ else:
         )
         st.altair_chart(hist, key="status_hist", width="content")  # its own width: nothing cut off
         stats = long.groupby("stage")["ms"].describe(percentiles=[0.5, 0.95])[["count", "mean", "50%", "95%"]]
-        every = [k for k in q.TIMING_KEYS if k in stats.index]
+        every = [k for k in status.TIMING_KEYS if k in stats.index]
         st.dataframe(stats.reindex(every).round(3), key="status_stats")
         st.caption(
             "wait: file written until the feeder saw it complete; total: file written until committed."

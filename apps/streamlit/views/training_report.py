@@ -15,10 +15,8 @@ from __future__ import annotations
 import shell
 import streamlit as st
 
-from hydra.auth import PermissionDenied, can
-from hydra.db.queries import labels_of
-from hydra.services import labeling, library
-from hydra.services import run as q
+from hydra.auth import can
+from hydra.services import labeling, library, run
 
 PER_PAGE = 10
 FLASH = "report_flash"
@@ -30,7 +28,7 @@ st.caption(
     "the most confident model first. Label errors of a few percent are normal; this is where they are found."
 )
 with shell.session() as s:
-    types = q.plot_types(session=s)
+    types = run.plot_types(session=s)
 if not types:
     shell.empty_state("No plot types yet.", "Create one on the Admin page or with `hydra plot-type add`.")
     st.stop()
@@ -39,7 +37,7 @@ c1, c2 = st.columns(2)
 pt = by_name[c1.selectbox("Plot type", list(by_name), key="report_plot_type")]
 with shell.session() as s:
     models = library.models_of(pt.id, session=s)
-    labels = {lb.name: lb for lb in labels_of(pt.id, session=s)}
+    labels = {lb.name: lb for lb in run.labels_of(pt.id, session=s)}
 if not models:
     shell.empty_state(f"No model for {pt.name} yet.", f"Train one with `hydra train {pt.name}`.")
     st.stop()
@@ -73,10 +71,10 @@ shown = rows[(page_no - 1) * PER_PAGE : page_no * PER_PAGE]
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model for Grad-CAM...")
 def _loaded(model_id: int):
-    from hydra.inference import load_model_from_db
+    from hydra.inference import ServingModel
 
     with shell.session() as s:
-        return load_model_from_db(s, model_id, shell.config().path("models"))
+        return ServingModel.load(s, model_id, shell.config().path("models"))
 
 
 def heatmap(d: library.Disagreement) -> str | None:
@@ -86,7 +84,7 @@ def heatmap(d: library.Disagreement) -> str | None:
         return None
     cache = shell.config().path("heatmaps") / "report" / str(model.id) / f"{d.image_id}.png"
     try:
-        return str(library.report_heatmap(_loaded(model.id), src, d.predicted, cache, mask=pt.mask))
+        return str(library.report_heatmap(_loaded(model.id), src, d.predicted, cache))  # the model's mask
     except Exception as exc:  # noqa: BLE001 - a missing or broken model file must not break the report
         st.caption(f"No heat map: {exc}")
         return None
@@ -94,18 +92,10 @@ def heatmap(d: library.Disagreement) -> str | None:
 
 def fix(image_id: int, label_id: int) -> None:
     """A fix button's callback; the refusal (if any) waits in the session state."""
-    try:
-        with shell.session() as s:
-            labeling.relabel(user, image_id, label_id, session=s, source="report")
-    except PermissionDenied as exc:
-        st.session_state[FLASH] = f"Refused: {exc}"
-    except (ValueError, LookupError) as exc:
-        st.session_state[FLASH] = str(exc)
+    shell.run_service(labeling.relabel, user, image_id, label_id, source="report", outcome=FLASH)
 
 
-refused = st.session_state.pop(FLASH, None)
-if refused:
-    st.error(refused)
+shell.show_outcome(FLASH)
 for d in shown:
     with st.container(border=True):
         left, mid, right = st.columns([1, 1, 1.2])

@@ -15,15 +15,14 @@ import pandas as pd
 import shell
 import streamlit as st
 
-from hydra.db.models import utcnow
-from hydra.services import run as q
+from hydra.services import run, trends
 
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168, "30 days": 720}
 
 shell.page()
 st.title("Trends")
 with shell.session() as s:
-    types = q.plot_types(session=s)
+    types = run.plot_types(session=s)
 if not types:
     shell.empty_state(
         "No plot types yet.", "Create plot types and run the pipeline; their weights appear here."
@@ -40,7 +39,9 @@ window = c2.selectbox("Window", list(WINDOWS), index=2, key="trends_window")
 plot_type = next(pt for pt in types if pt.name == name)
 
 with shell.session() as s:
-    series = q.weight_series(plot_type.id, session=s, since=utcnow() - timedelta(hours=WINDOWS[window]))
+    series = trends.weight_series(
+        plot_type.id, session=s, since=shell.utcnow() - timedelta(hours=WINDOWS[window])
+    )
 
 if not series.points:
     shell.empty_state(

@@ -28,7 +28,7 @@ class ClassifierHead(Head):
     """A supervised classifier over the plot type's labels.
 
     ``inception_v3`` at 299×299 is the production preset; a small backbone at
-    about 128 px serves CPU-only sites and tests (see ``configs/heads/``).
+    about 128 px serves CPU-only sites and tests (see ``hydra/heads/presets/``).
 
     Args:
         backbone: any timm model name (``timm.list_models()``); built from scratch.

@@ -17,7 +17,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from hydra.serve.messages import ErrorNotice, Registration, Report, encode
+from hydra.serve.messages import ErrorNotice, Registration, Report, encode_message
 from hydra.serve.stage import Addresses
 from tests.integration.serve.conftest import ROOT, Serve, add_model, wait_until
 from tests.integration.serve.test_end_to_end import PLOT, drop_plots, stored
@@ -118,7 +118,7 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
             d = curve_client(ctx, zmq.DEALER, backend, server_key, pair)
             send(d, [b"ready", b"1000000"])
             p = curve_client(ctx, zmq.PUSH, keeper, server_key, pair)
-            send(p, encode(report(dep, f"{PLOT}-099999_0001.png", instance)))
+            send(p, encode_message(report(dep, f"{PLOT}-099999_0001.png", instance)))
             strangers.append(d)
 
         # 2. an allowed client that sends garbage to the Balancer and the Keeper
@@ -135,11 +135,15 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
             [b"order", bad_order, b"x" * 192],
             [b"report"],
             [b"hb", b'{"process": ["x"], "pid": 1, "host": "h"}'],
-            encode(report(dep, victim.name, instance, path=str(victim))),
-            encode(report(dep, "../" + victim.name, instance)),
-            encode(report(dep, f"{PLOT}-099999_0002.png", instance, plot_type="../../x", heatmap=heat)),
-            encode(ErrorNotice(str(victim), victim.name, "feeder", "empty", "forged", None, instance)),
-            encode(
+            encode_message(report(dep, victim.name, instance, path=str(victim))),
+            encode_message(report(dep, "../" + victim.name, instance)),
+            encode_message(
+                report(dep, f"{PLOT}-099999_0002.png", instance, plot_type="../../x", heatmap=heat)
+            ),
+            encode_message(
+                ErrorNotice(str(victim), victim.name, "feeder", "empty", "forged", None, instance)
+            ),
+            encode_message(
                 Registration(
                     str(dep.cfg.input_dir / "regdir-000001.png"),
                     "regdir-000001.png",
@@ -151,7 +155,7 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
                     instance,
                 )  # fmt: skip
             ),
-            encode(report(dep, f"{PLOT}-099999_0003.png", "another-instance")),
+            encode_message(report(dep, f"{PLOT}-099999_0003.png", "another-instance")),
         ):
             send(push, frames)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from hydra.db import make_engine, session_scope
-from hydra.services import run as q
+from hydra.services import log, run
 from tests.helpers.seed import prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
@@ -30,7 +30,7 @@ def test_log_groups_and_exports(cloned):
     assert button.proto.label == "Download CSV" and button.proto.url  # served as a media file
     eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
-        entries = q.log_entries(session=s, since=cloned.now - timedelta(hours=24, minutes=5))
+        entries = log.log_entries(session=s, since=cloned.now - timedelta(hours=24, minutes=5))
     assert len(entries) == problems + unconfirmed
 
 
@@ -56,9 +56,9 @@ def test_log_entries_selects_problems_and_unconfirmed(engine, tmp_path):
     cloned = seed_database(engine, tmp_path, history=12)
     with session_scope(engine) as s:
         since = cloned.now - timedelta(days=1)
-        every = q.log_entries(session=s, since=since)
-        confirmed_only = q.log_entries(session=s, since=since, include_unconfirmed=False)
-        fcal = q.log_entries(session=s, since=since, plot_type_ids=[cloned.plot_types["FCAL_occupancy"]])
+        every = log.log_entries(session=s, since=since)
+        confirmed_only = log.log_entries(session=s, since=since, include_unconfirmed=False)
+        fcal = log.log_entries(session=s, since=since, plot_type_ids=[cloned.plot_types["FCAL_occupancy"]])
     assert every and all((e.confirmed and e.is_problem) or not e.confirmed for e in every)
     assert confirmed_only and all(e.confirmed and e.is_problem for e in confirmed_only)
     assert {e.plot_type for e in fcal} == {"FCAL_occupancy"}
@@ -90,10 +90,10 @@ def test_log_entries_filters(engine, tmp_path):
 
     with session_scope(engine) as s:
         since = seeded.now - timedelta(days=1)
-        one = q.log_entries(session=s, since=since, run_min=FIRST_RUN + 1, run_max=FIRST_RUN + 1)
-        later = q.log_entries(session=s, since=since, run_min=FIRST_RUN + 1)
-        groups = {g.name: g.id for g in q.plot_groups(session=s)}
-        fcal = q.log_entries(session=s, since=since, group_ids=[groups["FCAL"]])
+        one = log.log_entries(session=s, since=since, run_min=FIRST_RUN + 1, run_max=FIRST_RUN + 1)
+        later = log.log_entries(session=s, since=since, run_min=FIRST_RUN + 1)
+        groups = {g.name: g.id for g in run.plot_groups(session=s)}
+        fcal = log.log_entries(session=s, since=since, group_ids=[groups["FCAL"]])
     assert one and {e.run for e in one} == {FIRST_RUN + 1}
     assert later and min(e.run for e in later) == FIRST_RUN + 1
     assert fcal and {e.plot_type for e in fcal} <= {"FCAL_occupancy", "FCAL_timing"}

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from hydra.auth import PermissionDenied
 from hydra.db import make_engine, session_scope
 from hydra.db.models import Alarm, RunTime
-from hydra.services import run as q
+from hydra.services import run
 from tests.helpers.seed import USERS, prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
@@ -83,13 +83,13 @@ def test_group_summary_counts_and_filters(cloned):
 def test_order_is_stable_when_a_verdict_repeats(cloned):
     eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
-        before = [f.plot_type for f in q.run_frames(session=s)]
+        before = [f.plot_type for f in run.run_frames(session=s)]
         newest = s.exec(select(RunTime).where(RunTime.plot_type_id == cloned.plot_types["FCAL_timing"])
                         .order_by(RunTime.created_at.desc())).first()  # fmt: skip
         newest.weight, newest.chunk, newest.created_at = 0.99, 99, cloned.now  # a new image, still Good
         s.add(newest)
     with session_scope(eng) as s:
-        assert [f.plot_type for f in q.run_frames(session=s)] == before
+        assert [f.plot_type for f in run.run_frames(session=s)] == before
     eng.dispose()
 
 
@@ -130,9 +130,9 @@ def test_granted_expert_acknowledges(cloned):
 def test_alarms_collapse_per_condition_and_acknowledge_all(cloned):
     eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
     with session_scope(eng) as s:
-        for run in (71010, 71011, 71011, 71012):  # the same condition again and again
-            s.add(Alarm(plot_type_id=cloned.plot_types["FCAL_occupancy"], run=run, label="Bad",
-                        message=f"FCAL_occupancy: 3 confirmed Bad in a row (run {run})"))  # fmt: skip
+        for run_no in (71010, 71011, 71011, 71012):  # the same condition again and again
+            s.add(Alarm(plot_type_id=cloned.plot_types["FCAL_occupancy"], run=run_no, label="Bad",
+                        message=f"FCAL_occupancy: 3 confirmed Bad in a row (run {run_no})"))  # fmt: skip
         for name in ("BCAL_energy", "CDC_hits", "FCAL_timing", "TOF_rates"):
             s.add(Alarm(plot_type_id=cloned.plot_types[name], run=71013, label="Bad", message="x"))
     at = open_run(hydra_user_id=cloned.users["admin"])
@@ -147,7 +147,7 @@ def test_alarms_collapse_per_condition_and_acknowledge_all(cloned):
     assert not at.exception
     assert not [e.value for e in at.error if "confirmed ·" in e.value]
     with session_scope(eng) as s:
-        assert q.open_alarms(session=s) == []
+        assert run.open_alarms(session=s) == []
         assert {a.acknowledged_by for a in s.exec(select(Alarm)).all() if a.raised} == {cloned.users["admin"]}
     eng.dispose()
 
@@ -171,8 +171,8 @@ def test_empty_database_explains_what_to_do(tmp_path, monkeypatch):
 def test_run_queries_fall_back_order_and_acknowledge(engine, tmp_path):
     cloned = seed_database(engine, tmp_path, history=8)
     with session_scope(engine) as s:
-        frames = {f.plot_type: f for f in q.run_frames(session=s)}
-        order = [f.plot_type for f in q.run_frames(session=s)]
+        frames = {f.plot_type: f for f in run.run_frames(session=s)}
+        order = [f.plot_type for f in run.run_frames(session=s)]
     assert order[:2] == ["FCAL_occupancy", "BCAL_energy"]
     assert frames["FCAL_occupancy"].source == "runtime" and frames["FCAL_occupancy"].rank == 0
     assert frames["CDC_hits"].source == "history" and frames["CDC_hits"].is_stale(15)
@@ -182,27 +182,27 @@ def test_run_queries_fall_back_order_and_acknowledge(engine, tmp_path):
     with session_scope(engine) as s:  # RunTime pruned: the newest inference takes over
         s.exec(delete(RunTime).where(RunTime.plot_type_id == cloned.plot_types["FCAL_timing"]))
     with session_scope(engine) as s:
-        timing = next(f for f in q.run_frames(session=s) if f.plot_type == "FCAL_timing")
-        header = q.run_header(session=s)
+        timing = next(f for f in run.run_frames(session=s) if f.plot_type == "FCAL_timing")
+        header = run.run_header(session=s)
     assert timing.source == "history" and timing.run == cloned.current_run
     assert header.run == cloned.current_run
     assert abs(header.last_update - (cloned.now - timedelta(minutes=1))) < timedelta(seconds=1)
     # acknowledging is refused without a (real) user, on every backend
     alarm_id = cloned.open_alarm_ids[0]
     with session_scope(engine) as s:
-        assert [a.id for a in q.open_alarms(session=s)] == [alarm_id]
-        assert [(g.plot_type, g.ids) for g in q.alarm_groups(session=s)] == [("FCAL_occupancy", [alarm_id])]
+        assert [a.id for a in run.open_alarms(session=s)] == [alarm_id]
+        assert [(g.plot_type, g.ids) for g in run.alarm_groups(session=s)] == [("FCAL_occupancy", [alarm_id])]
         with pytest.raises(PermissionDenied):
-            q.acknowledge_alarms(user_id=None, session=s)
+            run.acknowledge_alarms(user_id=None, session=s)
         with pytest.raises(PermissionDenied):
-            q.acknowledge_alarm(alarm_id, user_id=None, session=s)
+            run.acknowledge_alarm(alarm_id, user_id=None, session=s)
         with pytest.raises(PermissionDenied):
-            q.acknowledge_alarm(alarm_id, user_id=99999, session=s)
+            run.acknowledge_alarm(alarm_id, user_id=99999, session=s)
         with pytest.raises(LookupError):
-            q.acknowledge_alarm(424242, user_id=cloned.users["expert"], session=s)
-        q.acknowledge_alarm(alarm_id, user_id=cloned.users["expert"], session=s)
+            run.acknowledge_alarm(424242, user_id=cloned.users["expert"], session=s)
+        run.acknowledge_alarm(alarm_id, user_id=cloned.users["expert"], session=s)
     with session_scope(engine) as s:
-        assert q.open_alarms(session=s) == []
+        assert run.open_alarms(session=s) == []
         assert (
             s.exec(select(Alarm.acknowledged_by).where(Alarm.id == alarm_id)).one() == cloned.users["expert"]
         )

@@ -79,6 +79,19 @@ def test_sidebar_shows_name_and_serve_health(app):
     assert ":red[● stale] `predict-1`" in text  # its heartbeat is 10 minutes old
 
 
+@pytest.mark.parametrize(
+    "page", ["run", "log", "status", "trends", "labeler", "training_report", "library", "admin"]
+)
+def test_every_page_draws_the_sidebar_and_itself_once(app, seeded, page):
+    app.session_state["hydra_user_id"] = seeded.users["admin"]
+    at = app.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    sidebar = [str(m.value) for m in at.sidebar.markdown]
+    assert sidebar.count("### Hydra") == 1
+    assert sidebar.count("Logged in as **admin** (admin)") == 1
+    assert len(at.main.title) == 1
+
+
 def test_closed_viewing_needs_login(app, monkeypatch):
     monkeypatch.setenv("HYDRA_APP__OPEN_VIEWING", "false")
     at = app.run()

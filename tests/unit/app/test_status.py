@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hydra.db import session_scope
-from hydra.services import run as q
+from hydra.services import status
 from tests.helpers.seed import STAGE_MS, prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
@@ -33,7 +33,7 @@ def test_status_page_shows_timings_rate_and_errors(seeded, monkeypatch):
     assert at.metric[2].value == "3"
     assert count(at.main, "vega_lite_chart") == 3  # histograms, means by run, images per minute
     stats = at.dataframe[0].value
-    assert list(stats.index) == ["wait", *q.STAGES, "total"]
+    assert list(stats.index) == ["wait", *status.STAGES, "total"]
     assert stats.loc["predict", "mean"] > stats.loc["feeder", "mean"]
     errors = at.dataframe[1].value
     assert sorted(errors["kind"]) == ["decode", "naming", "unknown_plot_type"]
@@ -49,22 +49,22 @@ def test_status_page_on_a_fresh_database(tmp_path, monkeypatch):
 
 
 def test_stage_durations_reads_the_keepers_keys():
-    got = q.stage_durations({"feeder": 21.5, "predict": 600, "cam": None, "bogus": 3, "total": 900.0})
+    got = status.stage_durations({"feeder": 21.5, "predict": 600, "cam": None, "bogus": 3, "total": 900.0})
     assert got == {"feeder": 21.5, "predict": 600.0, "total": 900.0}
-    assert set(STAGE_MS) == set(q.TIMING_KEYS)
+    assert set(STAGE_MS) == set(status.TIMING_KEYS)
 
 
 def test_stage_keys_match_the_serve_layer():
     messages = pytest.importorskip("hydra.serve.messages")
-    assert tuple(messages.TIMING_KEYS) == q.TIMING_KEYS
+    assert tuple(messages.TIMING_KEYS) == status.TIMING_KEYS
 
 
 def test_timing_rows_and_errors_queries(engine, tmp_path):
     seeded = seed_database(engine, tmp_path, history=6)
     with session_scope(engine) as s:
-        rows = q.timing_rows(session=s, since=seeded.now - timedelta(days=1))
-        errors = q.recent_errors(session=s, since=seeded.now - timedelta(days=1))
-        newest = q.timing_rows(session=s, since=seeded.now - timedelta(minutes=5))
+        rows = status.timing_rows(session=s, since=seeded.now - timedelta(days=1))
+        errors = status.recent_errors(session=s, since=seeded.now - timedelta(days=1))
+        newest = status.timing_rows(session=s, since=seeded.now - timedelta(minutes=5))
     assert len(rows) == seeded.inferences
     assert all("predict" in r.stages for r in rows)
     assert len(newest) == 3  # the last inference of the three fresh plot types

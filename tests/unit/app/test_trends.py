@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hydra.db import session_scope
-from hydra.services import run as q
+from hydra.services import trends
 from tests.helpers.seed import THRESHOLDS, prepare_home, seed_database
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
@@ -56,8 +56,8 @@ def test_weight_series_query(engine, tmp_path):
     seeded = seed_database(engine, tmp_path, history=12)
     pt = seeded.plot_types["FCAL_occupancy"]
     with session_scope(engine) as s:
-        series = q.weight_series(pt, session=s, since=seeded.now - timedelta(days=1))
-        recent = q.weight_series(pt, session=s, since=seeded.now - timedelta(minutes=30))
+        series = trends.weight_series(pt, session=s, since=seeded.now - timedelta(days=1))
+        recent = trends.weight_series(pt, session=s, since=seeded.now - timedelta(minutes=30))
     assert len(series.points) == 12 and len(recent.points) == 3
     assert [p.created_at for p in series.points] == sorted(p.created_at for p in series.points)
     assert [lb.name for lb in series.labels] == ["Good", "Bad", "NoData"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hydra.data.images import ImageError, decode, load_image, prepare, read_bytes
+from hydra.data.images import ImageError, decode_image, load_image, prepare, read_bytes
 
 
 def _png(w=80, h=60) -> bytes:
@@ -47,7 +47,7 @@ def _bomb_png(w: int, h: int) -> bytes:
 )
 def test_bad_inputs(data, kind):
     with pytest.raises(ImageError) as err:
-        decode(data, "x.png")
+        decode_image(data, "x.png")
     assert err.value.kind == kind
     assert "x.png" in str(err.value)
 

@@ -16,7 +16,7 @@ from hydra.config import load_config
 from hydra.serve.balancer import ForeignError, Workers, credit_cap, parse_credit, stamp
 from hydra.serve.checks import Invalid, check_message
 from hydra.serve.instance import HomeLock, InUseError, check_free, default_address, instance_id
-from hydra.serve.messages import ErrorNotice, MessageError, Registration, Report, encode
+from hydra.serve.messages import ErrorNotice, MessageError, Registration, Report, encode_message
 from hydra.serve.stage import Addresses, StopFlag
 
 
@@ -169,7 +169,7 @@ def test_the_balancer_drops_orders_of_another_instance_and_garbage():
         order_id="o", path="/in/a-1.png", filename="a-1.png", source_key="k", plot_type="a", plot_type_id=1,
         run=1, chunk=None, model_id=1, deadline=9e12, pixels=np.zeros((2, 2, 3), np.uint8), instance="me",
     )  # fmt: skip
-    frames = encode(o)
+    frames = encode_message(o)
     assert stamp(frames, 1.0, "me") is not None
     with pytest.raises(ForeignError):
         stamp(frames, 1.0, "other")

@@ -11,8 +11,8 @@ from hydra.serve.messages import (
     InferenceOrder,
     MessageError,
     Report,
-    decode,
-    encode,
+    decode_message,
+    encode_message,
     stage_timings,
 )
 
@@ -29,7 +29,7 @@ def order(**kw) -> InferenceOrder:
 
 def test_order_round_trip_keeps_header_and_pixels():
     o = order()
-    back = decode([bytes(f) for f in encode(o)])
+    back = decode_message([bytes(f) for f in encode_message(o)])
     assert isinstance(back, InferenceOrder)
     assert back.times == o.times and back.deadline == 123.5 and back.chunk == 1
     np.testing.assert_array_equal(back.pixels, o.pixels)
@@ -41,11 +41,11 @@ def test_report_heatmap_is_optional():
         order_id="o", path="p", filename="f", source_key="k", plot_type="t", plot_type_id=1, run=2, chunk=None,
         model_id=3, label="Bad", weight=0.9, weights={"Good": 0.1, "Bad": 0.9}, confirmed=True, is_problem=True,
     )  # fmt: skip
-    frames = encode(r)
+    frames = encode_message(r)
     assert len(frames) == 2
-    assert decode(frames).heatmap is None
+    assert decode_message(frames).heatmap is None
     r.heatmap = np.full((4, 5, 3), 7, np.uint8)
-    back = decode(encode(r))
+    back = decode_message(encode_message(r))
     assert back.heatmap.shape == (4, 5, 3) and back.weights == {"Good": 0.1, "Bad": 0.9}
 
 
@@ -54,26 +54,26 @@ def test_pixels_travel_over_a_real_socket_without_copy():
         port = a.bind_to_random_port("tcp://127.0.0.1")
         b.connect(f"tcp://127.0.0.1:{port}")
         big = np.random.default_rng(0).integers(0, 255, (299, 299, 3), dtype=np.uint8)
-        a.send_multipart(encode(order(pixels=big)), copy=False)
-        got = decode(b.recv_multipart(copy=False))
+        a.send_multipart(encode_message(order(pixels=big)), copy=False)
+        got = decode_message(b.recv_multipart(copy=False))
         np.testing.assert_array_equal(got.pixels, big)
 
 
 def test_unknown_kind_and_bad_headers_are_named():
     with pytest.raises(MessageError, match="unknown message kind b'nope'"):
-        decode([b"nope", b"{}"])
+        decode_message([b"nope", b"{}"])
     with pytest.raises(MessageError, match="at least 2 frames"):
-        decode([b"order"])
-    frames = encode(order())
+        decode_message([b"order"])
+    frames = encode_message(order())
     with pytest.raises(MessageError, match="names 1 arrays but 0 frames"):
-        decode(frames[:2])
+        decode_message(frames[:2])
     with pytest.raises(MessageError, match="bad header"):
-        decode([b"error", b'{"path": "x", "_arrays": []}'])
+        decode_message([b"error", b'{"path": "x", "_arrays": []}'])
 
 
 def test_error_notice_round_trip():
     e = ErrorNotice("/in/x.png", "x.png", "feeder", "truncated", "x.png: damaged")
-    assert decode(encode(e)) == e
+    assert decode_message(encode_message(e)) == e
 
 
 def test_stage_timings_in_ms():
@@ -112,7 +112,7 @@ def test_stage_timings_in_ms():
 )
 def test_every_malformed_message_is_a_message_error(frames, match):
     with pytest.raises(MessageError, match=match):
-        decode(frames)
+        decode_message(frames)
 
 
 def test_weights_must_be_finite_numbers_and_every_message_carries_its_instance():
@@ -120,9 +120,9 @@ def test_weights_must_be_finite_numbers_and_every_message_carries_its_instance()
         order_id="o", path="p", filename="f", source_key="k", plot_type="t", plot_type_id=1, run=2, chunk=None,
         model_id=3, label="Bad", weight=0.9, weights={"Good": 0.1}, confirmed=True, is_problem=True, instance="i1",
     )  # fmt: skip
-    assert decode(encode(r)).instance == "i1"
-    tag, header = encode(r)
+    assert decode_message(encode_message(r)).instance == "i1"
+    tag, header = encode_message(r)
     with pytest.raises(MessageError, match="weights"):
-        decode([tag, header.replace(b'"Good":0.1', b'"Good":"x"')])
+        decode_message([tag, header.replace(b'"Good":0.1', b'"Good":"x"')])
     with pytest.raises(MessageError, match="weight"):
-        decode([tag, header.replace(b'"weight":0.9', b'"weight":NaN')])
+        decode_message([tag, header.replace(b'"weight":0.9', b'"weight":NaN')])

@@ -13,13 +13,14 @@ from sqlmodel import select
 from hydra.config import load_config
 from hydra.db import session_scope
 from hydra.db.models import Alarm, ErrorRecord, Heartbeat, Image, Inference, PlotType, RunTime
-from hydra.db.results import recent_errors, recent_results
+from hydra.db.results import recent_results
 from hydra.serve.alarms import AlarmTracker
 from hydra.serve.conditions import CommandCondition
 from hydra.serve.keeper import Keeper
-from hydra.serve.messages import ErrorNotice, Registration, Report, encode
+from hydra.serve.messages import ErrorNotice, Registration, Report, encode_message
 from hydra.serve.stage import StopFlag
 from hydra.serve.store import Batch, Store, move_files
+from hydra.services.status import recent_errors
 from tests.helpers.models import add_active_model
 
 
@@ -134,7 +135,7 @@ def test_errors_are_recorded_once_and_registrations_create_plot_types(engine, tm
         listed = recent_errors(session=s)
     assert len(errors) == 1 and Path(errors[0].quarantine_path).is_file()
     assert image.kept_reason == "no_model" and Path(image.path).is_file()
-    assert listed[0]["kind"] == "empty"
+    assert listed[0].kind == "empty"
 
 
 def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(engine, tmp_path, monkeypatch):
@@ -215,7 +216,7 @@ def test_the_keeper_drops_other_instances_and_bounds_its_backlog(engine, tmp_pat
         forged = make_report(cfg, "fcal-000007_0009.png", pt_id, model_id)
         forged.instance, forged.chunk, forged.path = "me", 9, str(tmp_path / "fcal-000007_0009.png")
         for msg in (*reports, forged):
-            push.send_multipart(encode(msg))
+            push.send_multipart(encode_message(msg))
         push.send_multipart([b"report", b"[1, 2]"])
         time.sleep(0.3)
         keeper._receive(pull, 1000)

@@ -1,8 +1,12 @@
 """Head presets: YAML files that hold a head's name and constructor arguments.
 
 A preset is ``head: NAME`` plus the keyword arguments of that head's
-constructor, nothing else (one config system: the signature). Presets ship in
-``configs/heads/``; a preset is named by path or by its stem there.
+constructor, nothing else (one config system: the signature). Hydra's own
+presets are package data of this package (``hydra/heads/presets/*.yaml``), so
+a checkout and an installed wheel find the same files through
+:mod:`importlib.resources`; a site may add presets, or override one by its
+name, in ``./configs/heads/`` of the working directory. A preset is named by
+path or by its file stem (``hydra presets list`` shows them all).
 
 Example:
     >>> from hydra.heads.presets import create_from_preset
@@ -13,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,21 +26,57 @@ import yaml
 if TYPE_CHECKING:
     from hydra.heads.base import Head
 
+SITE_DIR = Path("configs") / "heads"  # relative to the working directory
+
+
+class PresetError(RuntimeError):
+    """Hydra's own presets are not where the package says they are (a broken install).
+
+    Deliberately not a :class:`FileNotFoundError`: that means "no preset of
+    this name", which callers may handle; a package without its presets must
+    stop with this message, never fall back to a head's built-in defaults.
+    """
+
+
+def packaged_dir() -> Path:
+    """The folder of Hydra's own presets: this package's, wherever it is installed."""
+    folder = Path(str(resources.files(__name__)))  # an installed wheel is unpacked: a real folder
+    if not any(folder.glob("*.yaml")):
+        raise PresetError(
+            f"Hydra's own head presets are missing: no *.yaml in {folder}. This install of "
+            "hydra-dqm is incomplete (its package data did not ship); reinstall it."
+        )
+    return folder
+
 
 def preset_dirs() -> list[Path]:
-    """Where preset names are looked up: ./configs/heads, then the source tree's."""
-    here = Path(__file__).resolve().parents[2] / "configs" / "heads"
-    dirs = [Path.cwd() / "configs" / "heads", here]
+    """Where preset names are looked up, first match wins: ./configs/heads, then Hydra's own."""
+    dirs = [Path.cwd() / SITE_DIR, packaged_dir()]
     return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def preset_files() -> dict[str, Path]:
+    """Each preset name (file stem) and the file :func:`find_preset` picks for it, by name."""
+    found: dict[str, Path] = {}
+    for d in preset_dirs():
+        if d.is_dir():
+            for p in sorted(d.glob("*.yaml")):
+                found.setdefault(p.stem, p)
+    return dict(sorted(found.items()))
 
 
 def list_presets() -> list[str]:
     """Names (file stems) of the presets found in :func:`preset_dirs`."""
-    return sorted({p.stem for d in preset_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    return list(preset_files())
 
 
 def find_preset(name_or_path: str | Path) -> Path:
-    """The preset file for a path or a name like ``classifier-cpu``."""
+    """The preset file for a path or a name like ``classifier-cpu``.
+
+    Raises:
+        FileNotFoundError: no such file, or no preset of that name (the message lists the known ones).
+        PresetError: Hydra's own presets are missing from the install.
+    """
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
