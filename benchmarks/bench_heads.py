@@ -1,7 +1,7 @@
 """Inference throughput of every head preset by batch size on this machine (CPU), as JSON.
 
 Each preset's head is built from scratch (random weights: speed does not
-depend on training), saved, loaded through :class:`hydra.inference.LoadedModel`
+depend on training), saved, loaded through :class:`hydra.inference.ServingModel`
 and timed through :func:`hydra.inference.predict_batch`, the path serving uses.
 
 Usage:
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from hydra.heads.presets import create_from_preset, list_presets, read_preset
-from hydra.inference import LoadedModel, cam_batch, predict_batch
+from hydra.inference import ServingModel, cam_batch, predict_batch
 
 LABELS = ["Good", "Bad", "NoData"]
 
 
-def _build(preset: str, directory: Path) -> LoadedModel:
+def _build(preset: str, directory: Path) -> ServingModel:
     head = create_from_preset(preset, labels=LABELS, problem_labels=["Bad", "NoData"])
     if hasattr(head, "fit_reference_bank"):  # score against a real-sized Good bank
         h, w = head.input_size
@@ -37,7 +37,7 @@ def _build(preset: str, directory: Path) -> LoadedModel:
         head.fit_reference_bank([(images, torch.zeros(64, dtype=torch.long))])
     head.eval()
     head.save(directory)
-    return LoadedModel.from_dir(directory)
+    return ServingModel.from_dir(directory)
 
 
 def _time(fn, min_time: float, min_reps: int = 3) -> float:

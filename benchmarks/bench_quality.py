@@ -72,7 +72,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from hydra.data.realbench import read_truth
     from hydra.db import make_engine, upgrade_to_head
     from hydra.db.engine import session_scope
-    from hydra.inference import load_model_from_db
+    from hydra.inference import ServingModel
     from hydra.quality import as_rows, ensure_problem_labels, score, summarize
     from hydra.services.ingest import ingest
     from hydra.services.training import TrainOptions, train
@@ -118,7 +118,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         result = train(opts, cfg=cfg, engine=engine)
         train_s = time.perf_counter() - started
         with session_scope(engine) as session:
-            loaded = load_model_from_db(session, result.model_id, cfg.path("models"))
+            loaded = ServingModel.load(session, result.model_id, cfg.path("models"))
         outcomes = score(loaded, held, data)
         engine.dispose()
     return {

@@ -75,10 +75,10 @@ def baseline(files: list[Path], model_dir: Path, batch: int, threads: int) -> di
     """The plain single-process loop with ``threads`` torch threads."""
     import torch
 
-    from hydra.inference import LoadedModel, predict_batch
+    from hydra.inference import ServingModel, predict_batch
 
     torch.set_num_threads(threads)
-    model = LoadedModel.from_dir(model_dir, 0)
+    model = ServingModel.from_dir(model_dir, 0)
     size = model.input_size
     predict_batch(model, np.zeros((batch, *size, 3), np.uint8))  # warm up
     t0 = time.perf_counter()

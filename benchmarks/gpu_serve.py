@@ -72,9 +72,9 @@ def rate(fn, n_images: int, device: str, repeats: int) -> float:
 def stage_alone(model_dir: Path, device: str, batch: int, cam_batch_size: int, compile_too: bool) -> dict:
     import torch
 
-    from hydra.inference import LoadedModel, cam_batch, predict_batch
+    from hydra.inference import ServingModel, cam_batch, predict_batch
 
-    model = LoadedModel.from_dir(model_dir, 0, device=device)
+    model = ServingModel.from_dir(model_dir, 0, device=device)
     h, w = model.input_size
     pixels = np.random.default_rng(0).integers(0, 255, (batch, h, w, 3), dtype=np.uint8)
     out = {"batch": batch, "dtype": "bf16" if device.startswith("cuda") else "fp32"}
@@ -82,7 +82,7 @@ def stage_alone(model_dir: Path, device: str, batch: int, cam_batch_size: int, c
     if compile_too:
         model.head.net = torch.compile(model.head.net)
         out["predict_compiled_per_s"] = rate(lambda: predict_batch(model, pixels), batch, device, 10)
-        model = LoadedModel.from_dir(model_dir, 0, device=device)
+        model = ServingModel.from_dir(model_dir, 0, device=device)
     cam_px = pixels[:cam_batch_size]
     out["cam_batch"] = cam_batch_size
     out["cam_per_s"] = rate(lambda: cam_batch(model, cam_px, [1] * len(cam_px)), len(cam_px), device, 3)

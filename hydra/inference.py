@@ -41,12 +41,10 @@ if TYPE_CHECKING:
     from hydra.heads.base import Head
 
 __all__ = [
-    "LoadedModel",
     "ServingModel",
     "Verdict",
     "cam_batch",
     "decide",
-    "load_model_from_db",
     "model_dir",
     "needs_cam",
     "predict_batch",
@@ -227,10 +225,6 @@ class ServingModel:
         return weights_dict(self.labels, row)
 
 
-# The name this class had before it carried the whole serving contract.
-LoadedModel = ServingModel
-
-
 def _settings(session: Session, row: Model) -> tuple[dict[str, float], list[str], list]:
     """A registered model's thresholds, its plot type's problem labels and mask, as stored now."""
     from sqlmodel import col, select
@@ -321,10 +315,6 @@ def model_dir(model: Model, models_root: str | Path | None) -> Path:
     if not path.is_absolute() and models_root is not None:
         path = Path(models_root) / path
     return path
-
-
-# The name of :meth:`ServingModel.load` before the class carried it (same arguments).
-load_model_from_db = ServingModel.load
 
 
 def weights_dict(labels: Sequence[str], row: Any) -> dict[str, float]:

@@ -61,7 +61,7 @@ def score(
     cam: bool = True,
     batch_size: int = 64,
 ) -> list[Outcome]:
-    """Classify ``records``' images with ``loaded`` (a :class:`hydra.inference.LoadedModel`)."""
+    """Classify ``records``' images with ``loaded`` (a :class:`hydra.inference.ServingModel`)."""
     from hydra.data.images import load_image, prepare
     from hydra.inference import cam_batch, decide, predict_batch
 

@@ -23,7 +23,7 @@ import os
 
 from hydra.config import HydraConfig
 from hydra.data.naming import NamingError, check_plot_type_name, parse_name
-from hydra.serve.messages import ErrorNotice, Heartbeat, Registration, Report, Retry
+from hydra.serve.messages import ErrorNotice, Pulse, Registration, Report, Retry
 
 MAX_HEATMAP_PIXELS = 4096 * 4096
 
@@ -74,5 +74,5 @@ def check_message(cfg: HydraConfig, msg: object) -> None:
                 raise Invalid(f"report of {msg.filename[:80]!r}: heat map {h.dtype} {h.shape}")
             if h.shape[0] * h.shape[1] > MAX_HEATMAP_PIXELS:
                 raise Invalid(f"report of {msg.filename[:80]!r}: heat map of {h.shape[0]}x{h.shape[1]}")
-    if isinstance(msg, Heartbeat) and not (0 < len(msg.process) <= 64):
+    if isinstance(msg, Pulse) and not (0 < len(msg.process) <= 64):
         raise Invalid("heartbeat without a process name")

@@ -38,8 +38,8 @@ from hydra.serve.instance import instance_id
 from hydra.serve.messages import (
     ErrorNotice,
     Event,
-    Heartbeat,
     MessageError,
+    Pulse,
     Registration,
     Report,
     Retry,
@@ -196,7 +196,7 @@ class Keeper:
             b.errors[msg.path] = msg
         elif isinstance(msg, Registration):
             b.registrations[msg.path] = msg
-        elif isinstance(msg, Heartbeat):
+        elif isinstance(msg, Pulse):
             b.beats[msg.process] = {
                 "process": msg.process,
                 "pid": msg.pid,

@@ -171,8 +171,8 @@ class Retry:
 
 
 @dataclass
-class Heartbeat:
-    """A sign of life from a stage, with its gauges (queue depths, counts)."""
+class Pulse:
+    """A stage's heartbeat: a sign of life, with its gauges (queue depths, counts)."""
 
     process: str
     pid: int
@@ -196,14 +196,14 @@ _KINDS: dict[bytes, type] = {
     REPORT: Report,
     ERROR: ErrorNotice,
     REGISTER: Registration,
-    HEARTBEAT: Heartbeat,
+    HEARTBEAT: Pulse,
     EVENT: Event,
     RETRY: Retry,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
 _ARRAYS = ("pixels", "heatmap")
 
-Message = InferenceOrder | Report | ErrorNotice | Registration | Heartbeat | Event | Retry
+Message = InferenceOrder | Report | ErrorNotice | Registration | Pulse | Event | Retry
 
 MAX_HEADER_BYTES = 1 << 20
 ARRAY_DTYPES = ("uint8", "float32")

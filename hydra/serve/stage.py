@@ -27,7 +27,7 @@ import zmq
 
 from hydra.config import HydraConfig
 from hydra.serve.instance import InUseError, check_free, default_address
-from hydra.serve.messages import Heartbeat, encode_message
+from hydra.serve.messages import Pulse, encode_message
 from hydra.serve.security import Curve, needs_curve
 
 log = logging.getLogger("hydra.serve")
@@ -222,7 +222,7 @@ def make_socket(
 
 
 class HeartbeatSender:
-    """Sends a :class:`Heartbeat` to the Keeper every few seconds."""
+    """Sends a :class:`Pulse` to the Keeper every few seconds."""
 
     def __init__(
         self, sock: zmq.Socket, process: str, every_s: float = HEARTBEAT_S, instance: str = ""
@@ -241,9 +241,7 @@ class HeartbeatSender:
         self.last = now
         if not self.instance:
             return  # a remote worker that has not met its Balancer yet: nobody to report to
-        hb = Heartbeat(
-            process=self.process, pid=os.getpid(), host=self.host, info=info, instance=self.instance
-        )
+        hb = Pulse(process=self.process, pid=os.getpid(), host=self.host, info=info, instance=self.instance)
         with contextlib.suppress(zmq.Again):  # the Keeper is busy or gone; the next beat will do
             self.sock.send_multipart(encode_message(hb), flags=zmq.NOBLOCK, copy=False)
 

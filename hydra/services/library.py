@@ -308,12 +308,6 @@ def activate(user: User | None, model_id: int, *, session: Session) -> Model:
     return activate_model(model_id, session=session)
 
 
-# The one threshold read (``{label: value}`` as stored; no default filled in), for the pages.
-stored_thresholds = thresholds_of
-# What a label without a stored threshold is compared with (defined in hydra.thresholds), for the pages.
-DEFAULT_THRESHOLD = th.DEFAULT_THRESHOLD
-
-
 def disagreements(model_id: int, *, session: Session, limit: int = 500) -> list[Disagreement]:
     """Held-out images where the model and the human disagree, the most confident model first.
 

@@ -26,7 +26,7 @@ def test_a_slice_of_the_benchmark_finds_every_fault_kind(hydra_home, tmp_path):
     from hydra.data.realbench import FAULTS, generate
     from hydra.db import make_engine
     from hydra.db.engine import session_scope
-    from hydra.inference import load_model_from_db
+    from hydra.inference import ServingModel
     from hydra.quality import ensure_problem_labels, score, summarize
     from hydra.services.ingest import ingest
     from hydra.services.training import TrainOptions, train
@@ -48,7 +48,7 @@ def test_a_slice_of_the_benchmark_finds_every_fault_kind(hydra_home, tmp_path):
     result = train(TrainOptions(PLOT_TYPE, seed=0, activate=True, progress=False), cfg=cfg, engine=engine)
     assert result.metrics["folds"] == 3 and "logit_bias" in result.metrics
     with session_scope(engine) as s:
-        loaded = load_model_from_db(s, result.model_id, cfg.path("models"))
+        loaded = ServingModel.load(s, result.model_id, cfg.path("models"))
     summary = summarize(score(loaded, held, data))
     engine.dispose()
     recall = {kind: v["recall"] for kind, v in summary["recall_by_fault"].items()}

@@ -220,7 +220,7 @@ def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home,
     """A plot type with Good, Bad and NoData trains a one-class head on its Good images alone."""
     from hydra.db.engine import session_scope
     from hydra.db.queries import get_plot_type, labels_of
-    from hydra.inference import LoadedModel, predict_batch
+    from hydra.inference import ServingModel, predict_batch
     from hydra.services.training import TrainOptions, train
 
     cfg, engine = _ingest_synthetic(tmp_path, "fcal_occupancy", 60, seed=4, keep=lambda lab: lab == "Good")
@@ -236,7 +236,7 @@ def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home,
     opts = TrainOptions("fcal_occupancy", head="siamese", epochs=1, folds=2, threads=1, progress=False)
     result = train(opts, cfg=cfg, engine=engine)
     assert result.labels == ["Good", "Bad", "NoData"]
-    loaded = LoadedModel.from_dir(result.path)
+    loaded = ServingModel.from_dir(result.path)
     pixels = np.random.default_rng(0).integers(0, 255, (4, *loaded.input_size, 3), dtype=np.uint8)
     w = predict_batch(loaded, pixels)
     good = result.labels.index("Good")

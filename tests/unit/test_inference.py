@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent / "heads"))
 from _head_plots import dataset  # noqa: E402
 
-from hydra.inference import LoadedModel, Verdict, cam_batch, decide, needs_cam, predict_batch  # noqa: E402
+from hydra.inference import ServingModel, Verdict, cam_batch, decide, needs_cam, predict_batch  # noqa: E402
 
 SIZE = (32, 40)
 
@@ -52,7 +52,7 @@ def test_decide_argmax_and_thresholds():
 
 
 def test_predict_batch_and_cam(model_dir):
-    model = LoadedModel.from_dir(model_dir, model_id=3, thresholds={"Good": 0.6})
+    model = ServingModel.from_dir(model_dir, model_id=3, thresholds={"Good": 0.6})
     assert model.labels == ["Good", "Bad"] and model.input_size == SIZE and model.channels == 3
     pixels = dataset(6, *SIZE, seed=1)[0]
     w = predict_batch(model, pixels)
@@ -151,7 +151,7 @@ def test_hydra_predict_cli(hydra_home, model_dir, tmp_path):
     # the same weights as the shared inference path on the same prepared pixels
     from hydra.data.images import load_image, prepare
 
-    model = LoadedModel.from_dir(model_dir)
+    model = ServingModel.from_dir(model_dir)
     pixels = np.stack([prepare(load_image(p), SIZE, 3) for p in good])
     expected = predict_batch(model, pixels)
     by_name = {Path(r["path"]).name: r for r in rows}

@@ -149,7 +149,7 @@ def test_save_thresholds_needs_permission_and_records_who(lib):
         assert library.save_thresholds(ann, ids["new"], {"Good": 0.7, "Bad": 0.6}, session=s) == 2
         assert library.save_thresholds(ann, ids["new"], {"Good": 0.7, "Bad": 0.6}, session=s) == 0
     with session_scope(engine) as s:
-        assert library.stored_thresholds(ids["new"], session=s) == {"Good": 0.7, "Bad": 0.6}
+        assert library.thresholds_of(ids["new"], session=s) == {"Good": 0.7, "Bad": 0.6}
         good = s.exec(select(Threshold).where(Threshold.label == "Good")).one()
         assert good.set_by == get_user("ann", session=s).id and good.method == "manual"
         changes = s.exec(select(ThresholdChange).order_by(ThresholdChange.label)).all()
@@ -192,13 +192,13 @@ def test_report_heatmap_is_computed_once_and_cached(tmp_path):
     from PIL import Image as PILImage
 
     from hydra.heads import create_head
-    from hydra.inference import LoadedModel
+    from hydra.inference import ServingModel
 
     head = create_head(
         "classifier", labels=["Good", "Bad"], input_size=(32, 40), backbone="mobilenetv3_small_050"
     )
     head.save(tmp_path / "model")
-    loaded = LoadedModel.from_dir(tmp_path / "model")
+    loaded = ServingModel.from_dir(tmp_path / "model")
     src = tmp_path / "plot.png"
     PILImage.new("RGB", (80, 60), "white").save(src)
     cache = tmp_path / "cache" / "7.png"

@@ -20,6 +20,7 @@ import streamlit as st  # noqa: E402
 
 from hydra.auth import can  # noqa: E402
 from hydra.services import library, run  # noqa: E402
+from hydra.thresholds import DEFAULT_THRESHOLD  # noqa: E402
 
 BINS = 20
 FLASH = "library_flash"
@@ -130,7 +131,7 @@ for col, label in zip(slider_cols, model.labels):
         label,
         0.0,
         1.0,
-        float(defaults.get(label, library.DEFAULT_THRESHOLD)),
+        float(defaults.get(label, DEFAULT_THRESHOLD)),
         0.01,
         key=f"th_{model.id}_{label}",
     )
