@@ -315,6 +315,21 @@ def empty_state(title: str, hint: str) -> None:
     st.info(f"**{title}**\n\n{hint}")
 
 
+NO_PLOT_TYPES_HINT = "Create one on the Admin page or with `hydra plot-type add`."
+
+
+def plot_types_or_stop(hint: str = NO_PLOT_TYPES_HINT) -> list[Any]:
+    """Every plot type (hidden ones too); without any, the page says how to make one and stops."""
+    from hydra.services import run
+
+    with session() as s:
+        types = run.plot_types(session=s)
+    if not types:
+        empty_state("No plot types yet.", hint)
+        st.stop()
+    return types
+
+
 def resolve_path(path: str | None) -> Path | None:
     """An image path from the database as a file path (relative ones are under HYDRA_HOME)."""
     if not path:

@@ -33,14 +33,9 @@ ORDER_NAMES = {"Oldest first": "oldest", "Most doubtful first": "doubtful", "New
 shell.page(viewing=False)
 st.title("Labeler")
 user = shell.require_login("Log in to label images.")
-with shell.session() as s:
-    types = run.plot_types(session=s)
-if not types:
-    shell.empty_state(
-        "No plot types yet.",
-        "Create one on the Admin page or with `hydra plot-type add`, then ingest images with `hydra ingest DIR`.",
-    )
-    st.stop()
+types = shell.plot_types_or_stop(
+    "Create one on the Admin page or with `hydra plot-type add`, then ingest images with `hydra ingest DIR`."
+)
 
 c1, c2, c3, c4, c5 = st.columns([2, 1.2, 1.5, 1.4, 1])
 by_name = {pt.name: pt for pt in types}

@@ -27,11 +27,7 @@ FLASH = "library_flash"
 
 shell.page(viewing=True)
 st.title("Library")
-with shell.session() as s:
-    types = run.plot_types(session=s)
-if not types:
-    shell.empty_state("No plot types yet.", "Create one on the Admin page or with `hydra plot-type add`.")
-    st.stop()
+types = shell.plot_types_or_stop()
 by_name = {pt.name: pt for pt in types}
 pt = by_name[st.selectbox("Plot type", list(by_name), key="library_plot_type")]
 with shell.session() as s:

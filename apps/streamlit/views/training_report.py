@@ -27,11 +27,7 @@ st.caption(
     "Labelled images where the model's out-of-fold verdict and the human label disagree, "
     "the most confident model first. Label errors of a few percent are normal; this is where they are found."
 )
-with shell.session() as s:
-    types = run.plot_types(session=s)
-if not types:
-    shell.empty_state("No plot types yet.", "Create one on the Admin page or with `hydra plot-type add`.")
-    st.stop()
+types = shell.plot_types_or_stop()
 by_name = {pt.name: pt for pt in types}
 c1, c2 = st.columns(2)
 pt = by_name[c1.selectbox("Plot type", list(by_name), key="report_plot_type")]

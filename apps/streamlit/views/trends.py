@@ -15,19 +15,13 @@ import pandas as pd
 import shell
 import streamlit as st
 
-from hydra.services import run, trends
+from hydra.services import trends
 
 WINDOWS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "3 days": 72, "7 days": 168, "30 days": 720}
 
 shell.page()
 st.title("Trends")
-with shell.session() as s:
-    types = run.plot_types(session=s)
-if not types:
-    shell.empty_state(
-        "No plot types yet.", "Create plot types and run the pipeline; their weights appear here."
-    )
-    st.stop()
+types = shell.plot_types_or_stop("Create plot types and run the pipeline; their weights appear here.")
 
 names = [pt.name for pt in types]
 wanted = st.query_params.get("plot_type")
