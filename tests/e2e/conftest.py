@@ -9,67 +9,22 @@ chosen at run time and is stopped at the end; Playwright's sync API drives
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.seed import Seeded, prepare_home
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def hydra_executable() -> str:
-    local = Path(sys.executable).with_name("hydra")
-    found = str(local) if local.exists() else shutil.which("hydra")
-    if not found:
-        pytest.fail("the 'hydra' console script is not installed (pip install -e .)")
-    return found
-
-
-@dataclass
-class RunningApp:
-    url: str
-    seeded: Seeded
-    log: Path
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"hydra app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"hydra app did not become healthy in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+from tests.helpers.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IN_CI,
+    RunningApp,
+    free_port,
+    hydra_executable,
+    wait_healthy,
+)
+from tests.helpers.seed import prepare_home
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +46,7 @@ def app_server(tmp_path_factory) -> Iterator[RunningApp]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc, log)
+        wait_healthy(url, proc, log)
         yield RunningApp(url, seeded, log)
     finally:
         proc.terminate()
@@ -127,36 +82,3 @@ def page(browser):
         yield pg
     finally:
         context.close()
-
-
-def open_page(page, app: RunningApp, path: str, expect: str) -> None:
-    """Go to a page and wait until it has drawn ``expect`` and Streamlit is idle."""
-    page.goto(f"{app.url}/{path}")
-    page.get_by_text(expect, exact=False).first.wait_for()
-    wait_idle(page)
-
-
-def wait_idle(page) -> None:
-    # the status widget (running man, "Stop") is only there while a script runs
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
-    )
-    # lazily loaded elements (charts, tables) show a skeleton until their code has arrived
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000)
-    # charts draw after the script finished: wait until every Vega chart has its canvas or svg
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.vega-embed')].every(e => e.querySelector('canvas, svg'))",
-        timeout=30_000,
-    )
-
-
-def assert_no_exception(page) -> None:
-    shown = page.locator('[data-testid="stException"]')
-    assert shown.count() == 0, f"Streamlit showed an exception: {shown.first.inner_text()[:2000]}"
-
-
-def screenshot(page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

@@ -25,7 +25,7 @@ from hydra.data.images import source_key
 from hydra.db import make_engine, session_scope
 from hydra.db.models import Alarm, Image, ImageLabel, Inference, PlotType, RunTime, utcnow
 from hydra.db.queries import labels_of
-from tests.e2e.conftest import assert_no_exception, open_page, screenshot, wait_idle
+from tests.helpers.browser import assert_no_exception, open_page, screenshot, wait_idle
 from tests.helpers.seed import FIRST_RUN, USERS, write_plot_png
 
 pytestmark = pytest.mark.browser

@@ -1,8 +1,9 @@
 """The deployment files: ``configs/hydra.yaml`` and the package's ``hydra/deploy/``.
 
 ``hydra.yaml`` is complete and equals the defaults; the Grafana dashboard is
-valid and every SQL query in it runs on MariaDB against Hydra's schema; the
-systemd units start commands that exist.
+valid (that every SQL query in it runs on MariaDB against Hydra's schema is
+tests/integration/db/test_grafana_queries.py); the systemd units start
+commands that exist.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from hydra.config import HydraConfig, load_config
 from hydra.deploy import dashboard, systemd_units
+from tests.helpers.grafana import dashboard_sql
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "hydra.yaml"
 DASHBOARD = dashboard()
@@ -72,22 +73,6 @@ def test_every_key_has_a_comment_above_it() -> None:
     assert undocumented == []
 
 
-def _dashboard_sql(dashboard: dict) -> list[str]:
-    queries = [t["rawSql"] for p in dashboard["panels"] for t in p.get("targets", []) if "rawSql" in t]
-    queries += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
-    queries += [a["target"]["rawSql"] for a in dashboard["annotations"]["list"] if "target" in a]
-    return queries
-
-
-def _expand_grafana_macros(sql: str) -> str:
-    """What Grafana's MySQL data source makes of its macros, for a wide time range."""
-    span = "BETWEEN FROM_UNIXTIME(0) AND FROM_UNIXTIME(2000000000)"
-    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 {span}", sql)
-    sql = sql.replace("$__timeFrom()", "FROM_UNIXTIME(0)").replace("$__timeTo()", "FROM_UNIXTIME(2000000000)")
-    sql = re.sub(r"\$__timeGroupAlias\(([^,]+), 1m\)", r"UNIX_TIMESTAMP(\1) DIV 60 * 60 AS time", sql)
-    return sql.replace("$plot_type", "'fcal_occ'")
-
-
 def test_grafana_dashboard_is_valid_and_uses_both_data_sources() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 30
@@ -95,7 +80,7 @@ def test_grafana_dashboard_is_valid_and_uses_both_data_sources() -> None:
     assert kinds == {"mysql", "prometheus"}
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    assert any("FROM inference" in q for q in _dashboard_sql(dashboard))
+    assert any("FROM inference" in q for q in dashboard_sql(dashboard))
     promql = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", []) if "expr" in t]
     assert {m for e in promql for m in re.findall(r"hydra_[a-z_]+", e)} <= {
         "hydra_images_total",
@@ -106,48 +91,6 @@ def test_grafana_dashboard_is_valid_and_uses_both_data_sources() -> None:
         "hydra_worker_restarts_total",
         "hydra_keeper_flush_failures_total",
     }
-
-
-@pytest.mark.mariadb
-@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)  # the dashboard speaks MySQL
-def test_grafana_queries_run_on_mariadb(db_url: str) -> None:
-    from sqlalchemy import text
-
-    from hydra.db.engine import make_engine, session_scope
-    from hydra.db.migrate import upgrade_to_head
-    from hydra.db.models import Alarm, ErrorRecord, Inference, Model, Threshold, utcnow
-    from hydra.db.queries import create_plot_type
-
-    engine = make_engine(db_url)
-    try:
-        upgrade_to_head(engine)
-        with session_scope(engine) as s:
-            pt = create_plot_type("fcal_occ", ["Good", "Bad", "NoData"], session=s)
-            s.flush()
-            labels = ["Good", "Bad", "NoData"]
-            model = Model(
-                plot_type_id=pt.id, head="classifier", path="m", input_height=8, input_width=8, labels=labels
-            )
-            model.active = True
-            s.add(model)
-            s.flush()
-            s.add_all(Threshold(model_id=model.id, label=lab, value=0.6) for lab in labels)
-            for k in range(5):
-                s.add(
-                    Inference(
-                        source_key=f"k{k}", path="p", filename="f.png", plot_type_id=pt.id, run=1, model_id=model.id,
-                        label="Good", weights={"Good": 0.9, "Bad": 0.1, "NoData": 0.0}, confirmed=True,
-                        timings={"feeder": 20.0, "predict": 5.0, "total": 40.0}, created_at=utcnow() - timedelta(minutes=k),
-                    )
-                )  # fmt: skip
-            s.add(Alarm(plot_type_id=pt.id, run=1, label="Bad", message="3 in a row"))
-            s.add(ErrorRecord(path="p", filename="f", stage="feeder", kind="truncated", message="m"))
-        with engine.connect() as conn:
-            for sql in _dashboard_sql(json.loads(DASHBOARD.read_text())):
-                rows = conn.execute(text(_expand_grafana_macros(sql))).fetchall()
-                assert rows, f"no rows from:\n{sql}"
-    finally:
-        engine.dispose()
 
 
 def test_systemd_units_start_commands_that_exist() -> None:

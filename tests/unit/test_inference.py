@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,8 @@ from PIL import Image
 from sqlmodel import select
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent / "heads"))
-from _head_plots import dataset  # noqa: E402
-
-from hydra.inference import ServingModel, Verdict, cam_batch, decide, needs_cam, predict_batch  # noqa: E402
+from hydra.inference import ServingModel, Verdict, cam_batch, decide, needs_cam, predict_batch
+from tests.helpers.heads import dataset
 
 SIZE = (32, 40)
 

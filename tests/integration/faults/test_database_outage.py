@@ -8,11 +8,9 @@ import time
 
 import pytest
 
-from tests.integration.serve.conftest import Serve, add_model, wait_until
-from tests.integration.serve.mariadb_server import PrivateMariaDB
-from tests.integration.serve.test_end_to_end import PLOT, drop_plots, input_files, stored
-
-from .conftest import drained, good_images_done_once, measured
+from tests.helpers.faults import drained, good_images_done_once, measured
+from tests.helpers.mariadb_server import PrivateMariaDB
+from tests.helpers.serve import PLOT, Serve, add_model, drop_plots, input_files, stored, wait_until
 
 pytestmark = pytest.mark.slow
 

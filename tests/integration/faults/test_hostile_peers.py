@@ -19,10 +19,8 @@ import zmq.auth
 
 from hydra.serve.messages import ErrorNotice, Registration, Report, encode_message
 from hydra.serve.stage import Addresses
-from tests.integration.serve.conftest import ROOT, Serve, add_model, wait_until
-from tests.integration.serve.test_end_to_end import PLOT, drop_plots, stored
-
-from .conftest import drained, good_images_done_once, measured
+from tests.helpers.faults import drained, good_images_done_once, measured
+from tests.helpers.serve import PLOT, ROOT, Serve, add_model, drop_plots, stored, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,8 @@ import time
 import pytest
 
 from hydra.serve.stage import ORPHAN_GRACE_S
-from tests.integration.serve.conftest import HYDRA_SERVE, ROOT, Serve, add_model, wait_until
-from tests.integration.serve.test_end_to_end import PLOT, drop_plots
-
-from .conftest import alive, drained, good_images_done_once, measured
+from tests.helpers.faults import drained, good_images_done_once, measured
+from tests.helpers.serve import HYDRA_SERVE, PLOT, ROOT, Serve, add_model, alive, drop_plots, wait_until
 
 pytestmark = pytest.mark.slow
 

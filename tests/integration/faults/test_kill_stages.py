@@ -8,10 +8,8 @@ import time
 
 import pytest
 
-from tests.integration.serve.conftest import Serve, add_model, wait_until
-from tests.integration.serve.test_end_to_end import PLOT, drop_plots, input_files
-
-from .conftest import Stream, drained, good_images_done_once, measured
+from tests.helpers.faults import Stream, drained, good_images_done_once, measured
+from tests.helpers.serve import PLOT, Serve, add_model, drop_plots, input_files, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +27,7 @@ def database(request):
     if request.param == "sqlite":
         yield None
         return
-    from tests.conftest import make_mysql_database
+    from tests.helpers.db import make_mysql_database
 
     url, drop = make_mysql_database()
     try:

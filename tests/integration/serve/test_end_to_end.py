@@ -7,10 +7,8 @@ inference or one error record, and the input directory ends empty.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,51 +17,20 @@ from sqlmodel import select
 
 from hydra.data.synthetic import write_plot
 from hydra.db import session_scope
-from hydra.db.models import ErrorRecord, Heartbeat, Image, Inference, PlotType, RunTime
-
-from .conftest import Deployment, Serve, add_model, wait_until, write_bad_inputs
+from hydra.db.models import Heartbeat, Image, PlotType, RunTime
+from tests.helpers.serve import (
+    PLOT,
+    Serve,
+    add_model,
+    check_exactly_once,
+    drop_plots,
+    input_files,
+    stored,
+    wait_until,
+    write_bad_inputs,
+)
 
 pytestmark = pytest.mark.slow
-
-PLOT = "fcal_occupancy"
-FAULTS = (None, None, "dead_channel", "hot_channel", "empty")
-
-
-def drop_plots(input_dir: Path, n: int, *, plot: str = PLOT, run: int = 5000, start: int = 0) -> list[str]:
-    names = []
-    for i in range(start, start + n):
-        p = write_plot(input_dir, plot, run + i // 100, i % 100, FAULTS[i % len(FAULTS)], seed=i)
-        names.append(p.name)
-    return names
-
-
-def stored(dep: Deployment) -> tuple[list[Inference], list[ErrorRecord]]:
-    with session_scope(dep.engine) as s:
-        return list(s.exec(select(Inference)).all()), list(s.exec(select(ErrorRecord)).all())
-
-
-def input_files(dep: Deployment) -> list[str]:
-    return sorted(os.listdir(dep.cfg.input_dir))
-
-
-def check_exactly_once(dep: Deployment, names: list[str], bad: dict[str, str]) -> list[Inference]:
-    """One inference per image, one error per bad input, files where the rows say."""
-    inferences, errors = stored(dep)
-    counts = Counter(i.filename for i in inferences)
-    assert sorted(counts) == sorted(names), f"missing: {sorted(set(names) - set(counts))[:5]}"
-    assert max(counts.values()) == 1, [n for n, c in counts.items() if c > 1][:5]
-    kinds = {e.filename: e.kind for e in errors}
-    assert kinds == bad
-    assert len(errors) == len(bad)
-    for e in errors:
-        assert Path(e.quarantine_path).is_file() and e.message
-    for inf in inferences:
-        assert Path(inf.path).is_file(), inf.path
-        assert not inf.path.startswith(str(dep.cfg.input_dir))
-        assert set(inf.weights) == {"Good", "Bad", "NoData"}
-        assert abs(sum(inf.weights.values()) - 1.0) < 1e-4
-        assert {"feeder", "balancer", "predict", "keeper", "total"} <= set(inf.timings)
-    return inferences
 
 
 @pytest.mark.parametrize(
@@ -74,7 +41,7 @@ def test_every_image_gets_one_result_or_one_error(backend, policy, deployment_fa
     drop_db = None
     url = None
     if backend == "mariadb":
-        from tests.conftest import make_mysql_database
+        from tests.helpers.db import make_mysql_database
 
         url, drop_db = make_mysql_database()
     try:

@@ -10,9 +10,16 @@ from sqlmodel import select
 
 from hydra.db import session_scope
 from hydra.db.models import Inference
-
-from .conftest import Serve, add_model, wait_until
-from .test_end_to_end import PLOT, check_exactly_once, drop_plots, input_files, stored
+from tests.helpers.serve import (
+    PLOT,
+    Serve,
+    add_model,
+    check_exactly_once,
+    drop_plots,
+    input_files,
+    stored,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 

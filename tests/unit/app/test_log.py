@@ -1,4 +1,7 @@
-"""The Log page: confirmed problems and unconfirmed verdicts of a window, grouped, exportable."""
+"""The Log page: confirmed problems and unconfirmed verdicts of a window, grouped, exportable.
+
+Its queries on both database backends are in tests/integration/db/test_log_queries.py.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from hydra.db import make_engine, session_scope
-from hydra.services import log, run
-from tests.helpers.seed import prepare_home, seed_database
+from hydra.services import log
+from tests.helpers.seed import prepare_home
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
 
@@ -52,19 +55,6 @@ def test_empty_window_explains(tmp_path, monkeypatch):
     assert any("Nothing to report" in i.value for i in at.info)
 
 
-def test_log_entries_selects_problems_and_unconfirmed(engine, tmp_path):
-    cloned = seed_database(engine, tmp_path, history=12)
-    with session_scope(engine) as s:
-        since = cloned.now - timedelta(days=1)
-        every = log.log_entries(session=s, since=since)
-        confirmed_only = log.log_entries(session=s, since=since, include_unconfirmed=False)
-        fcal = log.log_entries(session=s, since=since, plot_type_ids=[cloned.plot_types["FCAL_occupancy"]])
-    assert every and all((e.confirmed and e.is_problem) or not e.confirmed for e in every)
-    assert confirmed_only and all(e.confirmed and e.is_problem for e in confirmed_only)
-    assert {e.plot_type for e in fcal} == {"FCAL_occupancy"}
-    assert [e.created_at for e in every] == sorted((e.created_at for e in every), reverse=True)
-
-
 def test_filters_by_run_range_and_group(cloned):
     from tests.helpers.seed import FIRST_RUN
 
@@ -82,18 +72,3 @@ def test_filters_by_run_range_and_group(cloned):
     at.number_input(key="log_run_min").set_value(None)
     at.multiselect(key="log_groups").select("BCAL").run()
     assert {t.label.split(" · ")[0] for t in at.expander} == {"BCAL_energy"}
-
-
-def test_log_entries_filters(engine, tmp_path):
-    seeded = seed_database(engine, tmp_path, history=12)
-    from tests.helpers.seed import FIRST_RUN
-
-    with session_scope(engine) as s:
-        since = seeded.now - timedelta(days=1)
-        one = log.log_entries(session=s, since=since, run_min=FIRST_RUN + 1, run_max=FIRST_RUN + 1)
-        later = log.log_entries(session=s, since=since, run_min=FIRST_RUN + 1)
-        groups = {g.name: g.id for g in run.plot_groups(session=s)}
-        fcal = log.log_entries(session=s, since=since, group_ids=[groups["FCAL"]])
-    assert one and {e.run for e in one} == {FIRST_RUN + 1}
-    assert later and min(e.run for e in later) == FIRST_RUN + 1
-    assert fcal and {e.plot_type for e in fcal} <= {"FCAL_occupancy", "FCAL_timing"}

@@ -1,16 +1,17 @@
-"""The Status page: per-stage timing histograms, means per run, throughput, errors."""
+"""The Status page: per-stage timing histograms, means per run, throughput, errors.
+
+Its queries on both database backends are in tests/integration/db/test_status_queries.py.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hydra.db import session_scope
 from hydra.services import status
-from tests.helpers.seed import STAGE_MS, prepare_home, seed_database
+from tests.helpers.seed import STAGE_MS, prepare_home
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
 
@@ -57,15 +58,3 @@ def test_stage_durations_reads_the_keepers_keys():
 def test_stage_keys_match_the_serve_layer():
     messages = pytest.importorskip("hydra.serve.messages")
     assert tuple(messages.TIMING_KEYS) == status.TIMING_KEYS
-
-
-def test_timing_rows_and_errors_queries(engine, tmp_path):
-    seeded = seed_database(engine, tmp_path, history=6)
-    with session_scope(engine) as s:
-        rows = status.timing_rows(session=s, since=seeded.now - timedelta(days=1))
-        errors = status.recent_errors(session=s, since=seeded.now - timedelta(days=1))
-        newest = status.timing_rows(session=s, since=seeded.now - timedelta(minutes=5))
-    assert len(rows) == seeded.inferences
-    assert all("predict" in r.stages for r in rows)
-    assert len(newest) == 3  # the last inference of the three fresh plot types
-    assert len(errors) == 3 and errors[0].created_at > errors[-1].created_at

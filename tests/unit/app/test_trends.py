@@ -1,16 +1,16 @@
-"""The Trends page: weights of every label over time with the thresholds."""
+"""The Trends page: weights of every label over time with the thresholds.
+
+Its query on both database backends is in tests/integration/db/test_trends_queries.py.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hydra.db import session_scope
-from hydra.services import trends
-from tests.helpers.seed import THRESHOLDS, prepare_home, seed_database
+from tests.helpers.seed import prepare_home
 
 APP = str(Path(__file__).resolve().parents[3] / "apps" / "streamlit" / "app.py")
 
@@ -50,17 +50,3 @@ def test_plot_type_without_inferences(app):
     at.selectbox(key="trends_plot").select("TOF_rates").run()
     assert not at.exception
     assert any("No inference of TOF_rates" in i.value for i in at.info)
-
-
-def test_weight_series_query(engine, tmp_path):
-    seeded = seed_database(engine, tmp_path, history=12)
-    pt = seeded.plot_types["FCAL_occupancy"]
-    with session_scope(engine) as s:
-        series = trends.weight_series(pt, session=s, since=seeded.now - timedelta(days=1))
-        recent = trends.weight_series(pt, session=s, since=seeded.now - timedelta(minutes=30))
-    assert len(series.points) == 12 and len(recent.points) == 3
-    assert [p.created_at for p in series.points] == sorted(p.created_at for p in series.points)
-    assert [lb.name for lb in series.labels] == ["Good", "Bad", "NoData"]
-    assert series.thresholds == {seeded.models["FCAL_occupancy"]: THRESHOLDS}
-    goods = [p.weights["Bad"] for p in series.points if p.label == "Good"]
-    assert goods[-1] > goods[0]  # the seeded slow drift of the Bad weight

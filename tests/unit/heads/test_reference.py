@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _head_plots import dataset
 from safetensors.torch import load_file, save_file
 
 from hydra.heads import create_head, load_model
 from hydra.heads.faults import KINDS, apply_fault, make_faulty_with_kinds
+from tests.helpers.heads import dataset
 
 SIZE = (32, 40)
 LABELS = ["Good", "Bad", "NoData"]

@@ -1,4 +1,4 @@
-"""The fault-injection suite: real ``hydra-serve`` processes, real databases, real faults.
+"""What every fault-injection case streams, checks and prints (tests/integration/faults/).
 
 Every case streams images through the pipeline, injects one kind of fault,
 and checks the same promise: every good image ends with exactly one stored
@@ -16,8 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.integration.serve.conftest import Deployment, Serve, deployment_factory, wait_until  # noqa: F401
-from tests.integration.serve.test_end_to_end import drop_plots, input_files, stored
+from tests.helpers.serve import Deployment, Serve, drop_plots, input_files, stored, wait_until
 
 
 class Stream(threading.Thread):
@@ -52,15 +51,6 @@ def drained(dep: Deployment, srv: Serve, timeout: float, what: str) -> float:
     t0 = time.monotonic()
     wait_until(lambda: not input_files(dep), timeout, every=0.1, what=f"{what}; log:\n{srv.tail()}")
     return round(time.monotonic() - t0, 1)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie nobody reaped has stopped running)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def measured(case: str, **numbers: object) -> None:

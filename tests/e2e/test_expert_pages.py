@@ -20,7 +20,7 @@ from hydra.auth import grant
 from hydra.db import make_engine, session_scope
 from hydra.db.models import Image, ImageLabel, Model, ModelClassification, Threshold, utcnow
 from hydra.db.queries import create_plot_type, labels_of
-from tests.e2e.conftest import assert_no_exception, hydra_executable, screenshot, wait_idle
+from tests.helpers.browser import assert_no_exception, hydra_executable, screenshot, wait_idle
 from tests.helpers.seed import USERS, write_plot_png
 
 pytestmark = pytest.mark.browser

@@ -1,15 +1,25 @@
-"""Small generated monitoring plots for the head tests (no files, no network).
+"""For the head tests: small generated monitoring plots, small head settings, a quiet Trainer.
 
-Histograms drawn like a ROOT canvas: white background, black axes, blue
-bars with Poisson fluctuations; faults are the ones shifters see (a dead
-bin, a hot bin, a shifted peak, an empty plot).
+Histograms drawn like a ROOT canvas (no files, no network): white background,
+black axes, blue bars with Poisson fluctuations; faults are the ones shifters
+see (a dead bin, a hot bin, a shifted peak, an empty plot).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 
 FAULTS = ("dead", "hot", "shift", "empty")
+# cheaper-than-default settings for the built-in heads; a plugin is tested with its defaults
+SMALL = {
+    "classifier": {"backbone": "plotnet", "reference": True, "synth_faults": 0.5},
+    "siamese": {"width": 8, "embed_dim": 16, "bank_size": 32},
+}
 
 
 def histogram_plot(
@@ -61,3 +71,30 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     pos, neg = scores[labels == 1], scores[labels == 0]
     greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(greater / (len(pos) * len(neg)))
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's loggers at ERROR and warnings ignored, while the block runs."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def make_trainer(**kwargs):
+    """A Lightning Trainer with nothing written and nothing printed."""
+    import pytorch_lightning as pl
+
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)

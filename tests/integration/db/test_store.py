@@ -5,64 +5,23 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import zmq
 from sqlmodel import select
 
-from hydra.config import load_config
 from hydra.db import session_scope
 from hydra.db.models import Alarm, ErrorRecord, Heartbeat, Image, Inference, PlotType, RunTime
 from hydra.db.results import recent_results
-from hydra.serve.alarms import AlarmTracker
-from hydra.serve.conditions import CommandCondition
 from hydra.serve.keeper import Keeper
-from hydra.serve.messages import ErrorNotice, Registration, Report, encode_message
+from hydra.serve.messages import ErrorNotice, Registration, encode_message
 from hydra.serve.stage import StopFlag
-from hydra.serve.store import Batch, Store, move_files
+from hydra.serve.store import Store, move_files
 from hydra.services.status import recent_errors
-from tests.helpers.models import add_active_model
-
-
-def setup(engine, tmp_path: Path, consecutive: int = 2, condition: str | None = None):
-    cfg = load_config(None, home=tmp_path / "home")
-    cfg.ensure_dirs()
-    with session_scope(engine) as s:
-        pt, m = add_active_model("fcal", (8, 8), session=s)
-        ids = pt.id, m.id
-    store = Store(cfg, engine, AlarmTracker(consecutive), CommandCondition(condition, 1.0, cache_s=0))
-    return cfg, store, ids
-
-
-def make_report(
-    cfg, name: str, pt_id: int, model_id: int, label="Good", confirmed=True, heat=False
-) -> Report:
-    path = cfg.input_dir / name
-    path.write_bytes(name.encode())
-    return Report(
-        order_id=name, path=str(path), filename=name, source_key=name.ljust(64, "0")[:64], plot_type="fcal",
-        plot_type_id=pt_id, run=7, chunk=1, model_id=model_id, label=label, weight=0.8,
-        weights={"Good": 0.8, "Bad": 0.2} if label == "Good" else {"Good": 0.2, "Bad": 0.8},
-        confirmed=confirmed, is_problem=label == "Bad", content_hash="h" * 64,
-        times={"file": time.time() - 0.1, "keep": time.time()},
-        heatmap=np.zeros((8, 8, 3), np.uint8) if heat else None,
-    )  # fmt: skip
-
-
-def batch_of(*items) -> Batch:
-    b = Batch()
-    for it in items:
-        if isinstance(it, Report):
-            b.reports[(it.source_key, it.model_id)] = it
-        elif isinstance(it, ErrorNotice):
-            b.errors[it.path] = it
-        else:
-            b.registrations[it.path] = it
-    return b
+from tests.helpers.store import batch_of, make_report, make_store
 
 
 def test_reports_are_stored_once_and_files_move_only_when_asked(engine, tmp_path):
-    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    cfg, store, (pt_id, model_id) = make_store(engine, tmp_path)
     good = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
     doubt = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id, confirmed=False, heat=True)
     out = store.write(batch_of(good, doubt))
@@ -95,7 +54,7 @@ def test_reports_are_stored_once_and_files_move_only_when_asked(engine, tmp_path
 def test_alarm_after_n_confirmed_problems_and_gated_by_conditions(engine, tmp_path):
     beam = tmp_path / "beam"
     beam.write_text("0")
-    cfg, store, (pt_id, model_id) = setup(engine, tmp_path, consecutive=2, condition=f"cat {beam}")
+    cfg, store, (pt_id, model_id) = make_store(engine, tmp_path, consecutive=2, condition=f"cat {beam}")
     bads = [make_report(cfg, f"fcal-000007_{i:04d}.png", pt_id, model_id, label="Bad") for i in range(3)]
     out = store.write(batch_of(*bads[:2]))
     store.tracker = out.tracker
@@ -117,7 +76,7 @@ def test_alarm_after_n_confirmed_problems_and_gated_by_conditions(engine, tmp_pa
 
 
 def test_errors_are_recorded_once_and_registrations_create_plot_types(engine, tmp_path):
-    cfg, store, _ = setup(engine, tmp_path)
+    cfg, store, _ = make_store(engine, tmp_path)
     bad = cfg.input_dir / "fcal-000001_0001.png"
     bad.write_bytes(b"")
     note = ErrorNotice(str(bad), bad.name, "feeder", "empty", f"{bad.name}: the file is empty (0 bytes)")
@@ -139,7 +98,7 @@ def test_errors_are_recorded_once_and_registrations_create_plot_types(engine, tm
 
 
 def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(engine, tmp_path, monkeypatch):
-    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    cfg, store, (pt_id, model_id) = make_store(engine, tmp_path)
     ok = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
     broken = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id, heat=True)
     real = Store._heatmap
@@ -174,7 +133,7 @@ def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(en
 
 
 def test_a_full_or_unwritable_disk_hands_the_report_back_and_quarantines_nothing(engine, tmp_path):
-    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    cfg, store, (pt_id, model_id) = make_store(engine, tmp_path)
     ok = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
     heat = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id, heat=True)
     store.heat.rmdir()
@@ -197,7 +156,7 @@ def test_a_full_or_unwritable_disk_hands_the_report_back_and_quarantines_nothing
 
 
 def test_the_keeper_drops_other_instances_and_bounds_its_backlog(engine, tmp_path):
-    cfg, store, (pt_id, model_id) = setup(engine, tmp_path)
+    cfg, store, (pt_id, model_id) = make_store(engine, tmp_path)
     cfg = cfg.model_copy(
         update={
             "db_url": engine.url.render_as_string(hide_password=False),
@@ -226,7 +185,7 @@ def test_the_keeper_drops_other_instances_and_bounds_its_backlog(engine, tmp_pat
 
 
 def test_an_error_whose_quarantine_move_failed_is_recorded_once_and_moved_later(engine, tmp_path):
-    cfg, store, _ = setup(engine, tmp_path)
+    cfg, store, _ = make_store(engine, tmp_path)
     bad = cfg.input_dir / "fcal-000007_0001.png"
     bad.write_bytes(b"")
     notice = ErrorNotice(str(bad), bad.name, "feeder", "empty", "empty file", "e" * 64)

@@ -8,7 +8,7 @@ import pytest
 
 from hydra.db import make_engine, session_scope
 from hydra.db.models import Alarm
-from tests.e2e.conftest import assert_no_exception, open_page, screenshot, wait_idle
+from tests.helpers.browser import assert_no_exception, open_page, screenshot, wait_idle
 from tests.helpers.seed import USERS
 
 pytestmark = pytest.mark.browser

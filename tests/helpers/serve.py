@@ -1,8 +1,9 @@
-"""Helpers for the serve tests: a deployment in a temp dir, a small model, the pipeline.
+"""The serve pipeline in tests: a deployment in a temp dir, a small model, ``hydra-serve`` as a process.
 
-Every test gets its own HYDRA_HOME, its own database, ipc:// sockets in a
+Every deployment has its own HYDRA_HOME, its own database, ipc:// sockets in a
 private directory (so parallel runs never collide) and metrics off. The
-pipeline runs as real ``hydra-serve`` processes.
+pipeline runs as real ``hydra-serve`` processes; plots are dropped into its
+input folder and what it stored is read back from the database.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from sqlmodel import select
 
+from hydra.data.synthetic import write_plot
 from hydra.db import make_engine, session_scope, upgrade_to_head
-from hydra.db.models import Model, Threshold
+from hydra.db.models import ErrorRecord, Inference, Model, Threshold
 from hydra.db.queries import activate_model, create_plot_type
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 HYDRA_SERVE = Path(sys.executable).with_name("hydra-serve")
+PLOT = "fcal_occupancy"
+FAULTS = (None, None, "dead_channel", "hot_channel", "empty")
 
 
 def wait_until(
@@ -224,17 +229,54 @@ class Serve:
         self.stop()
 
 
-@pytest.fixture
-def deployment_factory(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
-    made: list[Deployment] = []
+def drop_plots(input_dir: Path, n: int, *, plot: str = PLOT, run: int = 5000, start: int = 0) -> list[str]:
+    names = []
+    for i in range(start, start + n):
+        p = write_plot(input_dir, plot, run + i // 100, i % 100, FAULTS[i % len(FAULTS)], seed=i)
+        names.append(p.name)
+    return names
 
-    def make(db_url: str | None = None, **serve: object) -> Deployment:
-        dep = Deployment(
-            tmp_path / f"d{len(made)}", db_url or f"sqlite:///{tmp_path}/d{len(made)}.db", **serve
-        )
-        made.append(dep)
-        return dep
 
-    yield make
-    for dep in made:
-        dep.close()
+def stored(dep: Deployment) -> tuple[list[Inference], list[ErrorRecord]]:
+    with session_scope(dep.engine) as s:
+        return list(s.exec(select(Inference)).all()), list(s.exec(select(ErrorRecord)).all())
+
+
+def input_files(dep: Deployment) -> list[str]:
+    return sorted(os.listdir(dep.cfg.input_dir))
+
+
+def check_exactly_once(dep: Deployment, names: list[str], bad: dict[str, str]) -> list[Inference]:
+    """One inference per image, one error per bad input, files where the rows say."""
+    inferences, errors = stored(dep)
+    counts = Counter(i.filename for i in inferences)
+    assert sorted(counts) == sorted(names), f"missing: {sorted(set(names) - set(counts))[:5]}"
+    assert max(counts.values()) == 1, [n for n, c in counts.items() if c > 1][:5]
+    kinds = {e.filename: e.kind for e in errors}
+    assert kinds == bad
+    assert len(errors) == len(bad)
+    for e in errors:
+        assert Path(e.quarantine_path).is_file() and e.message
+    for inf in inferences:
+        assert Path(inf.path).is_file(), inf.path
+        assert not inf.path.startswith(str(dep.cfg.input_dir))
+        assert set(inf.weights) == {"Good", "Bad", "NoData"}
+        assert abs(sum(inf.weights.values()) - 1.0) < 1e-4
+        assert {"feeder", "balancer", "predict", "keeper", "total"} <= set(inf.timings)
+    return inferences
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped has stopped running)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def cfg_at(tmp_path: Path, name: str = "home", **serve: object):
+    """A config whose home is ``tmp_path / name``, with ``serve`` settings."""
+    from hydra.config import load_config
+
+    return load_config(None, home=tmp_path / name, serve=serve)
