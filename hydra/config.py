@@ -71,14 +71,20 @@ class ServeConfig(_Section):
     balancer_backend: str = ""
     keeper_address: str = ""
     control_address: str = ""
-    workers: int = Field(2, ge=1, le=256)
+    # CPU workers; 0: none here (a hub whose workers all run on other hosts)
+    workers: int = Field(2, ge=0, le=256)
     policy: Literal["least_loaded", "round_robin"] = "least_loaded"
+    # auto: one worker per visible GPU (cuda:0, cuda:1, ...), else `workers` on the CPU
     device: str = "cpu"
+    # torch.compile the networks (cache under HYDRA_HOME/cache/torch-compile)
+    compile: bool = False
     max_batch: int = Field(32, ge=1, le=4096)
     max_wait_ms: float = Field(10.0, ge=0)
     torch_threads: int = Field(0, ge=0)
     order_deadline_s: float = Field(30.0, gt=0)
     polling: bool = False
+    # Feeder decode processes; 0: one per usable core, at most 16
+    decoders: int = Field(0, ge=0, le=64)
     rescan_interval_s: float = Field(5.0, gt=0)
     settle_ms: float = Field(200.0, ge=0)
     model_refresh_s: float = Field(5.0, gt=0)
@@ -94,6 +100,14 @@ class ServeConfig(_Section):
     max_in_flight: int = Field(2000, ge=1)
     heatmaps_for: Literal["problem", "all", "none"] = "problem"
     onboard_new_plot_types: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _valid_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return value
 
     @field_validator("balancer_frontend", "balancer_backend", "keeper_address", "control_address")
     @classmethod

@@ -23,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +50,11 @@ __all__ = [
     "model_dir",
     "needs_cam",
     "predict_batch",
+    "use_compile_cache",
     "weights_dict",
 ]
+
+log = logging.getLogger("hydra.inference")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,12 @@ class ServingModel:
             :data:`DEFAULT_THRESHOLD` when a verdict is decided.
         mask: the plot type's rectangles blanked before resizing (fractions).
         device: the torch device.
+
+    On CUDA, pixels travel as uint8 through a pinned host buffer that the
+    model keeps and reuses (an asynchronous copy), are normalised (and
+    resized, if they are not at the input size yet) on the GPU, and the
+    network runs in bf16 autocast with channels_last; on the CPU nothing of
+    that applies (float32, the pixels at the input size).
     """
 
     model_id: int | None
@@ -88,6 +99,11 @@ class ServingModel:
     thresholds: dict[str, float] = field(default_factory=dict)
     mask: list = field(default_factory=list)
     device: str = "cpu"
+    # the torch.compile'd network (see compile()); the pinned host buffer for uploads (False:
+    # page-locked memory was refused, plain copies) and the event of its last copy
+    _net: Any = field(default=None, init=False, repr=False, compare=False)
+    _pinned: Any = field(default=None, init=False, repr=False, compare=False)
+    _copied: Any = field(default=None, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -188,20 +204,91 @@ class ServingModel:
         return prepare(image, self.input_size, self.channels, self.mask or None)
 
     def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
-        """Checked uint8 N×H×W×C pixels as a tensor on the model's device."""
+        """Checked uint8 N×H×W×C pixels as a tensor on the model's device.
+
+        On the CPU the pixels must be at the model's input size. On CUDA they
+        are copied asynchronously from the model's pinned host buffer and may
+        have any height and width: :meth:`net_input` resizes them on the GPU
+        (they must be masked already, as :meth:`prepare` does).
+        """
         import torch
 
         arr = np.asarray(pixels)
         h, w = self.input_size
         if arr.ndim == 3:
             arr = arr[None]
-        if arr.ndim != 4 or arr.shape[1:] != (h, w, self.channels) or arr.dtype != np.uint8:
+        ok = arr.ndim == 4 and arr.dtype == np.uint8 and arr.shape[3] == self.channels
+        if ok:
+            ok = min(arr.shape[1:3]) > 0 if self.on_cuda else arr.shape[1:3] == (h, w)
+        if not ok:
             raise ValueError(
                 f"model {self.model_id} expects uint8 N x {h} x {w} x {self.channels} pixels, "
                 f"got {arr.dtype} {arr.shape} (prepare images with hydra.data.images.prepare)"
             )
-        tensor = torch.from_numpy(np.ascontiguousarray(arr))
-        return tensor.to(self.device, non_blocking=True) if self.on_cuda else tensor
+        if self.on_cuda:
+            return self._upload(arr)
+        return torch.from_numpy(np.ascontiguousarray(arr))
+
+    def _upload(self, arr: np.ndarray) -> torch.Tensor:
+        """uint8 pixels to the GPU through the reused pinned buffer (a non-blocking copy)."""
+        import torch
+
+        if arr.size == 0:
+            return torch.empty(arr.shape, dtype=torch.uint8, device=self.device)
+        if self._copied is not None:
+            self._copied.synchronize()  # the previous copy has left the buffer: it may be refilled
+            self._copied = None
+        if self._pinned is not False and (self._pinned is None or self._pinned.numel() < arr.size):
+            grown = max(arr.size, 0 if self._pinned is None else self._pinned.numel() * 5 // 4)
+            try:
+                self._pinned = torch.empty(grown, dtype=torch.uint8, pin_memory=True)
+            except RuntimeError as exc:  # page-locked memory refused (ulimit -l, a container)
+                log.warning("no pinned memory (%s); copying pixels to %s synchronously", exc, self.device)
+                self._pinned = False
+        if self._pinned is False:
+            return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        host = self._pinned[: arr.size].view(arr.shape)
+        np.copyto(host.numpy(), arr)
+        gpu = host.to(self.device, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record(torch.cuda.current_stream(gpu.device))
+        return gpu
+
+    def net_input(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 N×H×W×C on the model's device to the network's float input N×C×H×W.
+
+        The head's own preprocessing (on the GPU when the pixels are there),
+        then, only for pixels not yet at the input size (CUDA), a resize on
+        the device: area averaging when shrinking (the CPU path's box filter),
+        antialiased bilinear otherwise; channels_last on CUDA.
+        """
+        import torch
+
+        inp = self.head.preprocess(x)
+        if tuple(inp.shape[-2:]) != tuple(self.input_size):
+            inp = _resize(inp, self.input_size)
+        if self.on_cuda:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        return inp
+
+    def network(self) -> torch.nn.Module:
+        """What :meth:`weights` runs: the compiled network after :meth:`compile`, else the head."""
+        return self.head if self._net is None else self._net
+
+    def compile(self, cache_dir: str | Path | None = None, **options: Any) -> None:
+        """Run :meth:`weights` through ``torch.compile(head, **options)`` from now on.
+
+        Grad-CAM keeps the plain head (it hooks its layers). The first batch
+        compiles (minutes for inception_v3 on a GPU), and a second batch size
+        once more with a dynamic batch dimension; with ``cache_dir`` (see
+        :func:`use_compile_cache`) a process started later reuses the code.
+        """
+        import torch
+
+        if cache_dir is not None:
+            use_compile_cache(cache_dir)
+        if self._net is None:
+            self._net = torch.compile(self.head, **options)
 
     def weights(self, pixels: np.ndarray, max_batch: int | None = None) -> np.ndarray:
         """Output weights of prepared pixels: float32 N×L (see :func:`predict_batch`)."""
@@ -240,6 +327,32 @@ def _settings(session: Session, row: Model) -> tuple[dict[str, float], list[str]
     return thresholds_of(row.id, session=session), list(problems), mask
 
 
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float N×C×H×W to ``size`` on its device: area averaging to shrink, antialiased bilinear to grow."""
+    import torch.nn.functional as F
+
+    if x.shape[-2] >= size[0] and x.shape[-1] >= size[1]:
+        return F.interpolate(x, size=tuple(size), mode="area")
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def use_compile_cache(path: str | Path) -> Path:
+    """Keep torch.compile's caches in ``path``, so a restarted process does not compile again.
+
+    Sets the environment (inherited by child processes) before anything is
+    compiled: Inductor's cache (FX graphs, AOTAutograd, autotuning) in
+    ``path/inductor`` and Triton's kernels in ``path/triton``. Returns ``path``.
+    """
+    path = Path(path).expanduser().resolve()
+    (path / "inductor").mkdir(parents=True, exist_ok=True)
+    (path / "triton").mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path / "inductor")
+    os.environ["TRITON_CACHE_DIR"] = str(path / "triton")
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+    return path
+
+
 def _autocast(model: ServingModel) -> contextlib.AbstractContextManager:
     import torch
 
@@ -251,9 +364,15 @@ def _autocast(model: ServingModel) -> contextlib.AbstractContextManager:
 def predict_batch(model: ServingModel, pixels: np.ndarray, max_batch: int | None = None) -> np.ndarray:
     """Output weights (softmax over ``model.labels``) of prepared images: float32 N×L.
 
+    On CUDA: one asynchronous upload of the uint8 pixels from pinned memory,
+    normalisation (and resizing) on the GPU, bf16 autocast, channels_last,
+    the compiled network after :meth:`ServingModel.compile`, and one
+    synchronisation when the weights come back.
+
     Args:
         model: the loaded head.
-        pixels: uint8 N×H×W×C at the model's input size and channels.
+        pixels: uint8 N×H×W×C at the model's input size and channels (on
+            CUDA any height and width, resized on the GPU).
         max_batch: split larger inputs into chunks of this size (memory bound).
     """
     import torch
@@ -262,14 +381,12 @@ def predict_batch(model: ServingModel, pixels: np.ndarray, max_batch: int | None
     if x.shape[0] == 0:
         return np.zeros((0, len(model.labels)), dtype=np.float32)
     step = max_batch or x.shape[0]
+    net = model.network()
     out = []
     with torch.inference_mode(), _autocast(model):
         for chunk in x.split(step):
-            inp = model.head.preprocess(chunk)
-            if model.on_cuda:
-                inp = inp.contiguous(memory_format=torch.channels_last)
-            out.append(torch.softmax(model.head(inp).float(), dim=-1).cpu())
-    return torch.cat(out).numpy().astype(np.float32, copy=False)
+            out.append(torch.softmax(net(model.net_input(chunk)).float(), dim=-1))
+    return torch.cat(out).cpu().numpy().astype(np.float32, copy=False)
 
 
 def decide(
@@ -301,11 +418,17 @@ def needs_cam(verdict: Verdict) -> bool:
 
 
 def cam_batch(model: ServingModel, pixels: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
-    """Grad-CAM maps for prepared images, float32 N×H×W in [0, 1] (float32, not bf16)."""
+    """Grad-CAM maps for prepared images, float32 N×H×W in [0, 1] (float32, not bf16).
+
+    One batch for all the images given (the Predict stage gives only those
+    that need a map: problems and unconfirmed); on CUDA the pixels go up and
+    are normalised as in :func:`predict_batch`. The maps are at the model's
+    input size.
+    """
     from hydra.heads.cam import grad_cam
 
     x = model.to_tensor(pixels)
-    return grad_cam(model.head, model.head.preprocess(x), list(class_indices))
+    return grad_cam(model.head, model.net_input(x), list(class_indices))
 
 
 # ----------------------------------------------------------------- database

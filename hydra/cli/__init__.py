@@ -19,7 +19,9 @@ _root = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_MODULES = ("admin", "ingest", "ml_train", "ml_predict", "serve", "app", "root", "demo", "presets")
+_MODULES = (
+    "admin", "ingest", "ml_train", "ml_predict", "ml_reprocess", "serve", "app", "root", "demo", "presets",
+)  # fmt: skip
 
 for _name in _MODULES:
     importlib.import_module(f"hydra.cli.{_name}").register(_root)

@@ -1,4 +1,4 @@
-"""``hydra synth``, ``hydra train`` and ``hydra models list|activate``."""
+"""``hydra synth``, ``hydra train`` and ``hydra models list|activate|shadow``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from hydra.config import HydraConfig
     from hydra.services.training import TrainOptions
 
-models_app = typer.Typer(help="Trained models: list them, choose the active one.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Trained models: list them, choose the active one and a shadow (candidate) beside it.",
+    no_args_is_help=True,
+)
 
 
 def synth(
@@ -226,6 +229,7 @@ def models_list(
                 "plot_type": name,
                 "head": m.head,
                 "active": m.active,
+                "shadow": m.shadow,
                 "labels": m.labels,
                 "input": [m.input_height, m.input_width, m.channels],
                 "accuracy": (m.metrics or {}).get("accuracy"),
@@ -250,7 +254,7 @@ def models_list(
             str(r["id"]),
             r["plot_type"],
             r["head"],
-            "*" if r["active"] else "",
+            "*" if r["active"] else ("shadow" if r["shadow"] else ""),
             acc,
             ",".join(r["labels"]),
             r["created_at"].strftime("%Y-%m-%d %H:%M"),
@@ -278,6 +282,58 @@ def models_activate(
     except NotFoundError as exc:
         fail(str(exc))
     console.print(f"model {model_id} is now active for {pt_name}")
+
+
+@models_app.command("shadow")
+def models_shadow(
+    model_id: int = typer.Argument(None, help="The model to run beside its plot type's active model."),
+    off: bool = typer.Option(False, "--off", help="Stop MODEL_ID running as a shadow."),
+    clear: str = typer.Option(None, "--clear", metavar="PLOT_TYPE", help="Stop PLOT_TYPE's shadow model."),
+    config: str = ConfigOption,
+) -> None:
+    """Run a candidate model beside the active one in hydra-serve: its verdicts are stored, never acted on.
+
+    A shadow model scores every image its plot type's active model scores;
+    its results never raise an alarm, never reach the Run page and never
+    move or keep a file. Compare it with the active model (and activate it)
+    on the Library page. One shadow per plot type: a new one replaces the old.
+
+    Example: hydra models shadow 12
+    Example: hydra models shadow --clear fcal_occupancy
+    """
+    from hydra.db.engine import session_scope
+    from hydra.db.queries import NotFoundError, get_model, get_plot_type
+    from hydra.services.access import OPERATOR
+    from hydra.services.shadow import ShadowError, clear_shadow, plot_type_name, set_shadow
+
+    if (model_id is None) == (clear is None):
+        fail("give either a MODEL_ID (with --off to stop it) or --clear PLOT_TYPE")
+    cfg = get_config(config)
+    try:
+        with session_scope(engine_for(cfg)) as session:
+            if clear is not None or off:
+                if clear is not None:
+                    pt_id = get_plot_type(clear, session=session).id
+                else:
+                    row = get_model(model_id, session=session)
+                    if not row.shadow:
+                        raise ShadowError(f"model {model_id} is not a shadow model")
+                    pt_id = row.plot_type_id
+                gone = clear_shadow(OPERATOR, pt_id, session=session)
+                name = plot_type_name(pt_id, session=session)
+                message = (
+                    f"model {gone.id} no longer shadows {name}" if gone else f"{name} had no shadow model"
+                )
+            else:
+                model = set_shadow(OPERATOR, model_id, session=session)
+                name = plot_type_name(model.plot_type_id, session=session)
+                message = (
+                    f"model {model_id} now runs as the shadow of {name}'s active model "
+                    "(hydra-serve picks it up within serve.model_refresh_s)"
+                )
+    except (NotFoundError, ShadowError) as exc:
+        fail(str(exc))
+    console.print(message)
 
 
 def register(app: typer.Typer) -> None:

@@ -44,9 +44,16 @@ def serve(
     action: str = typer.Argument(
         None, help="'keys': make the CURVE keys for sockets beyond loopback (nothing else is served)."
     ),
-    workers: int = typer.Option(None, "--workers", help="Predict workers (default: serve.workers)."),
+    workers: int = typer.Option(
+        None, "--workers", help="CPU Predict workers (default: serve.workers; 0: none on this host)."
+    ),
     policy: str = typer.Option(None, "--policy", help="least_loaded (default) or round_robin."),
-    device: str = typer.Option(None, "--device", help="torch device of the workers (cpu, cuda:0)."),
+    device: str = typer.Option(
+        None, "--device", help="Device of the workers: auto (one per visible GPU), cpu, cuda, cuda:N."
+    ),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile the networks (cached in HYDRA_HOME/cache/torch-compile)."
+    ),
     client: str = typer.Option(
         None, "--client", help="With 'keys': also a key pair for remote worker host NAME."
     ),
@@ -59,6 +66,7 @@ def serve(
     served by one instance: a second one on the same home is refused.
 
     Example: hydra serve --workers 2
+    Example: hydra serve --device auto
     Example: hydra serve keys --client gpu01
     """
     from hydra.serve.launcher import main
@@ -73,8 +81,10 @@ def serve(
         ("--client", client),
         ("--config", config),
     ):
-        if value:
+        if value is not None and value != "":
             argv += [flag, str(value)]
+    if compile_:
+        argv.append("--compile")
     raise typer.Exit(main(argv))
 
 

@@ -4,6 +4,15 @@ Training, evaluation, ``hydra predict`` and the Feeder all call
 :func:`load_image` then :func:`prepare`, so a model never sees pixels that
 were made differently from the ones it was trained on.
 
+Decoding: Pillow reads the header (the size limit is checked before any
+pixel is decoded), then the plain cases go to a faster decoder where one is
+installed: 8-bit RGB, RGBA and grey PNGs to pyspng (libspng), RGB and grey
+JPEGs to simplejpeg (libjpeg-turbo). Their pixels are Pillow's, bit for bit
+(tests/unit/data/test_decoders.py; docs/performance.md, "Decoding", has the
+speeds). Everything else (palette, 16-bit, grey with alpha, CMYK, animated,
+and any file the fast decoder refuses: truncated, damaged) is decoded by
+Pillow exactly as before, so bad files get the same errors.
+
 Example:
     >>> from hydra.data.images import load_image, prepare
     >>> img = load_image("fcal_occupancy-041230_0003.png")  # doctest: +SKIP
@@ -16,8 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +96,102 @@ def open_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_P
     return img
 
 
+def _pyspng() -> Callable[[bytes, str], np.ndarray] | None:
+    try:
+        import pyspng
+    except ImportError:
+        return None
+    return lambda data, mode: pyspng.load(data, format=mode)
+
+
+def _simplejpeg() -> Callable[[bytes, str], np.ndarray] | None:
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+
+    def decode(data: bytes, mode: str) -> np.ndarray:
+        # accurate DCT and fancy upsampling, as Pillow's libjpeg-turbo; strict: a warning is a failure
+        space = "GRAY" if mode == "L" else "RGB"
+        return simplejpeg.decode_jpeg(data, colorspace=space, fastdct=False, fastupsample=False, strict=True)
+
+    return decode
+
+
+# format -> bytes, mode -> pixels (H, W[, C]) uint8; raises on anything it does not decode cleanly
+FAST_DECODERS: dict[str, Callable[[bytes, str], np.ndarray]] = {
+    fmt: fn for fmt, fn in (("PNG", _pyspng()), ("JPEG", _simplejpeg())) if fn is not None
+}
+FAST_MODES = {"PNG": ("RGB", "RGBA", "L"), "JPEG": ("RGB", "L")}
+
+
+def _png_chunks_complete(data: bytes) -> bool:
+    """True if the chunks are plain: one run of IDAT chunks, then IEND, every chunk inside the file.
+
+    Pillow reads the chunks after the image data too (text, for instance)
+    and calls the file truncated if one is cut; a fast decoder may stop at
+    the image's end. A file that is not this plain goes to Pillow, which
+    judges it as before.
+    """
+    pos, end, in_idat = 8, len(data), False
+    while pos + 8 <= end:
+        length, cid = struct.unpack_from(">I4s", data, pos)
+        pos += 12 + length
+        if pos > end:
+            return False
+        if cid == b"IDAT":
+            in_idat = True
+        elif in_idat:
+            return cid == b"IEND"
+    return False
+
+
+def _fast_decode(img: Image.Image, data: bytes) -> Image.Image | None:
+    """``img`` (opened, header only) decoded by the fast decoder of its format, or None: Pillow decodes."""
+    decode = FAST_DECODERS.get(img.format or "")
+    if decode is None or img.mode not in FAST_MODES[img.format or ""]:
+        return None
+    tile = img.tile
+    args = tile[0][3] if len(tile) == 1 else None
+    rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+    if rawmode != img.mode or getattr(img, "n_frames", 1) != 1:
+        return None  # 16-bit, 1/2/4-bit, CMYK stored as RGB, a JPEG draft, an animation: Pillow's
+    if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
+        return None  # Pillow's own bomb warning decides, as before
+    if img.format == "PNG" and not _png_chunks_complete(data):
+        return None
+    try:
+        arr = decode(data, img.mode)
+    except Exception:  # noqa: BLE001 - damaged or unusual: Pillow decides, with its own error
+        return None
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    expected = (img.height, img.width) if img.mode == "L" else (img.height, img.width, len(img.mode))
+    if arr.dtype != np.uint8 or arr.shape != expected:
+        return None
+    out = Image.fromarray(np.ascontiguousarray(arr))
+    out.info = dict(img.info)  # the header's chunks: transparency, dpi, ICC profile, text before the pixels
+    out.format = img.format
+    return out
+
+
 def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode image bytes fully, with clear errors for every way they can be bad.
+
+    The header is read and judged first (:func:`open_image`: a decompression
+    bomb is refused before any pixel is decoded); then the pixels come from
+    the fast decoder of the format where one is installed and the image is
+    plain, else from Pillow (see the module's docstring). Either way the
+    result is the same image: mode, size, pixels and the header's ``info``.
 
     Raises:
         ImageError: kind ``empty``, ``not_image``, ``too_large`` or ``truncated``.
     """
     img = open_image(data, name, max_pixels)
+    fast = _fast_decode(img, data)
+    if fast is not None:
+        img.close()
+        return fast
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # a library may have switched it on globally
         ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:

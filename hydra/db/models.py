@@ -10,8 +10,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
+
+# Inference.origin: who made an inference
+LIVE = "live"  # the active model in hydra-serve
+SHADOW = "shadow"  # the plot type's shadow (candidate) model in hydra-serve
+REPROCESS = "reprocess"  # hydra reprocess, on stored images
+ORIGINS = (LIVE, SHADOW, REPROCESS)
 
 
 def utcnow() -> datetime:
@@ -157,7 +163,7 @@ class TrainingSetImage(SQLModel, table=True):
 
 
 class Model(SQLModel, table=True):
-    """A trained head for one plot type; at most one active per plot type."""
+    """A trained head for one plot type; at most one active and at most one shadow per plot type."""
 
     __tablename__ = "model"
     __table_args__ = (Index("ix_model_plot_active", "plot_type_id", "active"),)
@@ -174,6 +180,8 @@ class Model(SQLModel, table=True):
     parent_id: int | None = Field(default=None, foreign_key="model.id")
     metrics: dict = _json()
     active: bool = False
+    # the plot type's candidate: served beside the active model, its results stored but never acted on
+    shadow: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow)
     activated_at: datetime | None = None
 
@@ -224,7 +232,11 @@ class Inference(SQLModel, table=True):
     """RunHistory: every inference the serve layer made, with its timings.
 
     ``source_key`` identifies the image file (name and content); with the
-    model id it makes the Keeper's writes idempotent.
+    model id it makes the Keeper's writes idempotent (and ``hydra reprocess``
+    resumable). ``origin`` says who made it: ``live`` (the active model in
+    ``hydra-serve``: the only rows the Run, Log, Trends and Status pages show),
+    ``shadow`` (the plot type's candidate model, beside the active one) or
+    ``reprocess`` (``hydra reprocess`` on stored images).
     """
 
     __tablename__ = "inference"
@@ -233,6 +245,7 @@ class Inference(SQLModel, table=True):
         Index("ix_inference_plot_time", "plot_type_id", "created_at"),
         Index("ix_inference_run", "run"),
         Index("ix_inference_time", "created_at"),
+        Index("ix_inference_model_time", "model_id", "created_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     source_key: str = Field(max_length=64)
@@ -251,6 +264,7 @@ class Inference(SQLModel, table=True):
     kept_image_id: int | None = None
     timings: dict = _json()
     file_time: datetime | None = None
+    origin: str = Field(default=LIVE, max_length=16, sa_column_kwargs={"server_default": LIVE})
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -138,6 +138,19 @@ def active_models(*, session: Session) -> dict[int, Model]:
     return {m.plot_type_id: m for m in rows}
 
 
+def shadow_model(plot_type_id: int, *, session: Session) -> Model | None:
+    """The plot type's shadow (candidate) model, or None."""
+    return session.exec(
+        select(Model).where(Model.plot_type_id == plot_type_id, col(Model.shadow).is_(True))
+    ).first()
+
+
+def shadow_models(*, session: Session) -> dict[int, int]:
+    """Plot type id -> the id of its shadow model, for every plot type that has one."""
+    rows = session.exec(select(Model.plot_type_id, Model.id).where(col(Model.shadow).is_(True))).all()
+    return {pt: mid for pt, mid in rows}
+
+
 def get_model(model_id: int, *, session: Session) -> Model:
     model = session.get(Model, model_id)
     if model is None:
@@ -147,7 +160,10 @@ def get_model(model_id: int, *, session: Session) -> Model:
 
 
 def activate_model(model_id: int, *, session: Session) -> Model:
-    """Make a model the active one of its plot type (and the others inactive)."""
+    """Make a model the active one of its plot type (and the others inactive).
+
+    A shadow (candidate) model that becomes active is a shadow no more.
+    """
     model = get_model(model_id, session=session)
     for other in session.exec(
         select(Model).where(Model.plot_type_id == model.plot_type_id, col(Model.active).is_(True))
@@ -155,6 +171,7 @@ def activate_model(model_id: int, *, session: Session) -> Model:
         other.active = False
         session.add(other)
     model.active = True
+    model.shadow = False
     model.activated_at = utcnow()
     session.add(model)
     session.flush()

@@ -12,7 +12,7 @@ fails to import is reported when asked for and never hides the others.
 Example:
     >>> from hydra.heads import list_heads, load_head
     >>> list_heads()
-    ['classifier', 'siamese']
+    ['classifier', 'null', 'siamese']
     >>> load_head("classifier").__name__
     'ClassifierHead'
 """

@@ -32,8 +32,12 @@ class Invalid(ValueError):
     """A message whose values this deployment must not act on."""
 
 
-def check_input_path(cfg: HydraConfig, path: str, filename: str) -> None:
-    """``path`` is ``input_dir/filename`` exactly, and ``filename`` a plain base name."""
+def check_input_path(cfg: HydraConfig, path: str, filename: str, input_dir: str | None = None) -> None:
+    """``path`` is ``input_dir/filename`` exactly, and ``filename`` a plain base name.
+
+    ``input_dir``: ``str(cfg.input_dir)`` if the caller has it already (resolving it is a
+    system call per component, which the Keeper cannot afford per message).
+    """
     if (
         not filename
         or filename in (".", "..")
@@ -42,7 +46,9 @@ def check_input_path(cfg: HydraConfig, path: str, filename: str) -> None:
         or len(filename) > 255
     ):
         raise Invalid(f"file name {filename[:80]!r} is not a base name")
-    if "\0" in path or os.path.normpath(path) != path or path != os.path.join(str(cfg.input_dir), filename):
+    if input_dir is None:
+        input_dir = str(cfg.input_dir)
+    if "\0" in path or os.path.normpath(path) != path or path != os.path.join(input_dir, filename):
         raise Invalid(f"path {path[:200]!r} is not a file of the input folder")
 
 
@@ -57,10 +63,11 @@ def check_names(cfg: HydraConfig, filename: str, plot_type: str, run: int, chunk
         raise Invalid(f"{filename[:80]!r} is not plot type {plot_type[:40]!r}, run {run}, chunk {chunk}")
 
 
-def check_message(cfg: HydraConfig, msg: object) -> None:
-    """Raise :class:`Invalid` if the Keeper must not act on ``msg``."""
+def check_message(cfg: HydraConfig, msg: object, input_dir: str | None = None) -> None:
+    """Raise :class:`Invalid` if the Keeper must not act on ``msg`` (``input_dir``: as for
+    :func:`check_input_path`)."""
     if isinstance(msg, (Report, ErrorNotice, Registration, Retry)):
-        check_input_path(cfg, msg.path, msg.filename)
+        check_input_path(cfg, msg.path, msg.filename, input_dir)
     if isinstance(msg, (Report, Registration)):
         check_names(cfg, msg.filename, msg.plot_type, msg.run, msg.chunk)
     if isinstance(msg, Report):

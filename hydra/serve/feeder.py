@@ -12,7 +12,9 @@ cannot be loaded, a full disk) the Keeper announces ``retry`` and the file is
 sent again after a backoff. At most ``serve.max_in_flight`` files are in
 flight, so a Keeper that cannot commit (database down) holds a bounded
 backlog. Announcements carry the instance in their topic, so the Feeder
-hears only its own Keeper.
+hears only its own Keeper. Files are read, decoded and prepared in decode
+processes (:mod:`hydra.serve.decode_pool`, ``serve.decoders`` of them), so
+decoding scales with the cores.
 """
 
 from __future__ import annotations
@@ -22,17 +24,16 @@ import os
 import queue
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 
 from hydra.config import HydraConfig
-from hydra.data.images import ImageError, content_hash, decode_image, prepare, read_bytes, source_key
-from hydra.data.naming import NamingError, parse_name
+from hydra.data.naming import NamingError, ParsedName, parse_name
 from hydra.db.engine import make_engine
-from hydra.serve.catalog import ModelCatalog
+from hydra.serve.catalog import ModelCatalog, Target
+from hydra.serve.decode_pool import Decoded, DecodeJob, DecodePool, decode_file, default_decoders
 from hydra.serve.instance import instance_id
 from hydra.serve.messages import ErrorNotice, InferenceOrder, Message, Registration, Stamp, encode_message
 from hydra.serve.stage import Addresses, Dropped, HeartbeatSender, StopFlag, make_socket, zmq_context
@@ -70,14 +71,28 @@ def topics(instance: str) -> tuple[bytes, bytes]:
     return f"done:{instance}".encode(), f"retry:{instance}".encode()
 
 
-def examine(
-    path: str, cfg: HydraConfig, catalog: ModelCatalog, *, seen: float, attempt: int = 1
-) -> Message | None:
-    """Read, check and prepare one file; the message to send, or None if it vanished.
+@dataclass
+class Planned:
+    """A file that passed the Feeder's own checks and waits for its decode: what to make of the result."""
 
-    Runs in decoder threads (Pillow releases the GIL while decoding and resizing).
+    path: str
+    name: str
+    parsed: ParsedName
+    target: Target
+    job: DecodeJob
+    seen: float
+    attempt: int
+    mtime: float
+
+
+def plan(
+    path: str, cfg: HydraConfig, catalog: ModelCatalog, *, seen: float, attempt: int = 1
+) -> Message | Planned | None:
+    """The checks that need no decode (name, plot type): a message at once, the decode to do, or None.
+
+    Runs in the Feeder's loop; the decode (:func:`~hydra.serve.decode_pool.decode_file`)
+    runs in a decode process, and :func:`finish` turns its result into the message.
     """
-    t0 = time.time()
     name = os.path.basename(path)
     try:
         st = os.stat(path)
@@ -87,54 +102,68 @@ def examine(
         parsed = parse_name(name, cfg.naming_regex)
     except NamingError as exc:
         return ErrorNotice(path, name, "feeder", "bad_name", str(exc))
-    try:
-        data = read_bytes(path, cfg.serve.max_file_bytes)
-    except ImageError as exc:
-        if exc.kind == "missing":
-            return None
-        return ErrorNotice(path, name, "feeder", exc.kind, str(exc))
-    digest = content_hash(data)
-    key = source_key(name, digest)
-    try:
-        img = decode_image(data, name, cfg.serve.max_image_pixels)
-        target = catalog.lookup(parsed.plot_type)
-        if target.plot_type_id is None:
-            target = catalog.recheck(parsed.plot_type)
-        if target.plot_type_id is None and not cfg.serve.onboard_new_plot_types:
-            return ErrorNotice(
-                path,
-                name,
-                "feeder",
-                "unknown_plot_type",
-                unknown_plot_type(parsed.plot_type, catalog.names()),
-                key,
-            )
-        if target.model_id is None:
-            return Registration(path, name, parsed.plot_type, parsed.run, parsed.chunk, digest, key)
-        pixels = prepare(img, (target.height, target.width), target.channels, target.mask or None)
-    except ImageError as exc:
-        return ErrorNotice(path, name, "feeder", exc.kind, str(exc), key)
-    except Exception as exc:  # noqa: BLE001 - any other decoder failure is a bad input too
-        return ErrorNotice(path, name, "feeder", "not_image", f"{name}: cannot be prepared ({exc})", key)
+    target = catalog.lookup(parsed.plot_type)
+    if target.plot_type_id is None:
+        target = catalog.recheck(parsed.plot_type)
+    size = (target.height, target.width) if target.model_id is not None else None
+    job = DecodeJob(
+        path, cfg.serve.max_file_bytes, cfg.serve.max_image_pixels, size, target.channels, target.mask
+    )
+    return Planned(path, name, parsed, target, job, seen, attempt, st.st_mtime)
+
+
+def finish(p: Planned, res: Decoded, cfg: HydraConfig, catalog: ModelCatalog) -> Message | None:
+    """The message for a decoded file: a bad input's notice first, then the plot type's verdict.
+
+    Raises:
+        RuntimeError: the decode failed for a reason that is no fault of the file.
+    """
+    path, name, parsed, target = p.path, p.name, p.parsed, p.target
+    if res.status == "missing":
+        return None
+    if res.status == "failed":
+        raise RuntimeError(res.message)
+    if res.status != "ok":  # error, crashed
+        return ErrorNotice(path, name, "feeder", res.kind, res.message, res.key or None)
+    if target.plot_type_id is None and not cfg.serve.onboard_new_plot_types:
+        message = unknown_plot_type(parsed.plot_type, catalog.names())
+        return ErrorNotice(path, name, "feeder", "unknown_plot_type", message, res.key)
+    if target.model_id is None:
+        return Registration(path, name, parsed.plot_type, parsed.run, parsed.chunk, res.digest, res.key)
     now = time.time()
     return InferenceOrder(
         order_id=uuid.uuid4().hex[:16],
         path=path,
         filename=name,
-        source_key=key,
+        source_key=res.key,
         plot_type=parsed.plot_type,
         plot_type_id=int(target.plot_type_id or 0),
         run=parsed.run,
         chunk=parsed.chunk,
         model_id=int(target.model_id),
-        deadline=now + deadline_s(cfg, attempt),
-        pixels=pixels,
-        content_hash=digest,
-        attempt=attempt,
-        times={Stamp.FILE: st.st_mtime, Stamp.SEEN: seen, Stamp.FEED0: t0, Stamp.FEED1: now},
-        image_width=img.size[0],
-        image_height=img.size[1],
+        deadline=now + deadline_s(cfg, p.attempt),
+        pixels=res.pixels,
+        content_hash=res.digest,
+        attempt=p.attempt,
+        times={Stamp.FILE: p.mtime, Stamp.SEEN: p.seen, Stamp.FEED0: res.started, Stamp.FEED1: now},
+        image_width=res.image_size[0],
+        image_height=res.image_size[1],
     )
+
+
+def examine(
+    path: str, cfg: HydraConfig, catalog: ModelCatalog, *, seen: float, attempt: int = 1
+) -> Message | None:
+    """Read, check and prepare one file in this process; the message to send, or None if it vanished.
+
+    The Feeder does the same in three steps (:func:`plan`, then
+    :func:`~hydra.serve.decode_pool.decode_file` in a decode process, then
+    :func:`finish`); this is the one-call form for tests and tools.
+    """
+    planned = plan(path, cfg, catalog, seen=seen, attempt=attempt)
+    if not isinstance(planned, Planned):
+        return planned
+    return finish(planned, decode_file(planned.job), cfg, catalog)
 
 
 def unknown_plot_type(name: str, known: list[str]) -> str:
@@ -151,7 +180,7 @@ def unknown_plot_type(name: str, known: list[str]) -> str:
 
 
 class Feeder:
-    """The Feeder's state: candidates, files in flight and decoder threads."""
+    """The Feeder's state: candidates, files in flight and its decode processes."""
 
     def __init__(
         self,
@@ -173,7 +202,8 @@ class Feeder:
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.ready: dict[str, float] = {}  # complete files waiting for a decoder -> when seen
         self.in_flight: dict[str, InFlight] = {}
-        self.busy: dict[str, Future] = {}
+        self.busy: dict[str, Planned] = {}  # files in the decode processes
+        self.outbox: list[tuple[str, Message | None]] = []  # judged without a decode (a bad name)
         self._attempts: dict[str, int] = {}
         self.decoders = max(1, decoders)
         self.sent = 0
@@ -185,7 +215,7 @@ class Feeder:
         self.input_dir.mkdir(parents=True, exist_ok=True)
         with (
             zmq_context(self.cfg) as ctx,
-            ThreadPoolExecutor(self.decoders, thread_name_prefix="decode") as pool,
+            DecodePool(self.decoders) as pool,
             observe(self.input_dir, polling=self.cfg.serve.polling, events=self.events),
         ):
             out = make_socket(ctx, zmq.PUSH, self.addrs.frontend, bind=False)
@@ -215,12 +245,10 @@ class Feeder:
                     self._complete(path)
                 if self.catalog.ready:
                     self._dispatch(pool)
-                self._collect(out, keeper)
-                beat.maybe_send(self.gauges())
+                self._collect(pool, out, keeper)
+                beat.maybe_send(self.gauges() | {"decoder_restarts": pool.replaced})
             log.info("stopping: %d sent, %d re-sent, %d in flight stay in the input directory",
                      self.sent, self.resent, len(self.in_flight))  # fmt: skip
-            for fut in self.busy.values():
-                fut.cancel()
 
     def gauges(self) -> dict[str, int]:
         return {
@@ -295,27 +323,38 @@ class Feeder:
                 self.settler.discard(path)
                 self._attempts[path] = entry.attempt + 1
 
-    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
+    def _dispatch(self, pool: DecodePool) -> None:
         limit = 4 * self.decoders
         cap = self.cfg.serve.max_in_flight
         while self.ready and len(self.busy) < limit and len(self.in_flight) < cap:
             path, seen = next(iter(self.ready.items()))
             del self.ready[path]
             attempt = self._attempts.pop(path, 1)
-            self.busy[path] = pool.submit(examine, path, self.cfg, self.catalog, seen=seen, attempt=attempt)
             self.in_flight[path] = InFlight(time.time() + deadline_s(self.cfg, attempt), attempt)
-
-    def _collect(self, out: zmq.Socket, keeper: zmq.Socket) -> None:
-        for path, fut in list(self.busy.items()):
-            if not fut.done():
-                continue
-            del self.busy[path]
             try:
-                msg = fut.result()
+                planned = plan(path, self.cfg, self.catalog, seen=seen, attempt=attempt)
             except Exception:  # noqa: BLE001 - a bug must not stop the feeder
-                log.exception("%s: unexpected failure while reading", path)
+                log.exception("%s: unexpected failure while checking", path)
                 self.in_flight.pop(path, None)
                 continue
+            if isinstance(planned, Planned):
+                self.busy[path] = planned
+                pool.submit(planned.job, tag=path)
+            else:
+                self.outbox.append((path, planned))
+
+    def _collect(self, pool: DecodePool, out: zmq.Socket, keeper: zmq.Socket) -> None:
+        judged, self.outbox = self.outbox, []
+        for path, res in pool.collect():
+            planned = self.busy.pop(path, None)
+            if planned is None:  # sent again past its deadline while this decode was slow: one result will do
+                continue
+            try:
+                judged.append((path, finish(planned, res, self.cfg, self.catalog)))
+            except Exception as exc:  # noqa: BLE001 - a bug or a disk error must not stop the feeder
+                log.error("%s: unexpected failure while reading: %s", path, exc)
+                self.in_flight.pop(path, None)
+        for path, msg in judged:
             if msg is None:
                 self.in_flight.pop(path, None)
                 continue
@@ -341,6 +380,6 @@ def run(
 ) -> None:
     """Run the Feeder until SIGTERM/SIGINT."""
     stop = stop or StopFlag().install()
-    decoders = decoders or min(4, os.cpu_count() or 1)
+    decoders = decoders or cfg.serve.decoders or default_decoders()
     Path(cfg.input_dir).mkdir(parents=True, exist_ok=True)
     Feeder(cfg, addrs, decoders=decoders, stop=stop, instance=instance).run()

@@ -1,8 +1,9 @@
 """The Keeper: the only writer of results, in batches, losing nothing.
 
 It collects Reports, error notices, registrations and heartbeats from every
-stage, and every ``keeper_flush_ms`` (or ``keeper_batch`` items) writes them
-in one transaction (:class:`hydra.serve.store.Store`). Only after the commit
+stage, and every ``keeper_flush_ms`` (or ``keeper_batch`` items; up to 4x
+longer while results pour in, so that fast input makes fewer, larger
+commits) writes them in one transaction (:class:`hydra.serve.store.Store`). Only after the commit
 does it move the files out of the input directory and announce them done on
 the control socket (``[b"done", path]``), which tells the Feeder they left
 flight. If the database is unreachable the batch is kept and retried with
@@ -54,6 +55,8 @@ log = logging.getLogger("hydra.serve.keeper")
 
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 DRAIN_S = 1.0
+FAST_BATCH = 64  # a batch this full when keeper_flush_ms is up: the input is fast ...
+STRETCH = 4  # ... and the batch may collect this many times longer, up to keeper_batch items
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -72,6 +75,7 @@ class Keeper:
         self.instance = instance or instance_id(cfg)
         self.done_topic, self.retry_topic = topics(self.instance)
         self.dropped = Dropped()
+        self.input_dir = str(cfg.input_dir)  # resolved once: every message's path is checked against it
         self.retry_paths: list[str] = []
         self.deferred: set[str] = set()  # files whose results were dropped while the backlog was full
         self.full_since: float | None = None
@@ -115,10 +119,23 @@ class Keeper:
             log.info("stopping: %d inferences stored; %d items not committed stay in the input directory",
                      self.stored, len(self.batch))  # fmt: skip
 
+    def _window_s(self) -> float:
+        """How long the batch may collect: ``keeper_flush_ms``, or ``STRETCH`` times that for fast input.
+
+        A batch that already holds ``FAST_BATCH`` items when its time is up
+        (results arrive at a thousand or more per second) waits on, until it holds
+        ``keeper_batch`` items or the stretched time is up: fewer, larger commits
+        where the input is fast; a trickle keeps its latency.
+        """
+        window = self.cfg.serve.keeper_flush_ms / 1000.0
+        if len(self.batch) >= FAST_BATCH:
+            return window * STRETCH
+        return window
+
     def _timeout_ms(self) -> int:
         if not len(self.batch):
             return 200
-        due = self.batch.since + self.cfg.serve.keeper_flush_ms / 1000.0
+        due = self.batch.since + self._window_s()
         return max(0, int((max(due, self.retry_at) - time.monotonic()) * 1000))
 
     def _due(self) -> bool:
@@ -129,19 +146,18 @@ class Keeper:
             return False
         if not len(self.batch):
             return now - self.batch.since > 5.0  # heartbeats alone: every few seconds
-        return (
-            len(self.batch) >= self.cfg.serve.keeper_batch
-            or now - self.batch.since >= self.cfg.serve.keeper_flush_ms / 1000.0
-        )
+        return len(self.batch) >= self.cfg.serve.keeper_batch or now - self.batch.since >= self._window_s()
 
     def _receive(self, sock: zmq.Socket, timeout_ms: int) -> None:
         if not sock.poll(timeout_ms):
             return
-        n = 0
-        while n < 20 * self.cfg.serve.keeper_batch and sock.poll(0):
-            n += 1
+        for _ in range(20 * self.cfg.serve.keeper_batch):
             try:
-                msg = decode_message(sock.recv_multipart(copy=False))
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                msg = decode_message(frames)
             except MessageError as exc:
                 self._drop("malformed", str(exc))
                 continue
@@ -149,7 +165,7 @@ class Keeper:
                 self._drop("foreign", f"a {type(msg).__name__} of instance {msg.instance[:40]!r}")
                 continue
             try:
-                check_message(self.cfg, msg)
+                check_message(self.cfg, msg, self.input_dir)
             except Invalid as exc:
                 self._drop("malformed", f"{type(msg).__name__}: {exc}")
                 continue
@@ -254,6 +270,10 @@ class Keeper:
                     self.batch.registrations.update(single.registrations)
                     continue
                 reason = f"{exc.__class__.__name__}: {exc}"[:500]
+                # a shadow model's verdict never decides its file's fate
+                if any(r.shadow for r in single.reports.values()):
+                    log.error("a shadow model's result cannot be stored (%s); dropped", reason)
+                    continue
                 if isinstance(exc, OSError) or isinstance(getattr(exc, "orig", None), OSError):
                     # the server's disk, not the image: leave the file in the input folder, try again later
                     for item in (
@@ -283,12 +303,13 @@ class Keeper:
             self.add(Retry(r.path, r.filename, "keeper", reason, self.instance))
         self.retry_paths.extend(failed)
         m = self.metrics
-        debug = log.isEnabledFor(logging.DEBUG)
-        for report, timings in out.stored:
-            if debug:
+        if log.isEnabledFor(logging.DEBUG):
+            for report, _ in out.stored:
                 log.debug("%s stored at %.3f: %s", report.filename, time.time(), report.times)
-            m.images.labels(report.plot_type, report.label).inc()
-            m.observe_timings(timings)
+        images: dict[tuple[str, str], int] = {}
+        for report, _ in out.stored:
+            images[(report.plot_type, report.label)] = images.get((report.plot_type, report.label), 0) + 1
+        m.observe_batch([timings for _, timings in out.stored], images)
         for e in out.errors:
             m.errors.labels(e.stage, e.kind).inc()
         m.registered.inc(out.registered)

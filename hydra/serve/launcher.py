@@ -5,6 +5,7 @@ Usage::
     hydra-serve                      # all stages on this host (same as ``hydra serve``)
     hydra-serve keeper|balancer|feeder [--config FILE] [address options]
     hydra-serve predict --connect tcp://HOST:5762 --keeper tcp://HOST:5763 --device cuda:0
+    hydra-serve --workers 0           # a hub: Feeder, Balancer, Keeper; every worker on other hosts
     hydra-serve keys [--client NAME]   # CURVE keys for sockets beyond loopback
 
 Every stage runs as its own process whose command line names it
@@ -28,7 +29,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hydra.config import ConfigError, HydraConfig, load_config
+from pydantic import ValidationError
+
+from hydra.config import ConfigError, HydraConfig, ServeConfig, load_config
 from hydra.serve.instance import EXIT_IN_USE, HomeLock, InUseError
 from hydra.serve.security import KeyMissing
 from hydra.serve.stage import Addresses, setup_logging
@@ -58,9 +61,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--connect", dest="backend", help="for predict: the Balancer backend to take work from")
     p.add_argument("--keeper", help="Keeper address (reports, errors, heartbeats)")
     p.add_argument("--control", help="Keeper announcement address (done files)")
-    p.add_argument("--workers", type=int, help="number of Predict workers (all)")
+    p.add_argument(
+        "--workers", type=int, help="CPU Predict workers (all; 0: none here, workers join from other hosts)"
+    )
     p.add_argument("--policy", choices=("least_loaded", "round_robin"), help="Balancer policy")
-    p.add_argument("--device", help="torch device of the Predict workers (cpu, cuda:0, ...)")
+    p.add_argument(
+        "--device",
+        help="torch device of the Predict workers: auto (a worker per visible GPU, else the CPU), "
+        "cpu, cuda, cuda:N",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the networks (serve.compile; cached in $HYDRA_HOME/cache/torch-compile)",
+    )
     p.add_argument("--threads", type=int, help="torch threads per Predict worker (0: torch's default)")
     p.add_argument("--decoders", type=int, help="Feeder decoder threads (default: min(4, cores))")
     p.add_argument("--name", help="process name shown in heartbeats (predict)")
@@ -75,15 +90,26 @@ def _parser() -> argparse.ArgumentParser:
 def config_for(args: argparse.Namespace) -> HydraConfig:
     overrides = {}
     serve = {}
-    if args.workers:
+    if args.workers is not None:
         serve["workers"] = args.workers
     if args.policy:
         serve["policy"] = args.policy
     if args.device:
         serve["device"] = args.device
+    if args.compile:
+        serve["compile"] = True
     cfg = load_config(args.config, **overrides)
     if serve:
-        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update=serve)})
+        # validated like the file's values (a bad --device or --workers is a ConfigError)
+        try:
+            checked = ServeConfig.model_validate({**cfg.serve.model_dump(), **serve})
+        except ValidationError as exc:
+            bad = "; ".join(
+                f"serve.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"bad command-line option: {bad}") from None
+        cfg = cfg.model_copy(update={"serve": checked})
     return cfg
 
 
@@ -163,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         logging.shutdown()
         return EXIT_IN_USE
+    except ConfigError as exc:  # e.g. serve.device names a GPU this host does not have
+        print(f"error: {exc}", file=sys.stderr)
+        logging.shutdown()
+        return 2
     # everything is committed and every socket closed: skip the interpreter's slow
     # teardown of torch (seconds on a busy host) so a stop is quick
     logging.shutdown()

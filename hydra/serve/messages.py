@@ -106,7 +106,9 @@ class Report:
 
     ``heatmap`` (uint8 H x W x 1: the Grad-CAM map, 0..255, at the model's
     input size) travels only when one was computed; the Keeper upsamples it to
-    the original image and writes it as a single-channel PNG.
+    the original image and writes it as a single-channel PNG. ``shadow``: the
+    verdict of the plot type's shadow (candidate) model, sent after the active
+    model's; the Keeper stores it and does nothing else on its account.
     """
 
     order_id: str
@@ -130,6 +132,7 @@ class Report:
     instance: str = ""
     image_width: int = 0
     image_height: int = 0
+    shadow: bool = False
 
 
 @dataclass
@@ -299,6 +302,21 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_number_dict(v: Any) -> bool:
+    """A dict of up to 256 str -> finite number (a plain loop: every report has two)."""
+    if not isinstance(v, dict) or len(v) > 256:
+        return False
+    for k, x in v.items():
+        if not isinstance(k, str):
+            return False
+        if type(x) is float:
+            if x - x != 0.0:  # inf or nan
+                return False
+        elif not _is_number(x):
+            return False
+    return True
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
 
@@ -310,23 +328,32 @@ _CHECKS: dict[str, Any] = {
     "bool": lambda v: isinstance(v, bool),
     "int | None": lambda v: v is None or _is_int(v),
     "str | None": lambda v: v is None or (isinstance(v, str) and len(v) <= 4096),
-    "dict[str, float]": lambda v: (
-        isinstance(v, dict)
-        and len(v) <= 256
-        and all(isinstance(k, str) and _is_number(x) for k, x in v.items())
-    ),
+    "dict[str, float]": lambda v: _is_number_dict(v),
     "dict[str, Any]": lambda v: isinstance(v, dict) and len(v) <= 256 and all(isinstance(k, str) for k in v),
 }
 
 
+_FIELD_CHECKS: dict[type, list[tuple[str, Any, str]]] = {}
+
+
+def _field_checks(cls: type) -> list[tuple[str, Any, str]]:
+    """(name, check, type) of each checked field of ``cls`` (found once per class: a hot path)."""
+    checks = _FIELD_CHECKS.get(cls)
+    if checks is None:
+        checks = [
+            (f.name, _CHECKS[str(f.type)], str(f.type))
+            for f in fields(cls)
+            if f.name not in _ARRAYS and str(f.type) in _CHECKS
+        ]
+        _FIELD_CHECKS[cls] = checks
+    return checks
+
+
 def _check_fields(tag: bytes, cls: type, header: dict[str, Any]) -> None:
     """Every header value has its field's type (numbers finite, strings bounded)."""
-    for f in fields(cls):
-        if f.name not in header or f.name in _ARRAYS:
-            continue
-        check = _CHECKS.get(str(f.type))
-        if check is not None and not check(header[f.name]):
-            raise MessageError(f"{tag.decode()}: field {f.name} is not a valid {f.type}")
+    for name, check, typ in _field_checks(cls):
+        if name in header and not check(header[name]):
+            raise MessageError(f"{tag.decode()}: field {name} is not a valid {typ}")
 
 
 def to_dict(msg: Message) -> dict[str, Any]:
@@ -345,15 +372,20 @@ def stage_timings(times: dict[str, float], committed: float) -> dict[str, float]
     ``predict``: the batch's forward pass; ``cam``: Grad-CAM; ``keeper``:
     received -> committed; ``total``: file written -> committed.
     """
+    out: dict[str, float] = {}
+    for key, a, b in _TIMING_PLAN:  # in TIMING_KEYS order; a plain loop: the Keeper's hot path
+        start = times.get(a)
+        end = times.get(b) if b else committed
+        if start is None or end is None:
+            continue
+        d = end - start
+        out[key] = round(d * 1000.0, 3) if d > 0 else 0.0
+    return out
 
-    def span(a: str, b: str) -> float | None:
-        if a in times and b in times:
-            return round(max(times[b] - times[a], 0.0) * 1000.0, 3)
-        return None
 
-    out = {stage: span(a, b) for stage, (a, b) in SPANS.items()}
-    if Stamp.KEEP in times:
-        out["keeper"] = round(max(committed - times[Stamp.KEEP], 0.0) * 1000.0, 3)
-    if Stamp.FILE in times:
-        out["total"] = round(max(committed - times[Stamp.FILE], 0.0) * 1000.0, 3)
-    return {k: v for k in TIMING_KEYS if (v := out.get(k)) is not None}
+# (key, from stamp, to stamp or "" for the commit) of each stored duration, in TIMING_KEYS order
+_TIMING_PLAN: tuple[tuple[str, str, str], ...] = tuple(
+    (k, *SPANS[k]) if k in SPANS else (k, Stamp.KEEP if k == "keeper" else Stamp.FILE, "")
+    for k in TIMING_KEYS
+    if k in SPANS or k in ("keeper", "total")
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger("hydra.serve.metrics")
@@ -92,6 +93,34 @@ class Metrics:
     def observe_timings(self, timings: dict[str, float]) -> None:
         for stage, ms in timings.items():
             self.stage_ms.labels(stage).observe(ms)
+
+    def observe_batch(self, timings: list[dict[str, float]], images: dict[tuple[str, str], int]) -> None:
+        """A committed batch at once: its timings per stage and its images per (plot type, label).
+
+        The same counts as :meth:`observe_timings` per inference, at one
+        bucket search per stage instead of a lock per bucket and value (the
+        Keeper stores thousands per second).
+        """
+        for key, n in images.items():
+            self.images.labels(*key).inc(n)
+        by_stage: dict[str, list[float]] = {}
+        for t in timings:
+            for stage, ms in t.items():
+                by_stage.setdefault(stage, []).append(ms)
+        for stage, values in by_stage.items():
+            child = self.stage_ms.labels(stage)
+            buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)
+            bounds = getattr(child, "_upper_bounds", None)
+            if buckets is None or total is None or bounds is None or len(bounds) != len(buckets):
+                for ms in values:  # another prometheus_client: the public way
+                    child.observe(ms)
+                continue
+            # prometheus_client counts a value in the first bucket whose bound is >= it
+            counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+            total.inc(float(sum(values)))
+            for i, c in enumerate(counts[: len(bounds)]):
+                if c:
+                    buckets[i].inc(int(c))
 
     def observe_dropped(self, process: str, info: dict[str, Any]) -> None:
         for key, value in info.items():

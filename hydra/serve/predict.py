@@ -14,6 +14,10 @@ Balancer takes as its credit. It learns its instance from the Balancer's
 anything malformed. A model that cannot be loaded or run (the database is
 down, the file is unreadable) is a fault of the server, not of the images:
 their files are sent again later (:class:`Retry`), never quarantined.
+
+A plot type's shadow (candidate) model, when it has one, runs on the same
+batch right after the active model, and its verdicts go to the Keeper marked
+``shadow`` (stored, never acted on); a shadow model that fails is skipped.
 """
 
 from __future__ import annotations
@@ -51,13 +55,19 @@ BALANCER_BEAT_S = 2.0
 
 
 def set_threads(threads: int, device: str) -> None:
-    """Pin torch's intra-op threads (0: leave torch's default)."""
+    """Pin torch's intra-op threads (0: leave torch's default); on CUDA, make ``device`` this process's GPU.
+
+    On CUDA also cuDNN autotuning and TF32 for what stays in float32 (Grad-CAM).
+    """
     import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
     if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))  # pinned buffers, events and kernels on this GPU
         torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 class Worker:
@@ -83,6 +93,8 @@ class Worker:
         self.window = max(2 * cfg.serve.max_batch, 4)
         self.done = 0
         self.batches = 0
+        self.shadowed = 0  # verdicts of shadow (candidate) models sent
+        self._shadow_warned: dict[int, float] = {}
 
     def run(self, addrs: Addresses) -> None:
         import hydra.heads.cam  # noqa: F401 - pay for torch and the heads before asking for work
@@ -127,6 +139,7 @@ class Worker:
             "queue_pending": sum(len(v) for v in self.pending.values()),
             "done": self.done,
             "batches": self.batches,
+            "shadow_done": self.shadowed,
             "models": len(self.models),
             "device": self.device,
         }
@@ -206,11 +219,79 @@ class Worker:
                 note = Retry(o.path, o.filename, "predict", reason, instance=o.instance)
                 keeper.send_multipart(encode_message(note), copy=False)
             return len(orders)
+        # the shadow model's input before the live reports leave: the files are still in the input folder
+        shadow = self._shadow_orders(model_id, orders)
         for r in reports:
             keeper.send_multipart(encode_message(r), copy=False)
+        if shadow is not None:
+            self._run_shadow(*shadow, keeper)
         self.done += len(orders)
         self.batches += 1
         return len(orders)
+
+    # ------------------------------------------------------------ the shadow (candidate) model
+    def _shadow_orders(self, model_id: int, orders: list[InferenceOrder]) -> tuple[int, list] | None:
+        """The batch again for its plot type's shadow model, or None when it has none.
+
+        Same input shape as the active model: the very same pixels. Another
+        shape: each image prepared again for the shadow model (:meth:`_shadow_pixels`).
+        A shadow model that fails is logged and skipped; the live results never wait on it.
+        """
+        from dataclasses import replace
+
+        shadow_id = self.models.shadow_of(orders[0].plot_type_id)
+        if shadow_id is None or shadow_id == model_id:
+            return None
+        try:
+            served, live = self.models.get(shadow_id), self.models.get(model_id)
+            if (tuple(served.input_size), served.channels) == (tuple(live.input_size), live.channels):
+                return shadow_id, [replace(o, model_id=shadow_id) for o in orders]
+            return shadow_id, [
+                replace(o, model_id=shadow_id, pixels=self._shadow_pixels(served, o)) for o in orders
+            ]
+        except Exception as exc:  # noqa: BLE001 - a broken candidate never touches the live results
+            self._shadow_failed(shadow_id, exc)
+            return None
+
+    def _shadow_pixels(self, served: Any, order: InferenceOrder) -> np.ndarray:
+        """An order's image prepared for a shadow model of another input shape.
+
+        From the file (still in the input folder, the same content) when this
+        worker can read it; else (a worker on another host) the delivered
+        pixels, already masked, resized to the shadow model's input.
+        """
+        from PIL import Image
+
+        from hydra.data.images import ImageError, content_hash, decode_image, prepare, read_bytes
+
+        s = self.cfg.serve
+        try:
+            data = read_bytes(order.path, s.max_file_bytes)
+            if not order.content_hash or content_hash(data) == order.content_hash:
+                return served.prepare(decode_image(data, order.filename, s.max_image_pixels))
+        except (ImageError, OSError):
+            pass
+        px = order.pixels
+        img = Image.fromarray(px[:, :, 0] if px.shape[2] == 1 else np.ascontiguousarray(px))
+        return prepare(img, served.input_size, served.channels)
+
+    def _run_shadow(self, shadow_id: int, orders: list[InferenceOrder], keeper: zmq.Socket) -> None:
+        """The shadow model's verdicts, sent marked ``shadow`` (the Keeper only stores them)."""
+        try:
+            reports = self.infer(shadow_id, orders)
+        except Exception as exc:  # noqa: BLE001 - a broken candidate never touches the live results
+            self._shadow_failed(shadow_id, exc)
+            return
+        for r in reports:
+            r.shadow = True
+            keeper.send_multipart(encode_message(r), copy=False)
+        self.shadowed += len(reports)
+
+    def _shadow_failed(self, shadow_id: int, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._shadow_warned.get(shadow_id, -1e9) > 60.0:  # once a minute per model, not per batch
+            self._shadow_warned[shadow_id] = now
+            log.warning("shadow model %d skipped: %s: %s", shadow_id, exc.__class__.__name__, str(exc)[:300])
 
     def infer(self, model_id: int, orders: list[InferenceOrder]) -> list[Report]:
         """Weights, verdicts and (where needed) Grad-CAM for one batch of one model."""
@@ -218,6 +299,8 @@ class Worker:
         from hydra.inference import needs_cam
 
         served = self.models.get(model_id)
+        if self.cfg.serve.compile:
+            served.compile()  # once per model; the cache folder was set in run()
         t0 = time.time()
         pixels = np.stack([o.pixels for o in orders])
         weights = np.asarray(served.weights(pixels), dtype=np.float64)
@@ -279,9 +362,19 @@ def run(
     stop: StopFlag | None = None,
     instance: str | None = None,
 ) -> None:
-    """Run one Predict worker until SIGTERM/SIGINT (``instance``: serve only that one)."""
+    """Run one Predict worker until SIGTERM/SIGINT (``instance``: serve only that one).
+
+    ``device`` (default ``serve.device``): ``auto`` is ``cuda:0`` where a GPU
+    is visible, else the CPU (:func:`hydra.serve.devices.resolve_device`).
+    """
+    from hydra.serve.devices import compile_cache_dir, resolve_device
+
     stop = stop or StopFlag().install()
-    device = device or cfg.serve.device
+    device = resolve_device(device or cfg.serve.device)
+    if cfg.serve.compile:
+        from hydra.inference import use_compile_cache
+
+        use_compile_cache(compile_cache_dir(cfg))  # before torch compiles anything
     set_threads(threads if threads is not None else cfg.serve.torch_threads, device)
     name = name or f"predict@{socket.gethostname()}:{os.getpid()}"
     Worker(cfg, device=device, name=name, stop=stop, instance=instance).run(addrs)

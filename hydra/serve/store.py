@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -27,13 +27,23 @@ from hydra.config import HydraConfig
 from hydra.data.naming import DEFAULT_LABELS
 from hydra.db import results
 from hydra.db.engine import session_scope
-from hydra.db.models import Alarm, ErrorRecord, Model, PlotType, utcnow
+from hydra.db.models import SHADOW, Alarm, ErrorRecord, Model, PlotType, utcnow
 from hydra.db.queries import active_model, create_plot_type
 from hydra.serve.alarms import AlarmTracker, DueAlarm
 from hydra.serve.conditions import CommandCondition
 from hydra.serve.messages import ErrorNotice, Registration, Report, Stamp, stage_timings
 
 log = logging.getLogger("hydra.serve.store")
+
+KEEPER_BEAT_S = 1.0
+
+
+class PlotTypeInfo(NamedTuple):
+    """What a batch needs of a plot type."""
+
+    id: int
+    name: str
+    collect_percent: float
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Outcome:
     alarms: list[tuple[DueAlarm, int | None, bool]] = field(default_factory=list)
     tracker: AlarmTracker | None = None
     retry: list[tuple[Report, str]] = field(default_factory=list)
+    shadows: int = 0  # shadow models' results stored (they move, keep and alarm nothing)
 
 
 def keep_reason(report: Report, collect_percent: float) -> str | None:
@@ -106,6 +117,12 @@ class Store:
         self.heat = cfg.path("heatmaps")
         self.quarantine = str(cfg.path("quarantine"))
         self.next_prune = 0.0
+        self.next_beat = 0.0  # the Keeper's own heartbeat: at most every KEEPER_BEAT_S
+        # plot types and models as the database had them, re-read every model_refresh_s (every
+        # batch needs them, and they change seldom): id -> (name, collect %), model id -> plot type id
+        self._catalog_until = 0.0
+        self._types: dict[int, PlotTypeInfo] = {}
+        self._models: dict[int, int] = {}
 
     def write(self, batch: Batch) -> Outcome:
         """Write ``batch`` in one transaction; raises (and writes nothing) on any failure."""
@@ -113,23 +130,58 @@ class Store:
         wall = time.time()
         with session_scope(self.engine) as s:
             if batch.reports:
-                self._reports(s, list(batch.reports.values()), out, wall)
+                live = [r for r in batch.reports.values() if not r.shadow]
+                if live:
+                    self._reports(s, live, out, wall)
+                shadows = [r for r in batch.reports.values() if r.shadow]
+                if shadows:  # after the live ones: a shadow result goes where its image's live result went
+                    self._shadows(s, shadows, out, wall)
             if batch.errors:
                 self._errors(s, list(batch.errors.values()), out)
             if batch.registrations:
                 self._registrations(s, list(batch.registrations.values()), out)
             beats = list(batch.beats.values())
-            beats.append({"process": "keeper", "pid": os.getpid(), "host": os.uname().nodename, "info": {}})
+            if time.monotonic() >= self.next_beat:
+                self.next_beat = time.monotonic() + KEEPER_BEAT_S
+                beats.append(
+                    {"process": "keeper", "pid": os.getpid(), "host": os.uname().nodename, "info": {}}
+                )
             now = utcnow()
-            results.upsert_heartbeats([dict(b, last_seen=now) for b in beats], session=s)
+            if beats:
+                results.upsert_heartbeats([dict(b, last_seen=now) for b in beats], session=s)
             if time.monotonic() >= self.next_prune:
                 self.next_prune = time.monotonic() + 30.0
                 window = timedelta(minutes=self.cfg.serve.runtime_window_min)
                 results.prune_runtime(now - window, session=s)
         return out
 
-    def _plot_types(self, s: Session, ids: set[int]) -> dict[int, PlotType]:
-        return {pt.id: pt for pt in s.exec(select(PlotType).where(col(PlotType.id).in_(list(ids)))).all()}
+    def _fresh_catalog(self) -> None:
+        if time.monotonic() >= self._catalog_until:
+            self._catalog_until = time.monotonic() + self.cfg.serve.model_refresh_s
+            self._types.clear()
+            self._models.clear()
+
+    def _plot_types(self, s: Session, ids: set[int]) -> dict[int, PlotTypeInfo]:
+        """The plot types of ``ids`` the database has (read once per model_refresh_s)."""
+        self._fresh_catalog()
+        missing = [i for i in ids if i not in self._types]
+        if missing:
+            rows = s.exec(
+                select(PlotType.id, PlotType.name, PlotType.collect_percent).where(
+                    col(PlotType.id).in_(missing)
+                )
+            ).all()
+            self._types.update({i: PlotTypeInfo(i, name, pct) for i, name, pct in rows})
+        return {i: self._types[i] for i in ids if i in self._types}
+
+    def _model_types(self, s: Session, ids: set[int]) -> dict[int, int]:
+        """Model id -> its plot type id, of the models of ``ids`` the database has."""
+        self._fresh_catalog()
+        missing = [i for i in ids if i not in self._models]
+        if missing:
+            rows = s.exec(select(Model.id, Model.plot_type_id).where(col(Model.id).in_(missing))).all()
+            self._models.update(dict(rows))
+        return self._models
 
     def _reports(self, s: Session, reports: list[Report], out: Outcome, wall: float) -> None:
         new = self._not_stored(s, reports, out)
@@ -142,8 +194,8 @@ class Store:
         now = utcnow()
         dests, image_ids = self._destinations(s, new, pts, now)
         rows = self._inference_rows(new, dests, image_ids, heatmaps, now, wall, out)
-        ids = results.insert_inferences(rows, session=s)
-        results.insert_runtime(self._runtime_rows(rows, ids, now), session=s)
+        ids = results.insert_new_inferences(rows, session=s)  # checked above, in this transaction
+        results.insert_new_runtime(self._runtime_rows(rows, ids, now), session=s)
         self._alarms(s, new, ids, out)
 
     def _not_stored(self, s: Session, reports: list[Report], out: Outcome) -> list[Report]:
@@ -162,18 +214,14 @@ class Store:
         return new
 
     def _matching(
-        self, s: Session, new: list[Report], pts: dict[int, PlotType], out: Outcome
+        self, s: Session, new: list[Report], pts: dict[int, PlotTypeInfo], out: Outcome
     ) -> tuple[list[Report], dict[str, str]]:
         """The reports whose plot type and model the database has, with their heat maps written.
 
         A mismatch is dropped (and logged); a report whose heat map cannot be
         written goes to ``out.retry``. Returns the rest and the heat map paths by source key.
         """
-        models = dict(
-            s.exec(
-                select(Model.id, Model.plot_type_id).where(col(Model.id).in_({r.model_id for r in new}))
-            ).all()
-        )
+        models = self._model_types(s, {r.model_id for r in new})
         heatmaps: dict[str, str] = {}
         kept_new = []
         for r in new:
@@ -192,7 +240,7 @@ class Store:
         return kept_new, heatmaps
 
     def _destinations(
-        self, s: Session, new: list[Report], pts: dict[int, PlotType], now: datetime
+        self, s: Session, new: list[Report], pts: dict[int, PlotTypeInfo], now: datetime
     ) -> tuple[dict[str, str], dict[str, int]]:
         """Where each report's file goes: kept for labeling (registered as an ``Image``) or short-term.
 
@@ -238,7 +286,7 @@ class Store:
         """The ``Inference`` rows of the reports; each report's file is to move to its destination."""
         rows = []
         for r in new:
-            timings = stage_timings(dict(r.times), wall)
+            timings = stage_timings(r.times, wall)
             file_time = r.times.get(Stamp.FILE)
             dest = dests[r.source_key]
             rows.append(
@@ -270,6 +318,55 @@ class Store:
             }
             for row in rows
         ]  # fmt: skip
+
+    def _shadows(self, s: Session, reports: list[Report], out: Outcome, wall: float) -> None:
+        """Store shadow models' results (``origin`` shadow), and nothing else on their account.
+
+        No RunTime row, no alarm, no kept image, no file moved, no retry: the
+        file follows its live result. A shadow result is stored only once its
+        image's live result is (in this batch or before), with that result's
+        path; one that comes first is dropped (its file comes again, and so
+        does the shadow verdict), so no shadow row ever names the input folder.
+        A heat map that cannot be written is left out, never retried.
+        """
+        done = results.existing_inferences([(r.source_key, r.model_id) for r in reports], session=s)
+        fresh = [r for r in reports if (r.source_key, r.model_id) not in done]
+        out.duplicates += len(reports) - len(fresh)
+        live = results.live_results([r.source_key for r in fresh], session=s)
+        models = dict(
+            s.exec(
+                select(Model.id, Model.plot_type_id).where(col(Model.id).in_({r.model_id for r in fresh}))
+            ).all()
+        )
+        now = utcnow()
+        rows = []
+        for r in fresh:
+            if r.source_key not in live or models.get(r.model_id) != r.plot_type_id:
+                log.debug("%s: shadow result of model %d dropped (no live result yet, or not that plot type's)",
+                          r.filename, r.model_id)  # fmt: skip
+                continue
+            path, kept_image_id = live[r.source_key]
+            heatmap = None
+            if r.heatmap is not None:
+                try:
+                    heatmap = self._heatmap(r)
+                except (OSError, ValueError) as exc:
+                    log.warning("%s: shadow heat map not written (%s)", r.filename, exc)
+            file_time = r.times.get(Stamp.FILE)
+            rows.append(
+                {
+                    "source_key": r.source_key, "path": path[:512], "filename": r.filename[:255],
+                    "plot_type_id": r.plot_type_id, "run": r.run, "chunk": r.chunk, "model_id": r.model_id,
+                    "label": r.label[:64], "weight": float(r.weight), "weights": r.weights,
+                    "confirmed": bool(r.confirmed), "is_problem": bool(r.is_problem), "heatmap_path": heatmap,
+                    "kept_image_id": kept_image_id, "timings": stage_timings(dict(r.times), wall),
+                    "created_at": now, "origin": SHADOW,
+                    "file_time": datetime.fromtimestamp(file_time, timezone.utc) if file_time else None,
+                }
+            )  # fmt: skip
+        if rows:
+            results.insert_inferences(rows, session=s)
+        out.shadows += len(rows)
 
     def _heatmap(self, r: Report) -> str:
         """Write the Grad-CAM map as a single-channel PNG at the original image's size; its path.

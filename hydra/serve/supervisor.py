@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from hydra.config import HydraConfig
+from hydra.serve.devices import cpu_threads, worker_devices
 from hydra.serve.instance import EXIT_IN_USE, HomeLock, InUseError, check_free, instance_id
 from hydra.serve.messages import Event, encode_message
 from hydra.serve.stage import PARENT_ENV, Addresses, StopFlag, make_socket, zmq_context
@@ -32,6 +33,7 @@ log = logging.getLogger("hydra.serve.supervisor")
 
 STOP_TIMEOUT_S = 30.0
 CRASH_WINDOW_S = 30.0
+GPU_WORKER_THREADS = 2  # torch threads of a GPU worker unless serve.torch_threads says otherwise
 
 
 @dataclass
@@ -58,7 +60,11 @@ class Child:
 
 
 class Supervisor:
-    """Starts Keeper, Balancer, N workers and the Feeder; restarts the ones that die."""
+    """Starts Keeper, Balancer, the workers and the Feeder; restarts the ones that die.
+
+    The workers: one per visible GPU, each on its own ``cuda:i``, or
+    ``serve.workers`` on the CPU (:func:`hydra.serve.devices.worker_devices`).
+    """
 
     def __init__(
         self,
@@ -80,17 +86,24 @@ class Supervisor:
         base = [*serve_command()]
         common = [*addrs.as_args(), "--instance", self.instance, *(extra_args or [])]
         s = cfg.serve
-        if threads is None:
-            threads = s.torch_threads or (
-                max(1, (os.cpu_count() or 1) // s.workers) if s.device == "cpu" else 0
-            )
-        predict_args = ["--device", s.device, "--threads", str(threads), "--policy", s.policy]
+        # one worker per visible GPU (serve.device auto/cuda), else serve.workers; ConfigError if
+        # the configured GPU is not here
+        self.devices = worker_devices(s.device, s.workers)
         feeder_args = ["--decoders", str(decoders)] if decoders else []
         self.children = [Child("keeper", [*base, "keeper", *common])]
         self.children.append(Child("balancer", [*base, "balancer", *common, "--policy", s.policy]))
-        for i in range(s.workers):
+        for i, device in enumerate(self.devices):
             name = f"predict-{i}"
-            self.children.append(Child(name, [*base, "predict", *common, *predict_args, "--name", name]))
+            if threads is not None:
+                n = threads
+            elif device == "cpu":
+                n = cpu_threads(len(self.devices), s.torch_threads)
+            else:  # the GPU does the work; the cores are the Feeder's, to decode
+                n = s.torch_threads or GPU_WORKER_THREADS
+            args = ["--device", device, "--threads", str(n), "--policy", s.policy, "--name", name]
+            if s.compile:
+                args.append("--compile")
+            self.children.append(Child(name, [*base, "predict", *common, *args]))
         self.children.append(Child("feeder", [*base, "feeder", *common, *feeder_args]))
         self._ctx: zmq.Context | None = None
         self._events: zmq.Socket | None = None
@@ -112,8 +125,8 @@ class Supervisor:
         self._events = make_socket(self._ctx, zmq.PUSH, self.addrs.keeper, bind=False)
         for child in self.children:
             child.start()
-        log.info("serving %s with %d workers (%s); Ctrl-C stops", self.cfg.input_dir, self.cfg.serve.workers,
-                 self.cfg.serve.policy)  # fmt: skip
+        log.info("serving %s with %d local workers (%s; %s); Ctrl-C stops", self.cfg.input_dir,
+                 len(self.devices), ", ".join(self.devices) or "none", self.cfg.serve.policy)  # fmt: skip
         return self
 
     def _prepare_database(self) -> None:

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, func, select, update
 
 from hydra.auth import require
 from hydra.data.images import source_key
-from hydra.db.models import Image, ImageLabel, Inference, Label, User, utcnow
+from hydra.db.models import LIVE, Image, ImageLabel, Inference, Label, User, utcnow
 from hydra.db.queries import NotFoundError, labels_of
 
 Order = Literal["oldest", "doubtful", "newest"]
@@ -115,13 +115,16 @@ def with_suggestions(page: Sequence[GridImage], plot_type_id: int, *, session: S
             Inference.weight,
             Inference.confirmed,
             Inference.plot_type_id,
+            Inference.origin,
         )
         .where(col(Inference.source_key).in_(list(keys)))
         .order_by(col(Inference.id))
     ).all()
+    # the newest live verdict wins over a shadow model's or a reprocessing's (sorted after them; stable)
+    rows = sorted(rows, key=lambda r: r[5] == LIVE)
     verdicts = {
         keys[key]: (label, weight, confirmed)
-        for key, label, weight, confirmed, pt in rows
+        for key, label, weight, confirmed, pt, _origin in rows
         if pt == plot_type_id
     }  # newest wins
     by_name = {lb.name: lb.id for lb in labels_of(plot_type_id, session=session)}

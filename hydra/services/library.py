@@ -60,6 +60,7 @@ class ModelSummary:
     active: bool
     path: str
     input_size: tuple[int, int]
+    shadow: bool = False  # runs beside the active model in hydra-serve (see hydra.services.shadow)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def models_of(plot_type_id: int, *, session: Session) -> list[ModelSummary]:
                 active=m.active,
                 path=m.path,
                 input_size=(m.input_height, m.input_width),
+                shadow=m.shadow,
             )
         )
     return out
@@ -191,6 +193,11 @@ def live_metrics(
         unconfirmed=th.unconfirmed_count(weights, labels, thresholds) if len(truth) else 0,
         total=len(truth),
     )
+
+
+def accuracy(rows: list[Classification]) -> float | None:
+    """The share of verdicts that match the human label (None without any)."""
+    return sum(r.human == r.predicted for r in rows) / len(rows) if rows else None
 
 
 def default_thresholds(
@@ -302,7 +309,10 @@ def threshold_changes(
 
 
 def activate(user: User | None, model_id: int, *, session: Session) -> Model:
-    """Make the model its plot type's active one (admin only, or the CLI's operator)."""
+    """Make the model its plot type's active one (admin only, or the CLI's operator).
+
+    A shadow model activated so (the Library's "Activate candidate") is a shadow no more.
+    """
     model = get_model(model_id, session=session)
     require_admin(user, model.plot_type_id, session=session)
     return activate_model(model_id, session=session)

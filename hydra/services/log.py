@@ -1,6 +1,7 @@
 """The Log page's service: confirmed problems and unconfirmed verdicts of a time window.
 
-:func:`log_entries` reads inferences (joined to their plot type's name) and
+:func:`log_entries` reads the live inferences (the active models' in
+``hydra-serve``; never a shadow model's or a reprocessing's), joined to their plot type's name, and
 returns plain :class:`LogEntry` dataclasses with aware UTC times, newest
 first. It only reads; it takes a keyword-only ``session``.
 
@@ -18,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlmodel import Session, col
 
-from hydra.db.models import Inference, PlotType
+from hydra.db.models import LIVE, Inference, PlotType
 from hydra.services._common import aware
 
 
@@ -64,7 +65,7 @@ def log_entries(
     query = (
         select(Inference, PlotType.name)
         .join(PlotType, PlotType.id == Inference.plot_type_id)
-        .where(Inference.created_at >= since, wanted)
+        .where(Inference.created_at >= since, Inference.origin == LIVE, wanted)
     )
     if until is not None:
         query = query.where(Inference.created_at < until)

@@ -37,7 +37,19 @@ from sqlmodel import Session, col
 
 from hydra.auth import PermissionDenied, can, require
 from hydra.db import queries
-from hydra.db.models import Alarm, Image, Inference, Label, Model, PlotGroup, PlotType, RunTime, User, utcnow
+from hydra.db.models import (
+    LIVE,
+    Alarm,
+    Image,
+    Inference,
+    Label,
+    Model,
+    PlotGroup,
+    PlotType,
+    RunTime,
+    User,
+    utcnow,
+)
 from hydra.services._common import aware
 
 NO_MODEL_COLOR = "#5a5a5a"
@@ -86,12 +98,17 @@ class Frame:
 
 
 def _newest_ids(table: Any, plot_type_ids: Sequence[int], *, session: Session) -> dict[int, int]:
-    """The id of the newest row of ``table`` per plot type (one correlated subquery each, one statement)."""
+    """The id of the newest row of ``table`` per plot type (one correlated subquery each, one statement).
+
+    Of ``Inference`` only the live rows count: a shadow model's or a reprocessing's never reach the page.
+    """
     if not plot_type_ids:
         return {}
     newest = (
         select(table.id)
-        .where(table.plot_type_id == PlotType.id)
+        .where(
+            table.plot_type_id == PlotType.id, *((Inference.origin == LIVE,) if table is Inference else ())
+        )
         .order_by(table.created_at.desc(), table.id.desc())
         .limit(1)
         .correlate(PlotType)
@@ -254,6 +271,7 @@ def run_header(*, session: Session, frames: Sequence[Frame] = ()) -> RunHeader:
     """
     row = session.execute(
         select(Inference.run, Inference.created_at)
+        .where(Inference.origin == LIVE)
         .order_by(col(Inference.created_at).desc(), col(Inference.id).desc())
         .limit(1)
     ).first()

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from hydra.db.models import ErrorRecord, Heartbeat, Inference
+from hydra.db.models import LIVE, ErrorRecord, Heartbeat, Inference
 
 # STAGES: the pipeline stages, in order, whose per-image durations (ms) the Keeper stores in
 # Inference.timings; TIMING_KEYS: those keys plus "wait" and "total". Defined once, with the
@@ -60,7 +60,7 @@ def timing_rows(*, session: Session, since: datetime, limit: int = 50_000) -> li
     """Per-stage durations of the newest inferences since ``since`` (capped at ``limit``)."""
     rows = session.execute(
         select(Inference.created_at, Inference.run, Inference.plot_type_id, Inference.timings)
-        .where(Inference.created_at >= since)
+        .where(Inference.created_at >= since, Inference.origin == LIVE)
         .order_by(col(Inference.created_at).desc())
         .limit(limit)
     ).all()

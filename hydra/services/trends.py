@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from hydra.db.models import Inference, Label
+from hydra.db.models import LIVE, Inference, Label
 from hydra.db.queries import thresholds_of
 from hydra.services._common import aware
 
@@ -53,7 +53,9 @@ def weight_series(
 
     At most ``limit`` points: the newest ones, returned oldest first.
     """
-    query = select(Inference).where(Inference.plot_type_id == plot_type_id, Inference.created_at >= since)
+    query = select(Inference).where(
+        Inference.plot_type_id == plot_type_id, Inference.created_at >= since, Inference.origin == LIVE
+    )
     if until is not None:
         query = query.where(Inference.created_at < until)
     rows = session.scalars(query.order_by(col(Inference.created_at).desc()).limit(limit))

@@ -35,3 +35,21 @@ def test_gpu_heads_runs_on_cpu_quick(tmp_path, monkeypatch, capsys):
     assert saved["backbone"] == "inception_v3" and saved == json.loads(json.dumps(report))
     assert [r["batch_size"] for r in saved["inference_bf16_channels_last"]["eager"]] == [1, 2]
     assert saved["training_bf16"]["ms_per_step"] > 0 and saved["grad_cam_fp32"]["ms_per_batch"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_serve_stage_runs_on_cpu_quick(capsys):
+    import os
+
+    env = dict(os.environ)
+    try:  # the benchmark's pipeline points HYDRA_* at its own temp home
+        argv = "--device cpu --preset classifier-cpu --size 64 64 --predict-images 8 --cam-images 2"
+        result = _module("gpu_serve").main([*argv.split(), "--no-compile", "--no-end-to-end"])
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == json.loads(json.dumps(result))
+    stage = result["stage"]
+    assert stage["dtype"] == "fp32" and stage["predict_per_s"] > 0 and stage["cam_per_s"] > 0
+    assert "end_to_end" not in result and "compile_cache" not in stage
