@@ -55,7 +55,7 @@ log = logging.getLogger("hydra.serve.keeper")
 
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 DRAIN_S = 1.0
-FAST_BATCH = 64  # a batch this full when keeper_flush_ms is up: the input is fast ...
+FAST_BATCH = 32  # a batch this full when keeper_flush_ms is up: the input is fast ...
 STRETCH = 4  # ... and the batch may collect this many times longer, up to keeper_batch items
 
 
@@ -123,7 +123,7 @@ class Keeper:
         """How long the batch may collect: ``keeper_flush_ms``, or ``STRETCH`` times that for fast input.
 
         A batch that already holds ``FAST_BATCH`` items when its time is up
-        (results arrive at a thousand or more per second) waits on, until it holds
+        (results arrive at several hundred or more per second) waits on, until it holds
         ``keeper_batch`` items or the stretched time is up: fewer, larger commits
         where the input is fast; a trickle keeps its latency.
         """
