@@ -22,6 +22,7 @@ batch right after the active model, and its verdicts go to the Keeper marked
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -107,20 +108,20 @@ class Worker:
             )
             keeper = make_socket(ctx, zmq.PUSH, addrs.keeper, bind=False)
             self.beat = beat = HeartbeatSender(keeper, self.name, instance=self.instance)
-            work.send_multipart([READY, str(self.window).encode()])
+            self._grant(work, self.window)
             last_ready = time.monotonic()
             log.info("%s on %s: backend %s, keeper %s", self.name, self.device, addrs.backend, addrs.keeper)
             while not self.stop:
                 self._receive(work, self._poll_timeout_ms())
                 if self.refund:
-                    work.send_multipart([READY, str(self.refund).encode()])
-                    self.refund = 0
+                    owed, self.refund = self.refund, 0
+                    self._grant(work, owed)
                 for key in self._due(flush=False):
-                    n = self._run_batch(key, keeper)
-                    work.send_multipart([READY, str(n).encode()])
+                    self._grant(work, self._run_batch(key, keeper))
                     last_ready = time.monotonic()
                 if time.monotonic() - last_ready > BALANCER_BEAT_S:
-                    work.send_multipart([ALIVE, str(self.free_credit()).encode()])
+                    with contextlib.suppress(zmq.Again):  # a Balancer that takes nothing gets no keep-alive
+                        work.send_multipart([ALIVE, str(self.free_credit()).encode()], flags=zmq.NOBLOCK)
                     last_ready = time.monotonic()
                 beat.maybe_send(self.gauges())
             # finish what already arrived; the rest comes back through the Feeder's deadline
@@ -128,6 +129,18 @@ class Worker:
             for key in self._due(flush=True):
                 self._run_batch(key, keeper)
             log.info("stopping: %d orders in %d batches", self.done, self.batches)
+
+    def _grant(self, work: zmq.Socket, n: int) -> None:
+        """Give the Balancer ``n`` more credit, never blocking.
+
+        A Balancer that is gone, or a hub that refused this worker's key, takes
+        no messages; a blocking send would then freeze the worker past SIGTERM.
+        What cannot be sent now is owed and sent with the next grant.
+        """
+        try:
+            work.send_multipart([READY, str(n).encode()], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.refund += n
 
     def free_credit(self) -> int:
         """Orders this worker can take now (what a Balancer that lost count should grant)."""

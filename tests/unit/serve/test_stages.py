@@ -147,3 +147,27 @@ def test_a_whole_png_renamed_in_is_complete_at_once(tmp_path):
     s.add(str(half))
     assert s.settled() == [str(png)]
     assert str(half) in s
+
+
+def test_a_worker_never_blocks_on_credit_a_balancer_does_not_take_and_owes_it_instead(tmp_path):
+    import types
+
+    import zmq
+
+    from hydra.serve.predict import Worker
+
+    ctx = zmq.Context()
+    try:
+        work = ctx.socket(zmq.DEALER)
+        work.setsockopt(zmq.SNDHWM, 1)
+        work.setsockopt(zmq.LINGER, 0)
+        work.connect(f"ipc://{tmp_path}/nobody-binds-this")  # a hub that is gone or refused this worker
+        worker = types.SimpleNamespace(refund=0)
+        t0 = time.monotonic()
+        for _ in range(20):
+            Worker._grant(worker, work, 3)
+        assert time.monotonic() - t0 < 2.0  # a blocking send would hang here for ever
+        assert 0 < worker.refund <= 20 * 3 and worker.refund % 3 == 0  # what could not go is owed
+        work.close()
+    finally:
+        ctx.term()
