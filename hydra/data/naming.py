@@ -87,7 +87,9 @@ def parse_name(name: str | PurePath, pattern: re.Pattern[str] | str | None = Non
             its plot type is not a valid name, or its run or chunk is out of range.
     """
     regex = _DEFAULT if pattern is None else re.compile(pattern) if isinstance(pattern, str) else pattern
-    base = PurePath(name).name
+    # a plain base name is its own last part (the common case, for every file served: no PurePath)
+    plain = isinstance(name, str) and "/" not in name and name not in ("", ".")
+    base = name if plain else PurePath(name).name
     match = regex.match(base)
     if match is None:
         raise NamingError(

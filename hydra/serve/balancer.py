@@ -52,8 +52,9 @@ def stamp(frames: list[Any], t_in: float, instance: str | None = None) -> list[A
     """
     if len(frames) < 3 or bytes(frames[0].buffer if hasattr(frames[0], "buffer") else frames[0]) != ORDER:
         raise MessageError(f"not an order ({len(frames)} frames)")
+    raw = bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1])
     try:
-        header = json.loads(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]))
+        header = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MessageError(f"order header is not JSON ({exc.__class__.__name__})") from None
     if not isinstance(header, dict) or not isinstance(header.get("times", {}), dict):
@@ -64,10 +65,35 @@ def stamp(frames: list[Any], t_in: float, instance: str | None = None) -> list[A
     deadline = header.get("deadline", now)
     if not isinstance(deadline, (int, float)) or deadline < now:
         return None
+    return [frames[0], _stamped(raw, header, t_in, now), *frames[2:]]
+
+
+_TIMES = b'"times":{'
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def _stamped(raw: bytes, header: dict[str, Any], t_in: float, t_out: float) -> bytes:
+    """The header with the Balancer's stamps in its ``times``.
+
+    The Feeder's headers are compact JSON with one ``"times":{`` (the text cannot
+    occur inside a JSON string, whose quotes are escaped): the stamps are
+    written in there, and the header is not encoded again. Anything else (no
+    or several such objects, stamps there already) is decoded and encoded again.
+    """
+    times = header.get("times")
+    if (
+        isinstance(times, dict)
+        and Stamp.BAL_IN not in times
+        and Stamp.BAL_OUT not in times
+        and raw.count(_TIMES) == 1
+    ):
+        at = raw.index(_TIMES) + len(_TIMES)
+        stamps = f'"{Stamp.BAL_IN}":{t_in!r},"{Stamp.BAL_OUT}":{t_out!r}'.encode()
+        return raw[:at] + stamps + (b"" if raw[at : at + 1] == b"}" else b",") + raw[at:]
     times = header.setdefault("times", {})
     times[Stamp.BAL_IN] = t_in
-    times[Stamp.BAL_OUT] = now
-    return [frames[0], json.dumps(header, separators=(",", ":")).encode(), *frames[2:]]
+    times[Stamp.BAL_OUT] = t_out
+    return _COMPACT.encode(header).encode()
 
 
 class ForeignError(MessageError):
@@ -169,11 +195,10 @@ def run(
         while not stop:
             events = dict(poller.poll(100))
             if back in events:
-                while back.poll(0):
-                    _take_credit(back, back.recv_multipart(), workers, instance, dropped)
+                while (credit := _recv(back, copy=True)) is not None:
+                    _take_credit(back, credit, workers, instance, dropped)
             if front in events:
-                while front.poll(0) and len(waiting) < 100_000:
-                    frames = front.recv_multipart(copy=False)
+                while len(waiting) < 100_000 and (frames := _recv(front, copy=False)) is not None:
                     waiting.append((time.time(), frames))
             failures = 0
             while waiting and failures < max(len(workers), 1):
@@ -211,15 +236,24 @@ def run(
                 before = len(waiting)
                 waiting = deque(w for w in waiting if not expired_order(w[1]))
                 expired += before - len(waiting)
-            beat.maybe_send(
-                {"queue_waiting": len(waiting), "workers": len(workers), "passed": passed, "expired": expired,
-                 **dropped.gauges()}
-            )  # fmt: skip
+            if time.monotonic() - beat.last >= beat.every_s:  # the gauges only when a beat is due
+                beat.maybe_send(
+                    {"queue_waiting": len(waiting), "workers": len(workers), "passed": passed,
+                     "expired": expired, **dropped.gauges()}
+                )  # fmt: skip
         log.info(
             "stopping: %d orders passed, %d waiting go back through the Feeder's deadline",
             passed,
             len(waiting),
         )
+
+
+def _recv(sock: zmq.Socket, *, copy: bool) -> list[Any] | None:
+    """The next message waiting on ``sock``, or None (one call per message, no poll each)."""
+    try:
+        return sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+    except zmq.Again:
+        return None
 
 
 def expired_order(frames: list[Any]) -> bool:

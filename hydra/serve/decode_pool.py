@@ -307,7 +307,6 @@ class DecodePool:
 
     def collect(self, timeout: float = 0.0) -> list[tuple[Any, Decoded]]:
         """The results that are ready, waiting up to ``timeout`` seconds for the first one."""
-        self._dispatch()
         if not self._done:
             self._receive(timeout)
         self._check_workers()
@@ -372,12 +371,11 @@ class DecodePool:
         for w in conns.values():  # wake up in time to kill a worker stuck on a file
             if w.ready and w.tasks:
                 timeout = min(timeout, max(0.0, w.head_since + self.task_timeout_s - now) + 0.001)
-        for conn in wait(list(conns), timeout):
+        for conn in wait(list(conns), timeout):  # one message per ready worker: the next call takes the rest
             w = conns[conn]
             try:
-                while conn.poll():
-                    self._answer(w, conn.recv())
-            except (EOFError, OSError):  # it died; _check_workers replaces it
+                self._answer(w, conn.recv())
+            except (EOFError, OSError):  # it died (its end of the pipe closed): _check_workers replaces it
                 w.conn = None
                 conn.close()
 
@@ -405,12 +403,13 @@ class DecodePool:
                 if not self._closed and now >= w.restart_at:
                     self._restart(w)
                 continue
-            if w.ready and w.tasks and now - w.head_since > self.task_timeout_s and w.proc.is_alive():
+            if w.ready and w.tasks and now - w.head_since > self.task_timeout_s:
                 log.error("%s: still decoding after %.0f s; killing decoder %d",
                           os.path.basename(w.tasks[0].job.path), self.task_timeout_s, w.index)  # fmt: skip
                 w.proc.kill()
                 w.proc.join(1.0)
-            if w.conn is None or not w.proc.is_alive():
+                self._replace(w)
+            elif w.conn is None:  # a death shows as the end of its pipe; no polling of the process
                 self._replace(w)
 
     def _replace(self, w: _Worker) -> None:

@@ -153,7 +153,8 @@ class Keeper:
             return
         for _ in range(20 * self.cfg.serve.keeper_batch):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                # copied: reports are ~1 KB, where bytes are cheaper than zmq.Frame objects
+                frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
             try:

@@ -125,7 +125,18 @@ class Store:
         self._models: dict[int, int] = {}
 
     def write(self, batch: Batch) -> Outcome:
-        """Write ``batch`` in one transaction; raises (and writes nothing) on any failure."""
+        """Write ``batch`` in one transaction; raises (and writes nothing) on any failure.
+
+        After a failure the plot types and models are read afresh (one deleted
+        meanwhile is then seen to be gone, as without the cache).
+        """
+        try:
+            return self._write(batch)
+        except BaseException:
+            self._catalog_until = 0.0
+            raise
+
+    def _write(self, batch: Batch) -> Outcome:
         out = Outcome(tracker=self.tracker.snapshot())
         wall = time.time()
         with session_scope(self.engine) as s:

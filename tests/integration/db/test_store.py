@@ -200,3 +200,75 @@ def test_an_error_whose_quarantine_move_failed_is_recorded_once_and_moved_later(
     with session_scope(engine) as s:
         rows = s.exec(select(ErrorRecord)).all()
     assert len(rows) == 1 and Path(rows[0].quarantine_path).is_file()
+
+
+def test_the_fast_inserts_store_what_sqlalchemy_would(engine, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import insert
+
+    from hydra.db import results
+
+    _, _, (pt_id, model_id) = make_store(engine, tmp_path)
+    made = datetime(2026, 11, 27, 23, 30, 1, tzinfo=timezone(timedelta(hours=2)))  # not UTC
+
+    def row(key: str) -> dict:
+        return {
+            "source_key": key * 64, "path": "/srv/in/it's \"odd\" 100%.png", "filename": "fcal-000007_0001.png",
+            "plot_type_id": pt_id, "run": 7, "chunk": None, "model_id": model_id, "label": "Good",
+            "weight": 0.1 + 0.2, "weights": {"Good": 0.3, "Bad": 1e-9}, "confirmed": True, "is_problem": False,
+            "heatmap_path": None, "kept_image_id": None, "timings": {"total": 12.5}, "created_at": made,
+            "file_time": datetime.fromtimestamp(1.7e9 + 0.5, timezone.utc),
+        }  # fmt: skip
+
+    with session_scope(engine) as s:
+        s.execute(insert(Inference.__table__), [row("a")])
+        ids = results.insert_new_inferences([row("b"), row("c")], session=s)
+        runtime = {"plot_type_id": pt_id, "run": 7, "chunk": None, "label": "Good", "weight": 0.3,
+                   "confirmed": True, "is_problem": False, "image_path": "p", "heatmap_path": None,
+                   "created_at": made}  # fmt: skip
+        results.insert_new_runtime([dict(runtime, inference_id=i) for i in ids.values()], session=s)
+    with session_scope(engine) as s:
+        rows = {
+            i.source_key[0]: i.model_dump(exclude={"id", "source_key"}) for i in s.exec(select(Inference))
+        }
+        stored = {i.id: i for i in s.exec(select(Inference))}
+        runtimes = s.exec(select(RunTime)).all()
+    assert set(ids) == {("b" * 64, model_id), ("c" * 64, model_id)}
+    assert {stored[i].source_key for i in ids.values()} == {"b" * 64, "c" * 64}
+    assert rows["a"] == rows["b"] == rows["c"] and rows["b"]["origin"] == "live"
+    assert rows["b"]["created_at"] == made and rows["b"]["weights"] == {"Good": 0.3, "Bad": 1e-9}
+    assert sorted(r.inference_id for r in runtimes) == sorted(ids.values())
+    assert all(r.created_at == made for r in runtimes)
+
+
+def test_a_result_stored_meanwhile_fails_the_batch_and_is_found_item_by_item(engine, tmp_path, monkeypatch):
+    from hydra.db import results
+
+    cfg, store, (pt_id, model_id) = make_store(engine, tmp_path)
+    first = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
+    move_files(store.write(batch_of(first)).moves)
+    again = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)  # its file came again
+    new = make_report(cfg, "fcal-000007_0002.png", pt_id, model_id)
+    real = results.existing_inferences
+    calls = []
+
+    def missed_once(keys, *, session):  # the check misses the stored row once, as in a race
+        calls.append(keys)
+        return {} if len(calls) == 1 else real(keys, session=session)
+
+    monkeypatch.setattr(results, "existing_inferences", missed_once)
+    keeper = Keeper(
+        cfg.model_copy(update={"db_url": engine.url.render_as_string(hide_password=False)}), StopFlag()
+    )
+    keeper.store = store
+    keeper.add(again)
+    keeper.add(new)
+    with zmq.Context() as ctx, ctx.socket(zmq.PUB) as pub:
+        assert keeper._flush(pub)  # the batch fails on the unique key; item by item it goes through
+    assert len(calls) == 3 and not keeper.batch.reports and not keeper.batch.errors
+    with session_scope(engine) as s:
+        names = sorted(i.filename for i in s.exec(select(Inference)).all())
+        assert s.exec(select(ErrorRecord)).all() == []
+    assert names == [first.filename, new.filename]
+    assert not Path(again.path).exists() and not Path(new.path).exists()
