@@ -10,12 +10,13 @@ Usage: python benchmarks/bench_decode.py [--images 120] [--size 800x600] [--form
    palette PNG at zlib level 1) and ``jpeg`` (quality 90, 4:2:0).
 2. Decoders, one core, bytes already in memory: Pillow (the decoder before
    this benchmark), OpenCV (``cv2.imdecode``), pyspng (PNG) and simplejpeg
-   (JPEG), each to an RGB array; then the same plus a resize to each model
+   (JPEG; in the ``bench`` extra), each to an RGB array; then the same plus a resize to each model
    input (``--inputs``) with Pillow's box filter (what ``prepare`` does) and
    with OpenCV's ``INTER_AREA``. Every decoder's pixels are compared with
    Pillow's (``decode_max_diff``: must be 0) and every resize with Pillow's
    box filter of Pillow's pixels (``max_diff``). ``hydra`` is the shipped
-   path, ``prepare(decode_image(data), size)``.
+   path, ``prepare(decode_image(data), size)``; ``hydra_pillow_only`` the
+   same with the fast decoders switched off (the code before them).
 3. Scaling: the Feeder's decode pool (:class:`hydra.serve.decode_pool.DecodePool`:
    read, hash, decode and prepare to the first ``--inputs`` size, pixels
    back through shared memory) with each of ``--procs`` processes (and one
@@ -45,6 +46,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hydra.data import images as images_mod
 from hydra.data.images import decode_image, prepare
 from hydra.data.synthetic import PLOT_SPECS, render
 from hydra.serve.decode_pool import DecodeJob, DecodePool, decode_file, usable_cores
@@ -172,13 +174,20 @@ def compare(images: list[bytes], fmt: str, inputs: list[tuple[int, int]], repeat
                 row[f"{rname}_{tag}_per_s"] = rate(lambda d, f=fn, r=resize, s=hw: r(f(d), s), images, repeat)
                 row[f"{rname}_{tag}_max_diff"] = max(max_diff(a, b) for a, b in zip(got, ref_resized[hw]))
         out[name] = row
-    shipped: dict = {"decode_per_s": rate(lambda d: decode_image(d).load(), images, repeat)}
-    for hw in inputs:
-        tag = f"{hw[0]}x{hw[1]}"
-        shipped[f"prepare_{tag}_per_s"] = rate(lambda d, s=hw: prepare(decode_image(d), s, 3), images, repeat)
-        got = [prepare(decode_image(d), hw, 3) for d in images]
-        shipped[f"prepare_{tag}_max_diff"] = max(max_diff(a, b) for a, b in zip(got, ref_resized[hw]))
-    out["hydra"] = shipped
+    for row, fast in (("hydra", images_mod.FAST_DECODERS), ("hydra_pillow_only", {})):
+        saved, images_mod.FAST_DECODERS = images_mod.FAST_DECODERS, fast
+        try:
+            shipped: dict = {"decode_per_s": rate(lambda d: decode_image(d).load(), images, repeat)}
+            for hw in inputs:
+                tag = f"{hw[0]}x{hw[1]}"
+                shipped[f"prepare_{tag}_per_s"] = rate(
+                    lambda d, s=hw: prepare(decode_image(d), s, 3), images, repeat
+                )
+                got = [prepare(decode_image(d), hw, 3) for d in images]
+                shipped[f"prepare_{tag}_max_diff"] = max(max_diff(a, b) for a, b in zip(got, ref_resized[hw]))
+        finally:
+            images_mod.FAST_DECODERS = saved
+        out[row] = shipped
     return out
 
 
@@ -264,7 +273,7 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -279,7 +288,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 images, one pass: a smoke run")
     parser.add_argument("--skip-compare", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.images, args.repeat = min(args.images, 20), 1
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -313,6 +322,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ Training, evaluation, ``hydra predict`` and the Feeder all call
 were made differently from the ones it was trained on.
 
 Decoding: Pillow reads the header (the size limit is checked before any
-pixel is decoded), then the plain cases go to a faster decoder where one is
-installed: 8-bit RGB, RGBA and grey PNGs to pyspng (libspng), RGB and grey
-JPEGs to simplejpeg (libjpeg-turbo). Their pixels are Pillow's, bit for bit
-(tests/unit/data/test_decoders.py; docs/performance.md, "Decoding", has the
-speeds). Everything else (palette, 16-bit, grey with alpha, CMYK, animated,
-and any file the fast decoder refuses: truncated, damaged) is decoded by
-Pillow exactly as before, so bad files get the same errors.
+pixel is decoded), then plain 8-bit RGB, RGBA and grey PNGs are decoded by
+pyspng (libspng), 15-20 % faster than Pillow here. Its pixels are
+Pillow's, bit for bit (tests/unit/data/test_decoders.py). Everything else is
+decoded by Pillow exactly as before: palette, 16-bit, grey with alpha,
+animated PNGs, any PNG that pyspng refuses (truncated, damaged; so bad files
+get the same errors), and JPEGs: simplejpeg decodes them faster into an
+array, but not once the pixels are a Pillow image (docs/performance.md,
+"Decoding", has the numbers of every decoder measured).
 
 Example:
     >>> from hydra.data.images import load_image, prepare
@@ -104,25 +105,11 @@ def _pyspng() -> Callable[[bytes, str], np.ndarray] | None:
     return lambda data, mode: pyspng.load(data, format=mode)
 
 
-def _simplejpeg() -> Callable[[bytes, str], np.ndarray] | None:
-    try:
-        import simplejpeg
-    except ImportError:
-        return None
-
-    def decode(data: bytes, mode: str) -> np.ndarray:
-        # accurate DCT and fancy upsampling, as Pillow's libjpeg-turbo; strict: a warning is a failure
-        space = "GRAY" if mode == "L" else "RGB"
-        return simplejpeg.decode_jpeg(data, colorspace=space, fastdct=False, fastupsample=False, strict=True)
-
-    return decode
-
-
-# format -> bytes, mode -> pixels (H, W[, C]) uint8; raises on anything it does not decode cleanly
+# format -> (bytes, mode) -> pixels (H, W[, C]) uint8; raises on anything it does not decode cleanly
 FAST_DECODERS: dict[str, Callable[[bytes, str], np.ndarray]] = {
-    fmt: fn for fmt, fn in (("PNG", _pyspng()), ("JPEG", _simplejpeg())) if fn is not None
+    fmt: fn for fmt, fn in (("PNG", _pyspng()),) if fn is not None
 }
-FAST_MODES = {"PNG": ("RGB", "RGBA", "L"), "JPEG": ("RGB", "L")}
+FAST_MODES = {"PNG": ("RGB", "RGBA", "L")}
 
 
 def _png_chunks_complete(data: bytes) -> bool:
@@ -149,13 +136,13 @@ def _png_chunks_complete(data: bytes) -> bool:
 def _fast_decode(img: Image.Image, data: bytes) -> Image.Image | None:
     """``img`` (opened, header only) decoded by the fast decoder of its format, or None: Pillow decodes."""
     decode = FAST_DECODERS.get(img.format or "")
-    if decode is None or img.mode not in FAST_MODES[img.format or ""]:
+    if decode is None or img.mode not in FAST_MODES.get(img.format or "", ()):
         return None
     tile = img.tile
     args = tile[0][3] if len(tile) == 1 else None
     rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
     if rawmode != img.mode or getattr(img, "n_frames", 1) != 1:
-        return None  # 16-bit, 1/2/4-bit, CMYK stored as RGB, a JPEG draft, an animation: Pillow's
+        return None  # 16-bit, 1/2/4-bit, an animation: Pillow's
     if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
         return None  # Pillow's own bomb warning decides, as before
     if img.format == "PNG" and not _png_chunks_complete(data):
@@ -180,9 +167,9 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
 
     The header is read and judged first (:func:`open_image`: a decompression
     bomb is refused before any pixel is decoded); then the pixels come from
-    the fast decoder of the format where one is installed and the image is
-    plain, else from Pillow (see the module's docstring). Either way the
-    result is the same image: mode, size, pixels and the header's ``info``.
+    pyspng for a plain PNG where it is installed, else from Pillow (see the
+    module's docstring). Either way the result is the same image: mode,
+    size, pixels and the header's ``info``.
 
     Raises:
         ImageError: kind ``empty``, ``not_image``, ``too_large`` or ``truncated``.

@@ -38,8 +38,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import multiprocessing as mp
 import os
+import select
 import signal
 import time
 import traceback
@@ -47,7 +49,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -274,6 +276,8 @@ class DecodePool:
         self._free: list[int] = []
         self._closed = False
         self._workers: list[_Worker] = []
+        self._poller = select.poll()  # the workers' pipes, registered once (cheaper than a wait() per call)
+        self._by_fd: dict[int, _Worker] = {}
         try:
             for i in range(self.processes * self.depth):
                 self._blocks.append(self._new_block(max(1, slot_bytes)))
@@ -338,8 +342,7 @@ class DecodePool:
                 if w.proc.is_alive():
                     w.proc.kill()
                     w.proc.join(1.0)
-            if w.conn is not None:
-                w.conn.close()
+            self._close_conn(w)
         for block in self._blocks:
             self._drop_block(block)
         self._blocks.clear()
@@ -360,24 +363,41 @@ class DecodePool:
         finally:
             child.close()
         w.proc, w.conn, w.ready, w.head_since = proc, parent, False, time.monotonic()
+        self._poller.register(parent.fileno(), select.POLLIN)
+        self._by_fd[parent.fileno()] = w
+
+    def _close_conn(self, w: _Worker) -> None:
+        if w.conn is None:
+            return
+        fd = w.conn.fileno()
+        with contextlib.suppress(KeyError, ValueError):
+            self._poller.unregister(fd)
+        self._by_fd.pop(fd, None)
+        w.conn.close()
+        w.conn = None
 
     def _receive(self, timeout: float) -> None:
-        conns = {w.conn: w for w in self._workers if w.conn is not None}
-        if not conns:
+        if not self._by_fd:
             if timeout:
                 time.sleep(min(timeout, 0.05))
             return
         now = time.monotonic()
-        for w in conns.values():  # wake up in time to kill a worker stuck on a file
+        for w in self._by_fd.values():  # wake up in time to kill a worker stuck on a file
             if w.ready and w.tasks:
                 timeout = min(timeout, max(0.0, w.head_since + self.task_timeout_s - now) + 0.001)
-        for conn in wait(list(conns), timeout):  # one message per ready worker: the next call takes the rest
-            w = conns[conn]
-            try:
-                self._answer(w, conn.recv())
-            except (EOFError, OSError):  # it died (its end of the pipe closed): _check_workers replaces it
-                w.conn = None
-                conn.close()
+        events = self._poller.poll(math.ceil(max(0.0, timeout) * 1000))
+        for _round in range(64):  # everything that is there, one message per worker and round
+            if not events:
+                return
+            for fd, _event in events:
+                w = self._by_fd.get(fd)
+                if w is None or w.conn is None:
+                    continue
+                try:
+                    self._answer(w, w.conn.recv())
+                except (EOFError, OSError):  # it died, its pipe closed: _check_workers replaces it
+                    self._close_conn(w)
+            events = self._poller.poll(0)
 
     def _answer(self, w: _Worker, msg: tuple[Any, Any]) -> None:
         if msg[0] == "ready":
@@ -421,7 +441,7 @@ class DecodePool:
             with contextlib.suppress(Exception):  # drain answers sent just before it died
                 while w.conn.poll():
                     self._answer(w, w.conn.recv())
-            w.conn.close()
+            self._close_conn(w)
         tasks, w.tasks = list(w.tasks), deque()
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
         if w.ready and tasks:
@@ -501,5 +521,4 @@ class DecodePool:
                 w.tasks.pop()
                 self._release(task)
                 self._pending.appendleft(task)
-                w.conn.close()
-                w.conn = None
+                self._close_conn(w)

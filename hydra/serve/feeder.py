@@ -231,7 +231,7 @@ class Feeder:
             )
             while not self.stop:
                 self.catalog.refresh()
-                self._take_events(timeout=0.002 if self.busy else 0.02)
+                self._take_events(timeout=0.0 if self.busy else 0.02)  # busy: the decoders wake it up
                 self._take_done(done)
                 now = time.monotonic()
                 if now >= next_scan:
@@ -245,7 +245,7 @@ class Feeder:
                     self._complete(path)
                 if self.catalog.ready:
                     self._dispatch(pool)
-                self._collect(pool, out, keeper)
+                self._collect(pool, out, keeper, timeout=0.002 if self.busy else 0.0)
                 beat.maybe_send(self.gauges() | {"decoder_restarts": pool.replaced})
             log.info("stopping: %d sent, %d re-sent, %d in flight stay in the input directory",
                      self.sent, self.resent, len(self.in_flight))  # fmt: skip
@@ -343,9 +343,9 @@ class Feeder:
             else:
                 self.outbox.append((path, planned))
 
-    def _collect(self, pool: DecodePool, out: zmq.Socket, keeper: zmq.Socket) -> None:
+    def _collect(self, pool: DecodePool, out: zmq.Socket, keeper: zmq.Socket, timeout: float = 0.0) -> None:
         judged, self.outbox = self.outbox, []
-        for path, res in pool.collect():
+        for path, res in pool.collect(timeout if not judged else 0.0):
             planned = self.busy.pop(path, None)
             if planned is None:  # sent again past its deadline while this decode was slow: one result will do
                 continue

@@ -206,3 +206,21 @@ def test_a_killed_parent_leaves_no_shared_memory_and_no_worker(tmp_path, files):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_decode_benchmark_runs_and_reports_pixels_equal(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_decode.py"
+    spec = importlib.util.spec_from_file_location("bench_decode", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--quick", "--images", "4", "--size", "320x240", "--format", "both", "--procs", "1"])
+    for fmt in ("png", "jpeg"):
+        entry = report["formats"][fmt]
+        rows = {k: v for k, v in entry["decoders"].items() if "skipped" not in v}
+        assert {"pillow", "hydra", "hydra_pillow_only"} <= set(rows)
+        assert all(r.get("decode_max_diff", 0) == 0 for r in rows.values())
+        assert rows["hydra"]["prepare_299x299_max_diff"] == 0
+        assert [p["processes"] for p in entry["scaling"]["pools"]][0] == 1
+        assert all(p["per_s"] > 0 for p in entry["scaling"]["pools"])
