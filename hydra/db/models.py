@@ -272,7 +272,10 @@ class RunTime(SQLModel, table=True):
     """The recent window of inferences the Run page shows (pruned by the Keeper)."""
 
     __tablename__ = "run_time"
-    __table_args__ = (Index("ix_run_time_plot_time", "plot_type_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_run_time_plot_time", "plot_type_id", "created_at"),
+        Index("ix_run_time_created", "created_at"),  # the Keeper prunes the window by age
+    )
     id: int | None = Field(default=None, primary_key=True)
     inference_id: int = Field(foreign_key="inference.id", unique=True)
     plot_type_id: int = Field(foreign_key="plot_type.id")

@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         help="torch.compile the networks (serve.compile; cached in $HYDRA_HOME/cache/torch-compile)",
     )
     p.add_argument("--threads", type=int, help="torch threads per Predict worker (0: torch's default)")
-    p.add_argument("--decoders", type=int, help="Feeder decoder threads (default: min(4, cores))")
+    p.add_argument(
+        "--decoders",
+        type=int,
+        help="Feeder decode processes (default: serve.decoders; 0 there: one per usable core, at most 16)",
+    )
     p.add_argument("--name", help="process name shown in heartbeats (predict)")
     p.add_argument("--instance", help=argparse.SUPPRESS)  # given by the supervisor to its stages
     p.add_argument("--client", help="for keys: also make a key pair for the remote worker host NAME")
