@@ -115,25 +115,10 @@ def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
 
 
 def stage_pids(parent: int) -> dict[str, int]:
-    """Stage name -> pid of ``hydra-serve``'s children (by their command lines)."""
-    found = {"supervisor": parent}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
-            continue
-        if "--name" in argv:
-            found[argv[argv.index("--name") + 1]] = int(entry)
-        else:
-            for stage in ("keeper", "balancer", "feeder"):
-                if stage in argv:
-                    found[stage] = int(entry)
-    return found
+    """Stage name -> pid of ``hydra-serve`` and its stages."""
+    from hydra.serve.supervisor import stage_pids as stages
+
+    return {"supervisor": parent, **stages(parent)}
 
 
 def server_pid(names: tuple[str, ...] = ("mariadbd", "mysqld")) -> int | None:

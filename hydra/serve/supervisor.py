@@ -20,6 +20,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import zmq
 
@@ -218,3 +219,26 @@ def _terminate(children: list[Child]) -> None:
             log.error("%s did not stop within %.0f s; killing it", c.name, STOP_TIMEOUT_S)
             c.proc.kill()
             c.proc.wait()
+
+
+def stage_pids(supervisor_pid: int) -> dict[str, int]:
+    """Stage name -> pid of a ``hydra-serve`` supervisor's live stage processes (read from /proc)."""
+    found: dict[str, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) != supervisor_pid or fields[0] == "Z":
+            continue
+        if "--name" in argv:
+            found[argv[argv.index("--name") + 1]] = int(entry)
+        else:
+            for stage in ("keeper", "balancer", "feeder"):
+                if stage in argv:
+                    found[stage] = int(entry)
+    return found

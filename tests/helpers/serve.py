@@ -172,25 +172,9 @@ class Serve:
 
     def children(self) -> dict[str, int]:
         """Stage name -> pid of the supervisor's live children (from /proc, by command line)."""
-        found = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parts = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) != self.proc.pid or fields[0] == "Z":
-                continue
-            if "--name" in parts:
-                found[parts[parts.index("--name") + 1]] = int(entry)
-            else:
-                for stage in ("keeper", "balancer", "feeder"):
-                    if stage in parts:
-                        found[stage] = int(entry)
-        return found
+        from hydra.serve.supervisor import stage_pids
+
+        return stage_pids(self.proc.pid)
 
     def stop(self, timeout: float = 40.0) -> int:
         if self.proc is None or self.proc.poll() is not None:
