@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import warnings
 from collections.abc import Callable, Sequence
@@ -50,14 +51,16 @@ def read_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """Read a file whole, refusing empty and oversized files."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        fh = open(p, "rb")  # noqa: SIM115 - one open for the size check and the read
     except FileNotFoundError:
         raise ImageError("missing", f"{p.name}: file does not exist") from None
-    if size == 0:
-        raise ImageError("empty", f"{p.name}: the file is empty (0 bytes)")
-    if size > max_bytes:
-        raise ImageError("too_large", f"{p.name}: {size} bytes is over the limit of {max_bytes} bytes")
-    return p.read_bytes()
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise ImageError("empty", f"{p.name}: the file is empty (0 bytes)")
+        if size > max_bytes:
+            raise ImageError("too_large", f"{p.name}: {size} bytes is over the limit of {max_bytes} bytes")
+        return fh.read()
 
 
 def content_hash(data: bytes) -> str:

@@ -7,7 +7,7 @@ the GIL, so threads in the Feeder process do not scale with cores. A
 ZeroMQ sockets and threads and is never forked). Each worker runs
 :func:`decode_file` on the jobs it is sent and writes the prepared pixels into
 a shared-memory slot that the pool lent to the job; the parent copies them out
-and lends the slot again. The slots are a small ring (two per worker) of
+and lends the slot again. The slots are a small ring (``depth`` per worker) of
 blocks sized to the largest model input seen so far (a slot grows when a
 job needs more).
 
@@ -176,23 +176,23 @@ def _worker_main(conn: Connection) -> None:
                 return
             if msg is None:
                 return
-            task_id, job, slot_name, slot_bytes = msg
-            try:
-                res = decode_file(job)
-                if res.pixels is not None and slot_name and res.pixels.nbytes <= slot_bytes:
-                    block = blocks.get(slot_name)
-                    if block is None:
-                        block = blocks[slot_name] = _attach(slot_name, blocks)
-                    view = np.ndarray(res.pixels.shape, np.uint8, buffer=block.buf)
-                    view[...] = res.pixels
-                    del view
-                    res.slot_shape, res.pixels = res.pixels.shape, None
-            except Exception:  # noqa: BLE001 - never let one file stop the worker
-                res = Decoded("failed", message=traceback.format_exc(), finished=time.time())
-            try:
-                conn.send((task_id, res))
-            except (BrokenPipeError, OSError):
-                return
+            for task_id, job, slot_name, slot_bytes in msg:  # a batch, answered one by one, in order
+                try:
+                    res = decode_file(job)
+                    if res.pixels is not None and slot_name and res.pixels.nbytes <= slot_bytes:
+                        block = blocks.get(slot_name)
+                        if block is None:
+                            block = blocks[slot_name] = _attach(slot_name, blocks)
+                        view = np.ndarray(res.pixels.shape, np.uint8, buffer=block.buf)
+                        view[...] = res.pixels
+                        del view
+                        res.slot_shape, res.pixels = res.pixels.shape, None
+                except Exception:  # noqa: BLE001 - never let one file stop the worker
+                    res = Decoded("failed", message=traceback.format_exc(), finished=time.time())
+                try:
+                    conn.send((task_id, res))
+                except (BrokenPipeError, OSError):
+                    return
     finally:
         for block in blocks.values():
             with contextlib.suppress(Exception):
@@ -243,8 +243,8 @@ class DecodePool:
 
     Args:
         processes: number of worker processes.
-        depth: jobs sent ahead to each worker (2 keeps it busy while the
-            parent collects).
+        depth: jobs sent ahead to each worker (several keep it busy while
+            the parent collects, and go out in one message).
         slot_bytes: initial size of each shared-memory slot.
         task_timeout_s: a job running longer gets its worker killed.
         context: multiprocessing start method (default forkserver, else spawn).
@@ -500,10 +500,12 @@ class DecodePool:
             task.slot = None
 
     def _dispatch(self) -> None:
+        """Hand pending jobs to the least busy workers: one message per worker for all it gets now."""
+        batches: dict[int, list[_Task]] = {}
         while self._pending and self._free:
             live = [w for w in self._workers if w.conn is not None and len(w.tasks) < self.depth]
             if not live:
-                return
+                break
             w = min(live, key=lambda x: len(x.tasks))
             task = self._pending.popleft()
             slot = self._free.pop()
@@ -514,11 +516,26 @@ class DecodePool:
             if not w.tasks:
                 w.head_since = time.monotonic()
             w.tasks.append(task)
-            block = self._blocks[slot]
+            batches.setdefault(w.index, []).append(task)
+        for index, batch in batches.items():
+            w = self._workers[index]
+            if w.conn is None:  # pragma: no cover - closed above; nothing was sent
+                continue
+            items = [(t.id, t.job, self._blocks[t.slot].name, self._blocks[t.slot].size) for t in batch]
             try:
-                w.conn.send((task.id, task.job, block.name, block.size))
-            except (BrokenPipeError, OSError):  # it died; this task never left: _check_workers replaces it
-                w.tasks.pop()
-                self._release(task)
-                self._pending.appendleft(task)
+                w.conn.send(items)
+            except (BrokenPipeError, OSError):  # it died; these tasks never left: _check_workers replaces it
+                for _ in batch:
+                    w.tasks.pop()
+                for task in reversed(batch):
+                    self._release(task)
+                    self._pending.appendleft(task)
                 self._close_conn(w)
+
+    def submit_many(self, jobs: list[tuple[DecodeJob, Any]]) -> None:
+        """Queue several ``(job, tag)`` at once: each worker gets its share in one message."""
+        if self._closed:
+            raise RuntimeError("the decode pool is closed")
+        for job, tag in jobs:
+            self._pending.append(_Task(next(self._ids), job, tag))
+        self._dispatch()

@@ -223,20 +223,41 @@ def encode_message(msg: Message) -> list[Any]:
     Arrays go out as their own buffers (no copy); their dtype and shape ride
     in the header.
     """
-    header: dict[str, Any] = {}
+    cls = type(msg)
+    plain, with_arrays = _layout(cls)
+    values = msg.__dict__
+    header: dict[str, Any] = {name: values[name] for name in plain}
     frames: list[Any] = []
     arrays: list[list[Any]] = []
-    for f in fields(msg):
-        value = getattr(msg, f.name)
-        if f.name in _ARRAYS:
-            if value is not None:
-                arr = np.ascontiguousarray(value)
-                arrays.append([f.name, str(arr.dtype), list(arr.shape)])
-                frames.append(memoryview(arr).cast("B"))
-            continue
-        header[f.name] = value
+    for name in with_arrays:
+        value = values[name]
+        if value is not None:
+            arr = np.ascontiguousarray(value)
+            dtype = arr.dtype
+            dname = _DTYPE_NAMES.get(dtype)
+            if dname is None:
+                dname = _DTYPE_NAMES[dtype] = str(dtype)
+            arrays.append([name, dname, list(arr.shape)])
+            frames.append(memoryview(arr).cast("B"))
     header["_arrays"] = arrays
-    return [_TAGS[type(msg)], json.dumps(header, separators=(",", ":")).encode(), *frames]
+    return [_TAGS[cls], _encode_json(header).encode(), *frames]
+
+
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per message
+_DTYPE_NAMES: dict[Any, str] = {}  # dtype -> its name (numpy finds a name slowly)
+_LAYOUTS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _layout(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(header fields, array fields) of a message class, in field order (found once per class)."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        names = [f.name for f in fields(cls)]
+        layout = _LAYOUTS[cls] = (
+            tuple(n for n in names if n not in _ARRAYS),
+            tuple(n for n in names if n in _ARRAYS),
+        )
+    return layout
 
 
 def _bytes(frame: Any) -> bytes:
