@@ -198,21 +198,20 @@ def _ignore_sigint() -> None:
 def _decode(
     paths: Sequence[str], size: tuple[int, int], channels: int, mask: list, max_pixels: int, max_bytes: int
 ) -> list[tuple[str, Any, int, int]]:
-    """Read and prepare files the way the Feeder does: per file ``(status, pixels|message, width, height)``.
+    """Read and prepare files as the Feeder does (its :func:`~hydra.serve.decode_pool.decode_file`).
 
-    ``status``: ``ok`` (pixels uint8 H x W x C), ``missing`` or ``failed``.
+    Per file ``(status, pixels|message, width, height)``; ``status``: ``ok``
+    (pixels uint8 H x W x C), ``missing`` or ``failed``.
     """
-    from hydra.data.images import ImageError, load_image, prepare
+    from hydra.serve.decode_pool import DecodeJob, decode_file
 
     out: list[tuple[str, Any, int, int]] = []
     for path in paths:
-        try:
-            img = load_image(path, max_pixels, max_bytes)
-            out.append(("ok", prepare(img, size, channels, mask or None), img.size[0], img.size[1]))
-        except ImageError as exc:
-            out.append(("missing" if exc.kind == "missing" else "failed", str(exc), 0, 0))
-        except OSError as exc:
-            out.append(("failed", f"{Path(path).name}: {exc}", 0, 0))
+        res = decode_file(DecodeJob(path, max_bytes, max_pixels, size, channels, tuple(map(tuple, mask))))
+        if res.status == "ok":
+            out.append(("ok", res.pixels, *res.image_size))
+        else:
+            out.append(("missing" if res.status == "missing" else "failed", res.message, 0, 0))
     return out
 
 
