@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -156,6 +157,10 @@ class Head(pl.LightningModule):
     def cam_model(self) -> nn.Module:
         """The module whose output the CAM targets read (the logits by default)."""
         return self
+
+    def refine_cam(self, x: torch.Tensor, maps: np.ndarray) -> np.ndarray:
+        """Sharpen Grad-CAM maps (N×H×W in [0, 1]) with what the input itself shows; as they are by default."""
+        return maps
 
     def cam_targets(self, pred_idx: Sequence[int]) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """One pytorch-grad-cam target per image: the logit of the given class."""

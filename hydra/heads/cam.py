@@ -43,8 +43,8 @@ def grad_cam(head: Head, x: torch.Tensor, class_indices: Sequence[int]) -> np.nd
     finally:
         head.zero_grad(set_to_none=True)
         head.train(was_training)
-    maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)
-    return np.clip(maps, 0.0, 1.0)
+    maps = np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    return np.clip(head.refine_cam(x.detach(), maps), 0.0, 1.0)
 
 
 def heat_map(cam: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:

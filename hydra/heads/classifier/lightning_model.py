@@ -10,7 +10,7 @@ well as from the labelled Bad ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -20,11 +20,10 @@ from torch import nn
 from hydra.heads.base import Head
 from hydra.heads.classifier.torch_model import PlotNet, build_backbone, cam_layer, load_init_weights
 from hydra.heads.faults import make_faulty_with_kinds
+from hydra.heads.reference import GoodReference, check_reference_stat
 
-Z_CLIP = 8.0  # deviations beyond this many spreads all read the same
 
-
-class ClassifierHead(Head):
+class ClassifierHead(GoodReference, Head):
     """A supervised classifier over the plot type's labels.
 
     ``inception_v3`` at 299×299 is the production preset; a small backbone at
@@ -40,6 +39,12 @@ class ClassifierHead(Head):
             spread) as extra input channels; :meth:`fit_reference` sets it.
         reference_floor: the smallest spread (in [0, 1] pixel units), so that
             pixels that never change in Good plots do not amplify noise.
+        reference_stat: ``mean`` (the Good images' mean and standard
+            deviation per pixel) or ``median`` (median and scaled median
+            absolute deviation); see :class:`hydra.heads.reference.GoodReference`.
+        cam_guide: weigh Grad-CAM maps by the deviation from the reference
+            (:meth:`~hydra.heads.reference.GoodReference.refine_cam`), so a
+            heat map points at the bins that differ.
         synth_faults: share of each batch's Good images that also enter as a
             synthetic fault (labelled with the problem label; an emptied plot
             as ``NoData`` where the plot type has it). 0: labelled images only.
@@ -62,6 +67,8 @@ class ClassifierHead(Head):
         drop_rate: float = 0.0,
         reference: bool = False,
         reference_floor: float = 0.03,
+        reference_stat: str = "median",
+        cam_guide: bool = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,
         good_label: str = "Good",
@@ -70,6 +77,7 @@ class ClassifierHead(Head):
         max_epochs_hint: int = 0,
         jitter: float = 0.0,
     ) -> None:
+        check_reference_stat(reference_stat)
         super().__init__(
             labels=labels,
             problem_labels=problem_labels,
@@ -80,60 +88,14 @@ class ClassifierHead(Head):
             max_epochs_hint=max_epochs_hint,
             jitter=jitter,
         )
-        in_chans = channels * (2 if reference else 1)
-        self.net = build_backbone(backbone, len(self.labels), in_chans, drop_rate)
+        self.net = build_backbone(backbone, len(self.labels), self.input_channels(), drop_rate)
         if isinstance(self.net, PlotNet):
             self.net = self.net.to(memory_format=torch.channels_last)
         if weights_file:
             load_init_weights(self.net, weights_file)
         self.good_index = self.good_index_for(good_label) or 0
-        h, w = self.input_size
-        self.register_buffer("ref_median", torch.full((channels, h, w), 0.5))
-        self.register_buffer("ref_scale", torch.ones(channels, h, w))
-        self.register_buffer("ref_ready", torch.zeros((), dtype=torch.bool))
+        self.init_reference(channels, self.input_size)
         self.register_buffer("logit_bias", torch.zeros(len(self.labels)))
-
-    # ------------------------------------------------------------- reference
-    @property
-    def uses_reference(self) -> bool:
-        return bool(self.hparams.get("reference", False))
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images to the network input: the image in [-1, 1] (and its deviation map)."""
-        scaled = x * 2.0 - 1.0
-        if not self.uses_reference:
-            return scaled
-        z = (x - self.ref_median.to(x.dtype)) / self.ref_scale.to(x.dtype)
-        return torch.cat([scaled, z.clamp(-Z_CLIP, Z_CLIP) / 4.0], dim=1)
-
-    @torch.no_grad()
-    def fit_reference(self, batches: Iterable[Any]) -> int:
-        """Set the Good reference from training batches; returns how many Good images it rests on.
-
-        Duplicates (oversampled copies) count once. Without Good images the
-        reference stays neutral and the head works on the image alone.
-        """
-        if not self.uses_reference:
-            return 0
-        goods = [img.cpu() for img, t in self.distinct_images(batches) if t == self.good_index]
-        if not goods:
-            return 0
-        x = self.to_unit(torch.stack(goods))
-        median = x.median(dim=0).values
-        spread = (x - median).abs().median(dim=0).values * 1.4826
-        self.ref_median = median.to(self.ref_median.device)
-        self.ref_scale = spread.clamp_min(float(self.hparams.get("reference_floor", 0.03))).to(
-            self.ref_scale.device
-        )
-        self.ref_ready = torch.ones((), dtype=torch.bool, device=self.ref_ready.device)
-        return len(goods)
-
-    def on_train_start(self) -> None:
-        if self.uses_reference and not bool(self.ref_ready):
-            loader = getattr(self.trainer, "train_dataloader", None)
-            loader = getattr(loader, "iterables", loader)
-            if loader is not None:
-                self.fit_reference(loader)
 
     # --------------------------------------------------------------- training
     def _synthetic_label(self, kind: str) -> int | None:
@@ -169,12 +131,9 @@ class ClassifierHead(Head):
         return {**hparams, "weights_file": None}
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
-        # models saved before the reference existed have none: they keep the neutral one
-        own = self.state_dict()
-        missing = {
-            k: v for k, v in own.items() if (k.startswith("ref_") or k == "logit_bias") and k not in state
-        }
-        super().load_weights({**state, **missing})
+        # models saved before the reference or the calibration existed have neither: they keep the neutral ones
+        state = self.with_reference(state)
+        super().load_weights({"logit_bias": self.logit_bias, **state})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.net, PlotNet):  # dense small convolutions run faster channels-last on CPUs too

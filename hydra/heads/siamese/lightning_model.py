@@ -11,6 +11,7 @@ from torch import nn
 
 from hydra.heads.base import Head
 from hydra.heads.faults import make_faulty
+from hydra.heads.reference import GoodReference, check_reference_stat
 from hydra.heads.siamese.torch_model import EmbeddingNet, center_loss, image_score, local_distances
 
 _FLOOR = -30.0  # log-weight of labels the head has no evidence for (weight ~1e-13)
@@ -34,7 +35,7 @@ class _DistanceView(nn.Module):
         return self.head.score(x)[:, None]
 
 
-class SiameseHead(Head):
+class SiameseHead(GoodReference, Head):
     """Anomaly detection for plot types with few or no problem labels.
 
     Training pulls local embeddings of Good images together and pushes
@@ -53,6 +54,9 @@ class SiameseHead(Head):
         margin: squared distance that negatives are pushed beyond.
         k: nearest Good references averaged per position.
         bank_size: most Good references kept with the model.
+        reference, reference_floor, reference_stat, cam_guide: the embedding
+            network also reads each pixel's deviation from the Good images'
+            per-pixel reference (see :class:`hydra.heads.reference.GoodReference`).
         labels, problem_labels, input_size, channels, lr, weight_decay,
         max_epochs_hint, jitter: see :class:`hydra.heads.Head`.
     """
@@ -71,11 +75,16 @@ class SiameseHead(Head):
         margin: float = 1.0,
         k: int = 3,
         bank_size: int = 256,
+        reference: bool = False,
+        reference_floor: float = 0.02,
+        reference_stat: str = "mean",
+        cam_guide: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         max_epochs_hint: int = 0,
         jitter: float = 0.02,
     ) -> None:
+        check_reference_stat(reference_stat)
         super().__init__(
             labels=labels,
             problem_labels=problem_labels,
@@ -90,7 +99,8 @@ class SiameseHead(Head):
         if good_index is None:
             raise ValueError(f"good_label {good_label!r} is not among the labels {self.labels}")
         self.good_index = good_index
-        self.net = EmbeddingNet(channels, width, embed_dim)
+        self.init_reference(channels, self.input_size)
+        self.net = EmbeddingNet(self.input_channels(), width, embed_dim)
         grid = [s for s in self.input_size]
         for _ in range(4):
             grid = [(s + 1) // 2 for s in grid]
@@ -216,7 +226,7 @@ class SiameseHead(Head):
         for name in ("bank", "label_bank", "label_bank_idx"):
             if name in state:
                 setattr(self, name, torch.empty_like(state[name]))
-        super().load_weights(state)
+        super().load_weights(self.with_reference(state))
 
     # ----------------------------------------------------------------- Grad-CAM
     def cam_target_layers(self) -> list[nn.Module]:

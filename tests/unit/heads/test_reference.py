@@ -99,3 +99,85 @@ def test_faults_are_seeded_and_name_their_kind():
     b, kinds_b = make_faulty_with_kinds(x, torch.Generator().manual_seed(9))
     assert kinds_a == kinds_b and set(kinds_a) <= set(KINDS) and torch.equal(a, b)
     assert np.all([k in KINDS for k in kinds_a])
+
+
+def test_mean_reference_keeps_sometimes_drawn_apart_from_never_drawn():
+    """The mean/std reference: a pixel a marker crosses in 1 of 4 Good plots is far less odd than a new one."""
+    head = _head(reference_stat="mean", reference_floor=0.02)
+    good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
+    good[:, -1, :4] = torch.eye(4, dtype=torch.uint8)[:, :, None] * 5 + 250  # four distinct images
+    good[0, 5, 5] = 0  # drawn in one Good image of four
+    assert head.fit_reference([(good, torch.zeros(4, dtype=torch.long))]) == 4
+    assert torch.allclose(head.ref_median[:, 5, 5], torch.full((3,), 0.75))
+    assert torch.allclose(head.ref_scale[:, 5, 5], torch.full((3,), 0.75**0.5 * 0.5))
+    assert torch.allclose(head.ref_scale[:, 0, 0], torch.full((3,), 0.02))  # never changes: the floor
+    probe = torch.full((1, *SIZE, 3), 255, dtype=torch.uint8)
+    probe[0, 5, 5] = 0
+    probe[0, 9, 9] = 0
+    z = head.preprocess(probe)[0, 3:] * 4.0
+    assert -2.0 < float(z[0, 5, 5]) < -1.5  # (0 - 0.75) / 0.433
+    assert float(z[0, 9, 9]) == -8.0  # never drawn there: clipped at Z_CLIP
+    # the median reference cannot tell them apart: both pixels read the same
+    med = _head(reference_stat="median", reference_floor=0.02)
+    med.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+    zm = med.preprocess(probe)[0, 3:] * 4.0
+    assert float(zm[0, 5, 5]) == float(zm[0, 9, 9]) == -8.0
+    with pytest.raises(ValueError, match="reference_stat must be one of mean, median"):
+        _head(reference_stat="mode")
+
+
+def test_guided_cam_peaks_on_the_pixels_that_differ_inside_the_grad_cam_area():
+    head = _head(reference_stat="mean", cam_guide=True)
+    good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
+    good[:, -1, :4] = torch.eye(4, dtype=torch.uint8)[:, :, None] * 5 + 250
+    head.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+    faulty = good[:1].clone()
+    faulty[0, 20:23, 30:33] = 0  # a dark block at rows 20-22, columns 30-32
+    x = head.preprocess(faulty)
+    coarse = np.zeros((1, *SIZE), dtype=np.float32)
+    coarse[0, 12:32, 20:40] = 1.0  # Grad-CAM: a flat blob over a wide area around it
+    coarse[0, 13, 21] = 1.0
+    out = head.refine_cam(x, coarse)
+    r, c = np.unravel_index(int(out[0].argmax()), SIZE)
+    assert 20 <= r <= 22 and 30 <= c <= 32 and out.max() == pytest.approx(1.0)
+    # where the input shows no deviation, or the option is off, Grad-CAM is left as it is
+    assert np.array_equal(head.refine_cam(head.preprocess(good[:1]), coarse), coarse)
+    assert np.array_equal(_head().refine_cam(x, coarse), coarse)
+
+
+def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tests.helpers.heads import make_trainer
+
+    head = create_head(
+        "siamese",
+        labels=LABELS,
+        problem_labels=["Bad", "NoData"],
+        input_size=SIZE,
+        width=4,
+        embed_dim=8,
+        reference=True,
+    )
+    first_conv = next(m for m in head.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 6  # the image and its deviation map
+    images, labels = dataset(12, *SIZE, seed=4)
+    good_only = torch.from_numpy(images[labels == 0])
+    loader = DataLoader(TensorDataset(good_only, torch.zeros(len(good_only), dtype=torch.long)), batch_size=4)
+    make_trainer(max_epochs=1).fit(head, loader)
+    assert bool(head.ref_ready)  # set from the Good images before training
+    expected = good_only.permute(0, 3, 1, 2).float().div(255).mean(dim=0)
+    assert torch.allclose(head.ref_median, expected, atol=1e-5)
+    head.eval()
+    head.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    batch = torch.from_numpy(images[:4])
+    with torch.no_grad():
+        assert torch.allclose(loaded.weights(loaded.preprocess(batch)), head.weights(head.preprocess(batch)))
+    # a Siamese model saved before heads could have a reference loads with the neutral one
+    state = load_file(str(tmp_path / "m" / "model.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if not k.startswith("ref_")},
+        str(tmp_path / "m" / "model.safetensors"),
+    )
+    assert not bool(load_model(tmp_path / "m").ref_ready)

@@ -1,0 +1,132 @@
+"""A plot type's Good reference, for any head: the per-pixel deviation map a shifter looks at.
+
+Data-quality checks compare a plot with a reference. A head that mixes in
+:class:`GoodReference` keeps the per-pixel centre and spread of its Good
+training images with its weights and gives its network, next to the image,
+how far each pixel is from that reference (in units of the spread). It can
+also sharpen its Grad-CAM maps with that deviation (``cam_guide``).
+
+The buffers keep the names they had when only the classifier had a reference
+(``ref_median``, ``ref_scale``, ``ref_ready``), so every saved model loads.
+
+Example:
+    >>> head = create_head("classifier", backbone="plotnet", reference=True)   # doctest: +SKIP
+    >>> head.fit_reference(train_loader)                                       # doctest: +SKIP
+    >>> head.preprocess(batch_uint8).shape[1]                                  # image + deviation   # doctest: +SKIP
+    6
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Z_CLIP = 8.0  # deviations beyond this many spreads all read the same
+REFERENCE_STATS = ("mean", "median")
+REFERENCE_BUFFERS = ("ref_median", "ref_scale", "ref_ready")
+
+
+def check_reference_stat(stat: str) -> None:
+    if stat not in REFERENCE_STATS:
+        raise ValueError(f"reference_stat must be one of {', '.join(REFERENCE_STATS)}, got {stat!r}")
+
+
+class GoodReference:
+    """Mixin for a :class:`hydra.heads.Head` (listed before it): the Good reference and its deviation map.
+
+    The head's hyperparameters say whether it is used (``reference``), how the
+    spread is measured (``reference_stat``: ``mean`` for the mean and standard
+    deviation, ``median`` for the median and scaled median absolute
+    deviation), its floor (``reference_floor``) and ``cam_guide``. On plots,
+    where most pixels are canvas that a marker or a bin edge crosses now and
+    then, the median deviation is zero almost everywhere, so every change
+    saturates alike; the standard deviation keeps "sometimes drawn here"
+    apart from "never drawn here".
+    """
+
+    def init_reference(self, channels: int, input_size: tuple[int, int]) -> None:
+        """Register the neutral reference (called from the head's ``__init__``)."""
+        h, w = input_size
+        self.register_buffer("ref_median", torch.full((channels, h, w), 0.5))
+        self.register_buffer("ref_scale", torch.ones(channels, h, w))
+        self.register_buffer("ref_ready", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def uses_reference(self) -> bool:
+        return bool(self.hparams.get("reference", False))
+
+    def input_channels(self) -> int:
+        """Channels the network reads: the image's, twice over with a reference."""
+        return self.channels * (2 if self.uses_reference else 1)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images to the network input: the image in [-1, 1] (and its deviation map)."""
+        scaled = super().normalize(x)
+        if not self.uses_reference:
+            return scaled
+        z = (x - self.ref_median.to(x.dtype)) / self.ref_scale.to(x.dtype)
+        return torch.cat([scaled, z.clamp(-Z_CLIP, Z_CLIP) / 4.0], dim=1)
+
+    @torch.no_grad()
+    def fit_reference(self, batches: Iterable[Any]) -> int:
+        """Set the Good reference from training batches; returns how many Good images it rests on.
+
+        Duplicates (oversampled copies) count once. Without Good images the
+        reference stays neutral and the head works on the image alone.
+        """
+        if not self.uses_reference:
+            return 0
+        goods = [img.cpu() for img, t in self.distinct_images(batches) if t == self.good_index]
+        if not goods:
+            return 0
+        x = self.to_unit(torch.stack(goods))
+        if self.hparams.get("reference_stat", "median") == "mean":
+            centre, spread = x.mean(dim=0), x.std(dim=0, correction=0)
+        else:
+            centre = x.median(dim=0).values
+            spread = (x - centre).abs().median(dim=0).values * 1.4826
+        self.ref_median = centre.to(self.ref_median.device)
+        self.ref_scale = spread.clamp_min(float(self.hparams.get("reference_floor", 0.03))).to(
+            self.ref_scale.device
+        )
+        self.ref_ready = torch.ones((), dtype=torch.bool, device=self.ref_ready.device)
+        return len(goods)
+
+    def on_train_start(self) -> None:
+        if self.uses_reference and not bool(self.ref_ready):
+            loader = getattr(self.trainer, "train_dataloader", None)
+            loader = getattr(loader, "iterables", loader)
+            if loader is not None:
+                self.fit_reference(loader)
+
+    def with_reference(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A saved state with the neutral reference added where the model was saved without one."""
+        own = self.state_dict()
+        return {**{k: own[k] for k in REFERENCE_BUFFERS if k not in state}, **state}
+
+    def refine_cam(self, x: torch.Tensor, maps: np.ndarray) -> np.ndarray:
+        """Grad-CAM weighed by how far each pixel is from the Good reference (``cam_guide``).
+
+        Grad-CAM says which part of the last feature maps made the verdict,
+        at their coarse resolution; the deviation channels say, pixel by
+        pixel, where the plot differs from its reference. Their product (the
+        deviation smoothed over 5x5 pixels, both scaled to a peak of 1)
+        points at the bins that differ inside the area the network used, as
+        guided Grad-CAM sharpens a map with the input's gradients. A map
+        with no deviation under it stays as Grad-CAM drew it.
+        """
+        if not (self.uses_reference and self.hparams.get("cam_guide", False)):
+            return maps
+        dev = x[:, self.channels :].abs().amax(dim=1, keepdim=True).float()
+        dev = F.avg_pool2d(dev, 5, stride=1, padding=2, count_include_pad=False)[:, 0].cpu().numpy()
+        dev = dev / np.maximum(dev.reshape(len(dev), -1).max(axis=1), 1e-6)[:, None, None]
+        guided = maps * dev
+        peak = guided.reshape(len(guided), -1).max(axis=1)
+        keep = peak > 1e-6
+        out = maps.copy()
+        out[keep] = guided[keep] / peak[keep, None, None]
+        return out
