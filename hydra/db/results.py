@@ -3,8 +3,11 @@
 Writes are multi-row ``INSERT``s that skip rows whose unique key already
 exists (``INSERT ... ON CONFLICT DO NOTHING`` on SQLite, ``ON DUPLICATE KEY UPDATE
 id = id`` on MySQL/MariaDB), so a report delivered twice is stored once. Ids of the rows
-just written are read back by their unique keys in one query each. None of
-these functions commits: the Keeper's ``session_scope`` makes one
+just written are read back by their unique keys in one query each. The
+Keeper's live results, checked beforehand, take a faster path
+(:func:`insert_new_results`): plain multi-row inserts, with pymysql the values
+escaped a column at a time, and their RunTime rows copied by the database
+(``INSERT ... SELECT``). None of these functions commits: the Keeper's ``session_scope`` makes one
 transaction of a whole batch.
 """
 
@@ -12,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Connection, CursorResult, Table, delete, insert
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -47,32 +51,31 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
 
 
 def _by_inference_key(
-    keys: Sequence[tuple[str, int]], column, *, session: Session
+    keys: Sequence[tuple[str, int]], column: str, *, session: Session
 ) -> dict[tuple[str, int], Any]:
     """``column`` of the stored inferences among ``(source_key, model_id)`` pairs."""
     found: dict[tuple[str, int], Any] = {}
     wanted = set(keys)
     # by source key alone, the unique index's first column: a plain IN list that every backend
     # looks up in the index (a row-value IN is not always one); the model ids are matched here
-    conn = session.connection()  # Core: no ORM bookkeeping for plain columns (once per batch)
+    conn = session.connection()  # the Keeper's check, once per batch: no statement compiled per call
+    quote = conn.dialect.identifier_preparer.quote
+    head = f"SELECT source_key, model_id, {quote(column)} FROM {quote(Inference.__tablename__)} WHERE source_key "
     for part in _chunks(sorted({k for k, _ in wanted})):
-        rows = conn.execute(
-            select(Inference.source_key, Inference.model_id, column).where(
-                col(Inference.source_key).in_(list(part))
-            )
-        ).all()
+        in_list, params = _in_list(conn, part)
+        rows = _run(conn, head + in_list, params).all()
         found.update({(sk, mid): value for sk, mid, value in rows if (sk, mid) in wanted})
     return found
 
 
 def existing_inferences(keys: Sequence[tuple[str, int]], *, session: Session) -> dict[tuple[str, int], str]:
     """Of ``(source_key, model_id)`` pairs, those already stored, with their stored path."""
-    return _by_inference_key(keys, Inference.path, session=session)
+    return _by_inference_key(keys, "path", session=session)
 
 
 def inference_ids(keys: Sequence[tuple[str, int]], *, session: Session) -> dict[tuple[str, int], int]:
     """Of ``(source_key, model_id)`` pairs, those already stored, with their row id."""
-    return _by_inference_key(keys, Inference.id, session=session)
+    return _by_inference_key(keys, "id", session=session)
 
 
 def live_results(keys: Sequence[str], *, session: Session) -> dict[str, tuple[str, int | None]]:
@@ -105,40 +108,6 @@ def insert_inferences(rows: list[dict[str, Any]], *, session: Session) -> dict[t
     return inference_ids([(r["source_key"], r["model_id"]) for r in rows], session=session)
 
 
-def _driver_rows(
-    session: Session, table: Table, columns: list[str], rows: list[dict[str, Any]], extra: dict[str, Any]
-) -> list[tuple]:
-    """``rows`` as the driver takes them, each value through its column type's bind processor.
-
-    The very values SQLAlchemy would send (JSON serialised, datetimes in UTC and
-    in the backend's stored form), without its per-row statement machinery:
-    ``columns`` from each row, then the ``extra`` columns' constant values. A
-    value repeated from the row before (a batch's ``created_at``) is processed once.
-    """
-    dialect = session.get_bind().dialect
-
-    def processor(name: str) -> Any:
-        return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-
-    procs = [processor(name) for name in columns]
-    tail = tuple(p(v) if (p := processor(name)) is not None else v for name, v in extra.items())
-    out = []
-    last: list[Any] = [object()] * len(columns)
-    done: list[Any] = [None] * len(columns)
-    for row in rows:
-        values = []
-        for i, name in enumerate(columns):
-            v = row[name]
-            proc = procs[i]
-            if proc is not None:
-                if v is not last[i]:
-                    last[i], done[i] = v, proc(v)
-                v = done[i]
-            values.append(v)
-        out.append((*values, *tail))
-    return out
-
-
 def _columns(table: Table, row: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | None:
     """The columns rows with ``row``'s keys give, and the constant defaults of those they leave out.
 
@@ -156,22 +125,125 @@ def _columns(table: Table, row: dict[str, Any]) -> tuple[list[str], dict[str, An
     return list(row), extra
 
 
-def _insert_sql(session: Session, table: Table, columns: list[str], rows: int, returning: str = "") -> str:
-    """``INSERT INTO table (columns) VALUES (...)`` with ``rows`` rows of placeholders."""
+def _column_values(
+    session: Session, table: Table, columns: list[str], rows: Sequence[dict[str, Any]], extra: dict[str, Any]
+) -> list[Sequence[Any]]:
+    """``rows`` column by column, each value as the driver takes it, then the ``extra`` columns.
+
+    The very values SQLAlchemy would send (each through its column type's bind
+    processor: JSON serialised, datetimes in UTC and in the backend's stored
+    form), without its per-row statement machinery. A column whose values are
+    all one object (a batch's ``created_at``) is processed once.
+    """
     dialect = session.get_bind().dialect
-    quote = dialect.identifier_preparer.quote
-    mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-    one = "(" + ", ".join([mark] * len(columns)) + ")"
-    names = ", ".join(quote(c) for c in columns)
-    sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES {', '.join([one] * rows)}"
-    return f"{sql} RETURNING {returning}" if returning else sql
+    n = len(rows)
+    if len(columns) == 1:
+        values: list[Sequence[Any]] = [[row[columns[0]] for row in rows]]
+    else:
+        values = list(zip(*map(itemgetter(*columns), rows)))
+    for i, name in enumerate([*columns, *extra]):
+        proc = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if i >= len(columns):
+            v = extra[name]
+            values.append([proc(v) if proc is not None else v] * n)
+        elif proc is not None:
+            first = values[i][0]
+            if all(v is first for v in values[i]):
+                values[i] = [proc(first)] * n
+            else:
+                values[i] = list(map(proc, values[i]))
+    return values
+
+
+def _is_pymysql(conn: Connection) -> bool:
+    return conn.dialect.name in ("mysql", "mariadb") and conn.dialect.driver == "pymysql"
+
+
+def _strings(dbapi_conn: Any, values: Iterable[str]) -> list[str]:
+    """Strings as pymysql writes them into a statement: quoted, escaped as the server's SQL mode wants."""
+    from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
+    from pymysql.converters import escape_string
+
+    if dbapi_conn.server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+        return ["'" + v.replace("'", "''") + "'" for v in values]
+    return ["'" + v + "'" for v in map(escape_string, values)]
+
+
+def _literals(dbapi_conn: Any, values: Sequence[Any]) -> Sequence[str]:
+    """One column's values as pymysql writes them into a statement (its escaping, not its dispatch).
+
+    pymysql escapes each value through a chain of Python calls; a column
+    holds one type, so it is written here a column at a time, and only
+    values of other types (datetimes) go through pymysql's own ``escape``.
+    """
+    if not values:
+        return []
+    first = values[0]
+    if all(v is first for v in values):  # a constant (created_at, origin): escaped once
+        return [dbapi_conn.escape(first)] * len(values)
+    kinds = set(map(type, values)) - {type(None)}
+    if kinds == {str}:
+        strings = iter(_strings(dbapi_conn, [v for v in values if v is not None]))
+        return ["NULL" if v is None else next(strings) for v in values]
+    if kinds == {int}:
+        return ["NULL" if v is None else str(v) for v in values]
+    if kinds == {bool}:
+        return ["NULL" if v is None else ("1" if v else "0") for v in values]
+    if kinds == {float}:
+        from pymysql.converters import escape_float  # repr, marked a double; inf and nan refused
+
+        return ["NULL" if v is None else escape_float(v) for v in values]
+    escape = dbapi_conn.escape
+    return ["NULL" if v is None else escape(v) for v in values]
+
+
+def _in_list(conn: Connection, values: Sequence[Any]) -> tuple[str, tuple | None]:
+    """``IN (...)`` of ``values`` and its parameters: placeholders, or with pymysql the values written in."""
+    if _is_pymysql(conn):
+        return f"IN ({','.join(_literals(conn.connection.driver_connection, values))})", None
+    mark = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
+    return f"IN ({', '.join([mark] * len(values))})", tuple(values)
+
+
+def _run(conn: Connection, sql: str, params: tuple | list | None) -> CursorResult:
+    """Execute driver SQL; ``params`` None: the values are in ``sql`` (no %-formatting by pymysql)."""
+    if params is None:
+        return conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+    return conn.exec_driver_sql(sql, params)
+
+
+MAX_STATEMENT = 1_000_000  # characters of one multi-row INSERT (MariaDB's max_allowed_packet: 16 MiB)
+
+
+def _insert_values(session: Session, table: Table, names: list[str], values: list[Sequence[Any]]) -> None:
+    """``INSERT INTO table (names) VALUES ...`` of column-wise ``values``, in as few round trips as fit.
+
+    With pymysql the rows are written into multi-row statements (up to
+    ``MAX_STATEMENT`` characters each); elsewhere one driver ``executemany``
+    (SQLite's own loop over one prepared statement).
+    """
+    conn = session.connection()
+    quote = conn.dialect.identifier_preparer.quote
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) VALUES "
+    if not _is_pymysql(conn):
+        mark = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
+        _run(conn, head + "(" + ", ".join([mark] * len(names)) + ")", list(zip(*values)))
+        return
+    dbapi_conn = conn.connection.driver_connection
+    rows = ["(" + ",".join(row) + ")" for row in zip(*(_literals(dbapi_conn, col) for col in values))]
+    start, size = 0, 0
+    for i, row in enumerate(rows):
+        if size and size + len(row) > MAX_STATEMENT:
+            _run(conn, head + ",".join(rows[start:i]), None)
+            start, size = i, 0
+        size += len(row) + 1
+    _run(conn, head + ",".join(rows[start:]), None)
 
 
 def insert_new(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows known to be new (plain ``INSERT``: a unique key hit raises ``IntegrityError``).
 
-    One driver ``executemany`` per chunk: SQLite's own loop, or pymysql's
-    multi-row ``INSERT`` (one round trip per chunk).
+    Every row has the same keys.
     """
     if not rows:
         return
@@ -180,40 +252,54 @@ def insert_new(session: Session, table: Table, rows: list[dict[str, Any]]) -> No
         session.execute(insert(table), rows)
         return
     columns, extra = plan
-    conn = session.connection()
-    sql = _insert_sql(session, table, [*columns, *extra], 1)
-    for part in _chunks(rows, 1000):
-        conn.exec_driver_sql(sql, _driver_rows(session, table, columns, list(part), extra))
+    _insert_values(session, table, [*columns, *extra], _column_values(session, table, columns, rows, extra))
 
 
-def insert_new_inferences(rows: list[dict[str, Any]], *, session: Session) -> dict[tuple[str, int], int]:
-    """Store inference rows known to be new (checked in this transaction); their ids by key.
+# RunTime's columns, from the inference row each copies (every RunTime column but its id)
+RUNTIME_FROM_INFERENCE = {
+    "inference_id": "id", "plot_type_id": "plot_type_id", "run": "run", "chunk": "chunk", "label": "label",
+    "weight": "weight", "confirmed": "confirmed", "is_problem": "is_problem", "image_path": "path",
+    "heatmap_path": "heatmap_path", "created_at": "created_at",
+}  # fmt: skip
 
-    Where the backend has ``RETURNING`` (SQLite >= 3.35, MariaDB >= 10.5) one
-    multi-row ``INSERT ... RETURNING`` per chunk: one round trip, no
-    read-back query; elsewhere the insert, then a read-back. A row stored
-    meanwhile after all fails the statement (``IntegrityError``, and with it
-    the transaction) instead of being skipped: the Keeper then writes the
-    batch item by item, and the check finds it. Every row has the same keys.
+
+def _copy_to_runtime(session: Session, keys: Sequence[tuple[str, int]]) -> None:
+    """Copy the stored inferences of ``(source_key, model_id)`` pairs into the RunTime window.
+
+    ``INSERT ... SELECT`` by the unique key, one key list per model: the
+    database reads the rows it has just written, so no id comes back to Python.
     """
-    if not rows:
-        return {}
-    t = Inference.__table__
-    plan = _columns(t, rows[0])
-    if plan is None or not session.get_bind().dialect.insert_returning:
-        insert_new(session, t, rows)
-        return inference_ids([(r["source_key"], r["model_id"]) for r in rows], session=session)
-    columns, extra = plan
+    by_model: dict[int, list[str]] = {}
+    for sk, mid in keys:
+        by_model.setdefault(mid, []).append(sk)
     conn = session.connection()
-    returning = "source_key, model_id, id"
-    per = max(1, min(1000, 32000 // (len(columns) + len(extra))))  # SQLite takes at most 32766 parameters
-    ids: dict[tuple[str, int], int] = {}
-    for part in _chunks(rows, per):
-        values = _driver_rows(session, t, columns, list(part), extra)
-        sql = _insert_sql(session, t, [*columns, *extra], len(values), returning)
-        flat = tuple(v for row in values for v in row)
-        ids.update({(sk, mid): i for sk, mid, i in conn.exec_driver_sql(sql, flat)})
-    return ids
+    quote = conn.dialect.identifier_preparer.quote
+    target = ", ".join(quote(c) for c in RUNTIME_FROM_INFERENCE)
+    source = ", ".join(quote(c) for c in RUNTIME_FROM_INFERENCE.values())
+    where, params = [], []
+    for mid, sks in by_model.items():
+        in_list, values = _in_list(conn, sks)
+        where.append(f"(model_id = {int(mid)} AND source_key {in_list})")
+        params.extend(values or ())
+    sql = (
+        f"INSERT INTO {quote(RunTime.__tablename__)} ({target}) "
+        f"SELECT {source} FROM {quote(Inference.__tablename__)} WHERE {' OR '.join(where)}"
+    )
+    _run(conn, sql, None if _is_pymysql(conn) else tuple(params))
+
+
+def insert_new_results(rows: list[dict[str, Any]], *, session: Session) -> None:
+    """Store live inference rows known to be new (checked in this transaction) and their RunTime rows.
+
+    Per chunk one multi-row ``INSERT`` of the inferences and one ``INSERT ...
+    SELECT`` that copies them into the RunTime window. A row stored meanwhile
+    after all fails the statement (``IntegrityError``, and with it the
+    transaction) instead of being skipped: the Keeper then writes the batch
+    item by item, and the check finds it. Every row has the same keys.
+    """
+    for part in _chunks(rows):
+        insert_new(session, Inference.__table__, list(part))
+        _copy_to_runtime(session, [(r["source_key"], r["model_id"]) for r in part])
 
 
 def insert_images(rows: list[dict[str, Any]], *, session: Session) -> dict[str, int]:
@@ -224,11 +310,6 @@ def insert_images(rows: list[dict[str, Any]], *, session: Session) -> dict[str, 
 
 def insert_runtime(rows: list[dict[str, Any]], *, session: Session) -> None:
     insert_ignore(session, RunTime.__table__, rows)
-
-
-def insert_new_runtime(rows: list[dict[str, Any]], *, session: Session) -> None:
-    """RunTime rows of inferences stored in this transaction (new by construction)."""
-    insert_new(session, RunTime.__table__, rows)
 
 
 def insert_errors(rows: list[dict[str, Any]], *, session: Session) -> None:

@@ -205,9 +205,8 @@ class Store:
         now = utcnow()
         dests, image_ids = self._destinations(s, new, pts, now)
         rows = self._inference_rows(new, dests, image_ids, heatmaps, now, wall, out)
-        ids = results.insert_new_inferences(rows, session=s)  # checked above, in this transaction
-        results.insert_new_runtime(self._runtime_rows(rows, ids, now), session=s)
-        self._alarms(s, new, ids, out)
+        results.insert_new_results(rows, session=s)  # checked above, in this transaction
+        self._alarms(s, new, out)
 
     def _not_stored(self, s: Session, reports: list[Report], out: Outcome) -> list[Report]:
         """The reports not stored yet; a duplicate's file is to move to where its stored result says."""
@@ -315,21 +314,6 @@ class Store:
             out.moves.append((r.path, dest))
         return rows
 
-    @staticmethod
-    def _runtime_rows(
-        rows: list[dict[str, Any]], ids: dict[tuple[str, int], int], now: datetime
-    ) -> list[dict[str, Any]]:
-        """The recent window's (``RunTime``) rows of the inferences just stored."""
-        return [
-            {
-                "inference_id": ids[(row["source_key"], row["model_id"])], "plot_type_id": row["plot_type_id"],
-                "run": row["run"], "chunk": row["chunk"], "label": row["label"], "weight": row["weight"],
-                "confirmed": row["confirmed"], "is_problem": row["is_problem"], "image_path": row["path"],
-                "heatmap_path": row["heatmap_path"], "created_at": now,
-            }
-            for row in rows
-        ]  # fmt: skip
-
     def _shadows(self, s: Session, reports: list[Report], out: Outcome, wall: float) -> None:
         """Store shadow models' results (``origin`` shadow), and nothing else on their account.
 
@@ -406,7 +390,7 @@ class Store:
         out.save(path, compress_level=1)
         return str(path)
 
-    def _alarms(self, s: Session, new: list[Report], ids: dict[tuple[str, int], int], out: Outcome) -> None:
+    def _alarms(self, s: Session, new: list[Report], out: Outcome) -> None:
         tracker = out.tracker
         assert tracker is not None
         for r in new:
@@ -414,8 +398,9 @@ class Store:
                 continue
             cond = self.conditions.check()
             message = f"{r.plot_type}: {tracker.consecutive} confirmed {r.label} in a row (run {r.run})"
+            key = (r.source_key, r.model_id)  # its id is read only here: alarms are rare
             alarm = Alarm(
-                plot_type_id=r.plot_type_id, run=r.run, inference_id=ids.get((r.source_key, r.model_id)),
+                plot_type_id=r.plot_type_id, run=r.run, inference_id=results.inference_ids([key], session=s).get(key),
                 label=r.label[:64], message=message[:1024], raised=cond.ok, condition=cond.text,
             )  # fmt: skip
             s.add(alarm)

@@ -10,7 +10,7 @@ import zmq
 from sqlmodel import select
 
 from hydra.db import session_scope
-from hydra.db.models import Alarm, ErrorRecord, Heartbeat, Image, Inference, PlotType, RunTime
+from hydra.db.models import Alarm, ErrorRecord, Heartbeat, Image, Inference, Model, PlotType, RunTime
 from hydra.db.results import recent_results
 from hydra.serve.keeper import Keeper
 from hydra.serve.messages import ErrorNotice, Registration, encode_message
@@ -47,6 +47,7 @@ def test_reports_are_stored_once_and_files_move_only_when_asked(engine, tmp_path
     assert not Path(again.path).exists()
     with session_scope(engine) as s:
         assert len(s.exec(select(Inference)).all()) == 2
+        assert len(s.exec(select(RunTime)).all()) == 2
         listed = recent_results(session=s, plot_type="fcal")
     assert {r["label"] for r in listed} == {"Good"} and len(listed) == 2
 
@@ -68,6 +69,8 @@ def test_alarm_after_n_confirmed_problems_and_gated_by_conditions(engine, tmp_pa
     )
     with session_scope(engine) as s:
         alarms = s.exec(select(Alarm).order_by(Alarm.id)).all()
+        ids = {i.filename: i.id for i in s.exec(select(Inference)).all()}
+    assert [a.inference_id for a in alarms] == [ids[bads[1].filename], ids["fcal-000009_0001.png"]]
     assert [(a.raised, a.condition) for a in alarms] == [
         (False, "beam current=0 < 1"),
         (True, "beam current=50 >= 1"),
@@ -222,24 +225,34 @@ def test_the_fast_inserts_store_what_sqlalchemy_would(engine, tmp_path):
         }  # fmt: skip
 
     with session_scope(engine) as s:
-        s.execute(insert(Inference.__table__), [row("a")])
-        ids = results.insert_new_inferences([row("b"), row("c")], session=s)
-        runtime = {"plot_type_id": pt_id, "run": 7, "chunk": None, "label": "Good", "weight": 0.3,
-                   "confirmed": True, "is_problem": False, "image_path": "p", "heatmap_path": None,
-                   "created_at": made}  # fmt: skip
-        results.insert_new_runtime([dict(runtime, inference_id=i) for i in ids.values()], session=s)
+        other = Model(
+            plot_type_id=pt_id, head="classifier", path="x", input_height=8, input_width=8, labels=[]
+        )
+        s.add(other)
+        s.flush()
+        # stored before: another file, and this file's result of another model (neither is copied)
+        s.execute(insert(Inference.__table__), [row("a"), dict(row("b"), model_id=other.id)])
+        results.insert_new_results([row("b"), row("c"), dict(row("c"), model_id=other.id)], session=s)
     with session_scope(engine) as s:
+        stored = s.exec(select(Inference)).all()
         rows = {
-            i.source_key[0]: i.model_dump(exclude={"id", "source_key"}) for i in s.exec(select(Inference))
+            i.source_key[0]: i.model_dump(exclude={"id", "source_key"})
+            for i in stored
+            if i.model_id == model_id
         }
-        stored = {i.id: i for i in s.exec(select(Inference))}
-        runtimes = s.exec(select(RunTime)).all()
-    assert set(ids) == {("b" * 64, model_id), ("c" * 64, model_id)}
-    assert {stored[i].source_key for i in ids.values()} == {"b" * 64, "c" * 64}
+        ids = {(i.source_key[0], i.model_id): i.id for i in stored}
+        runtimes = {r.inference_id: r for r in s.exec(select(RunTime))}
     assert rows["a"] == rows["b"] == rows["c"] and rows["b"]["origin"] == "live"
     assert rows["b"]["created_at"] == made and rows["b"]["weights"] == {"Good": 0.3, "Bad": 1e-9}
-    assert sorted(r.inference_id for r in runtimes) == sorted(ids.values())
-    assert all(r.created_at == made for r in runtimes)
+    # the window has the new rows, and only those (not the other model's result of "b")
+    assert set(runtimes) == {ids[("b", model_id)], ids[("c", model_id)], ids[("c", other.id)]}
+    for rt in runtimes.values():
+        assert rt.model_dump(exclude={"id", "inference_id"}) == {
+            "plot_type_id": pt_id, "run": 7, "chunk": None, "label": "Good", "weight": rows["b"]["weight"],
+            "confirmed": True, "is_problem": False, "image_path": row("b")["path"], "heatmap_path": None,
+            "created_at": made,
+        }  # fmt: skip
+    assert set(results.RUNTIME_FROM_INFERENCE) == {c.name for c in RunTime.__table__.columns} - {"id"}
 
 
 def test_a_result_stored_meanwhile_fails_the_batch_and_is_found_item_by_item(engine, tmp_path, monkeypatch):
