@@ -187,6 +187,17 @@ def resolve_head(opts: TrainOptions, labels: list[str], problem: list[str]) -> t
     return name, kwargs
 
 
+def _head_name(opts: TrainOptions, parent: Any) -> str:
+    """The head a training will build: the parent's, the preset's (``--config``), ``--head``'s or the classifier."""
+    from hydra.heads.presets import read_preset
+
+    if parent is not None:
+        return parent.head
+    if opts.config:
+        return read_preset(opts.config)[0]
+    return opts.head or "classifier"
+
+
 def _prepare(opts: TrainOptions, engine: Engine) -> _Context:
     """Read the plot type and its labelled images; choose the training set."""
     from hydra.db.training import labelled_images
@@ -201,10 +212,9 @@ def _prepare(opts: TrainOptions, engine: Engine) -> _Context:
     for img in images:
         counts[img.label] = counts.get(img.label, 0) + 1
     problem = [lab.name for lab in all_labels if lab.is_problem]
-    head_name = parent.head if parent is not None else (opts.head or "classifier")
     try:
-        one_class = hasattr(load_head(head_name), "fit_reference_bank")
-    except Exception:  # the preset path decides the head; checked again when it is built
+        one_class = hasattr(load_head(_head_name(opts, parent)), "fit_reference_bank")
+    except Exception:  # an unknown head or a broken preset: refused with its reason when the head is built
         one_class = False
     labels = [lab.name for lab in all_labels if lab.name != "Ignore" and (counts[lab.name] > 0 or one_class)]
     if parent is not None:

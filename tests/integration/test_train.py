@@ -216,8 +216,12 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_others(hydra_home
 
 
 @pytest.mark.slow
-def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home, tmp_path):
-    """A plot type with Good, Bad and NoData trains a one-class head on its Good images alone."""
+@pytest.mark.parametrize("choice", [{"head": "siamese"}, {"config": "siamese-cpu"}], ids=["head", "preset"])
+def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home, tmp_path, choice):
+    """A plot type with Good, Bad and NoData trains a one-class head on its Good images alone.
+
+    Whether the head is named (``--head siamese``) or comes with a preset (``--config``).
+    """
     from hydra.db.engine import session_scope
     from hydra.db.queries import get_plot_type, labels_of
     from hydra.inference import ServingModel, predict_batch
@@ -233,7 +237,7 @@ def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home,
             if name not in have:
                 add_label(pt.id, name, session=s, is_problem=True)
         assert {lab.name for lab in labels_of(pt.id, session=s)} >= {"Good", "Bad", "NoData"}
-    opts = TrainOptions("fcal_occupancy", head="siamese", epochs=1, folds=2, threads=1, progress=False)
+    opts = TrainOptions("fcal_occupancy", **choice, epochs=1, folds=2, threads=1, progress=False)
     result = train(opts, cfg=cfg, engine=engine)
     assert result.labels == ["Good", "Bad", "NoData"]
     loaded = ServingModel.from_dir(result.path)
