@@ -41,7 +41,7 @@ def check_input_path(cfg: HydraConfig, path: str, filename: str, input_dir: str 
     if (
         not filename
         or filename in (".", "..")
-        or os.path.basename(filename) != filename
+        or "/" in filename  # os.path.basename(filename) != filename, at a fifth of its cost
         or "\0" in filename
         or len(filename) > 255
     ):
@@ -66,20 +66,27 @@ def check_names(cfg: HydraConfig, filename: str, plot_type: str, run: int, chunk
 def check_message(cfg: HydraConfig, msg: object, input_dir: str | None = None) -> None:
     """Raise :class:`Invalid` if the Keeper must not act on ``msg`` (``input_dir``: as for
     :func:`check_input_path`)."""
-    if isinstance(msg, (Report, ErrorNotice, Registration, Retry)):
+    if isinstance(msg, Report):  # nearly every message: first, and alone
         check_input_path(cfg, msg.path, msg.filename, input_dir)
-    if isinstance(msg, (Report, Registration)):
         check_names(cfg, msg.filename, msg.plot_type, msg.run, msg.chunk)
-    if isinstance(msg, Report):
-        if msg.model_id <= 0 or msg.plot_type_id <= 0 or not msg.label or len(msg.label) > 64:
-            raise Invalid(f"report of {msg.filename[:80]!r}: bad model, plot type or label")
-        if msg.weights and msg.label not in msg.weights:
-            raise Invalid(f"report of {msg.filename[:80]!r}: label {msg.label[:40]!r} has no weight")
-        if msg.heatmap is not None:
-            h = msg.heatmap
-            if h.dtype.name != "uint8" or h.ndim != 3 or h.shape[2] not in (1, 3, 4):
-                raise Invalid(f"report of {msg.filename[:80]!r}: heat map {h.dtype} {h.shape}")
-            if h.shape[0] * h.shape[1] > MAX_HEATMAP_PIXELS:
-                raise Invalid(f"report of {msg.filename[:80]!r}: heat map of {h.shape[0]}x{h.shape[1]}")
-    if isinstance(msg, Pulse) and not (0 < len(msg.process) <= 64):
+        _check_report(msg)
+    elif isinstance(msg, Registration):
+        check_input_path(cfg, msg.path, msg.filename, input_dir)
+        check_names(cfg, msg.filename, msg.plot_type, msg.run, msg.chunk)
+    elif isinstance(msg, (ErrorNotice, Retry)):
+        check_input_path(cfg, msg.path, msg.filename, input_dir)
+    elif isinstance(msg, Pulse) and not (0 < len(msg.process) <= 64):
         raise Invalid("heartbeat without a process name")
+
+
+def _check_report(msg: Report) -> None:
+    if msg.model_id <= 0 or msg.plot_type_id <= 0 or not msg.label or len(msg.label) > 64:
+        raise Invalid(f"report of {msg.filename[:80]!r}: bad model, plot type or label")
+    if msg.weights and msg.label not in msg.weights:
+        raise Invalid(f"report of {msg.filename[:80]!r}: label {msg.label[:40]!r} has no weight")
+    if msg.heatmap is not None:
+        h = msg.heatmap
+        if h.dtype.name != "uint8" or h.ndim != 3 or h.shape[2] not in (1, 3, 4):
+            raise Invalid(f"report of {msg.filename[:80]!r}: heat map {h.dtype} {h.shape}")
+        if h.shape[0] * h.shape[1] > MAX_HEATMAP_PIXELS:
+            raise Invalid(f"report of {msg.filename[:80]!r}: heat map of {h.shape[0]}x{h.shape[1]}")

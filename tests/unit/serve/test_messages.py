@@ -14,6 +14,7 @@ from hydra.serve.messages import (
     decode_message,
     encode_message,
     stage_timings,
+    to_dict,
 )
 
 
@@ -108,6 +109,19 @@ def test_stage_timings_in_ms():
             [b"error", b'{"path": "x", "filename": "x", "stage": "s", "kind": "k", "message": ["m"]}'],
             "message",
         ),
+        ([b"hb", b'{"process": "p", "pid": 1.0, "host": "h"}'], "field pid"),
+        ([b"hb", b'{"process": "p", "pid": 1, "host": "h", "info": {}, "extra": 1}'], "bad header.*extra"),
+        ([b"hb", b'{"process": "' + b"p" * 4097 + b'", "pid": 1, "host": "h"}'], "field process"),
+        ([b"hb", b'{"process": "p", "pid": ' + b"9" * 20 + b', "host": "h"}'], "field pid"),
+        ([b"event", b'{"name": "n", "process": "p", "detail": "\\ud800"}'], "not JSON"),
+        ([b"event", b'{"name": "n", "process": "p", "detail": "\xff"}'], "not JSON"),
+        ([b"event", b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b', "process": "p"}'], "not JSON"),
+        ([b"order", b'{"_arrays": [["pixels", ["uint8"], [1]]]}', b"x"], "bad array"),
+        ([b"order", b'{"_arrays": [["pixels", "uint8", [true]]]}', b"x"], "bad array shape"),
+        (
+            [b"order", b'{"_arrays": [["pixels", "uint8", [1]], ["pixels", "uint8", [1]]]}', b"x", b"y"],
+            "twice",
+        ),
     ],
 )
 def test_every_malformed_message_is_a_message_error(frames, match):
@@ -126,3 +140,67 @@ def test_weights_must_be_finite_numbers_and_every_message_carries_its_instance()
         decode_message([tag, header.replace(b'"Good":0.1', b'"Good":"x"')])
     with pytest.raises(MessageError, match="weight"):
         decode_message([tag, header.replace(b'"weight":0.9', b'"weight":NaN')])
+
+
+def report_frames(**kw) -> list[bytes]:
+    base = dict(
+        order_id="o", path="p", filename="f", source_key="k", plot_type="t", plot_type_id=1, run=2, chunk=None,
+        model_id=3, label="Bad", weight=0.9, weights={"Good": 0.1, "Bad": 0.9}, confirmed=True, is_problem=True,
+    )  # fmt: skip
+    base.update(kw)
+    return [bytes(f) for f in encode_message(Report(**base))]
+
+
+@pytest.mark.parametrize(
+    "old,new,match",
+    [
+        # an int past any float: once an OverflowError that escaped decode_message (and ended the Keeper)
+        (b'"weight":0.9', b'"weight":' + b"9" * 400, "field weight"),
+        (b'"Good":0.1', b'"Good":' + b"9" * 400, "field weights"),
+        (b'"weight":0.9', b'"weight":-Infinity', "field weight"),
+        (b'"Good":0.1', b'"Good":true', "field weights"),
+        (b'"run":2', b'"run":2.0', "field run"),
+        (b'"chunk":null', b'"chunk":"1"', "field chunk"),
+        (b'"confirmed":true', b'"confirmed":1', "field confirmed"),
+        # an array only ever travels as a frame: in the header it was once a Report whose heat map was 5
+        (b'"_arrays":[]', b'"heatmap":5,"_arrays":[]', "bad header.*heatmap"),
+        (b'"_arrays":[]', b'"heatmap":[[1]],"_arrays":[]', "bad header.*heatmap"),
+    ],
+)
+def test_a_forged_report_field_is_refused_by_name(old, new, match):
+    tag, header = report_frames()
+    assert old in header
+    with pytest.raises(MessageError, match=match):
+        decode_message([tag, header.replace(old, new)])
+
+
+def test_large_whole_numbers_pass_as_floats_and_text_round_trips_as_utf8():
+    tag, header = report_frames(weight=1.0, weights={"Gööd ✓": 1.0, "Bad": 0.0}, worker="wörker")
+    assert "Gööd ✓".encode() in header  # raw UTF-8, not \\u escapes
+    back = decode_message([tag, header.replace(b'"weight":1.0', b'"weight":' + b"1" + b"0" * 300)])
+    assert back.weight == 10**300 and back.weights["Gööd ✓"] == 1.0 and back.worker == "wörker"
+
+
+def test_a_missing_field_is_named_and_a_frame_may_be_a_bytearray():
+    tag, header = report_frames()
+    with pytest.raises(MessageError, match="bad header.*label"):
+        decode_message([tag, header.replace(b'"label":"Bad",', b"")])
+    o = order()
+    frames = encode_message(o)
+    back = decode_message([bytearray(frames[0]), bytearray(frames[1]), bytearray(frames[2])])
+    np.testing.assert_array_equal(back.pixels, o.pixels)
+
+
+def test_a_field_that_is_not_json_is_a_type_error():
+    with pytest.raises(TypeError, match="report"):
+        encode_message(Report(**{**to_dict(decode_message(report_frames())), "weight": np.float32(0.5)}))
+
+
+def test_stage_timings_round_to_the_microsecond_and_survive_forged_stamps():
+    t = {"file": 1e9, "seen": 1e9 + 0.0123456, "feed0": 5.0, "feed1": 4.0, "keep": -1e308}
+    out = stage_timings(t, committed=1e308)
+    assert out["wait"] == round(0.0123456 * 1000, 3) == 12.346
+    assert out["feeder"] == 0.0  # a clock that went back
+    assert out["keeper"] == float("inf") and out["total"] > 1e300
+    for d in (0.0005, 0.0015, 0.1234565, 3.9999999, 1234.5678905):
+        assert stage_timings({"file": 0.0}, committed=d)["total"] == round(d * 1000.0, 3)
