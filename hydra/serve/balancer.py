@@ -32,6 +32,7 @@ from collections import deque
 from typing import Any
 
 import zmq
+from pydantic_core import from_json
 
 from hydra.config import HydraConfig
 from hydra.serve.instance import instance_id
@@ -54,7 +55,7 @@ def stamp(frames: list[Any], t_in: float, instance: str | None = None) -> list[A
         raise MessageError(f"not an order ({len(frames)} frames)")
     raw = bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1])
     try:
-        header = json.loads(raw)
+        header = from_json(raw)  # as decode_message reads headers: strict UTF-8, bounded numbers and nesting
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MessageError(f"order header is not JSON ({exc.__class__.__name__})") from None
     if not isinstance(header, dict) or not isinstance(header.get("times", {}), dict):
@@ -259,7 +260,7 @@ def _recv(sock: zmq.Socket, *, copy: bool) -> list[Any] | None:
 def expired_order(frames: list[Any]) -> bool:
     """Whether a waiting order is past its deadline (or not an order at all: dropped at send time anyway)."""
     try:
-        deadline = json.loads(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]))[
+        deadline = from_json(bytes(frames[1].buffer if hasattr(frames[1], "buffer") else frames[1]))[
             "deadline"
         ]
         return float(deadline) < time.time()
