@@ -1,0 +1,74 @@
+"""How much a Good reference alone tells faulty plots apart, by the way its spread is measured (JSON out).
+
+No training: for every plot type of the real-histogram benchmark
+(``hydra.data.realbench``, generated once under ``--data`` as
+``bench_quality.py`` does), the Good images of the training pool make the
+reference (per pixel: median and scaled median absolute deviation, or mean
+and standard deviation; a floor on the spread), and each held-out image is
+scored by the mean of its ``--top`` largest absolute deviations (clipped as
+the heads clip them). Prints the ROC AUC of that score per plot type and
+statistic: the information the deviation channels hand a head.
+
+Usage:
+    .venv/bin/python benchmarks/bench_reference.py [--data var/bench-quality] [--floor 0.03] [--top 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_POOL, HELD_OUT = 160, 80  # as benchmarks/bench_quality.py splits each plot type
+SIZE = (120, 160)  # classifier-cpu's input
+
+
+def main() -> None:
+    from hydra.data.images import load_image, prepare
+    from hydra.data.realbench import read_truth
+    from hydra.heads.reference import Z_CLIP
+    from hydra.thresholds import roc_auc
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="var/bench-quality")
+    parser.add_argument("--floor", type=float, default=0.03)
+    parser.add_argument("--top", type=int, default=20)
+    args = parser.parse_args()
+    data = Path(args.data)
+    records = read_truth(data)
+
+    def load(rs: list) -> np.ndarray:
+        return (
+            np.stack([prepare(load_image(data / r.filename), SIZE, 3, []) for r in rs]).astype(np.float32)
+            / 255
+        )
+
+    out: dict[str, dict[str, float]] = {}
+    for pt in sorted({r.plot_type for r in records}):
+        mine = [r for r in records if r.plot_type == pt]
+        good = load([r for r in mine[:TRAIN_POOL] if r.label == "Good"])
+        held = mine[TRAIN_POOL : TRAIN_POOL + HELD_OUT]
+        x = load(held)
+        faulty = np.array([r.label != "Good" for r in held])
+        median = np.median(good, axis=0)
+        refs = {
+            "median": (median, np.median(np.abs(good - median), axis=0) * 1.4826),
+            "mean": (good.mean(axis=0), good.std(axis=0)),
+        }
+        out[pt] = {}
+        for name, (centre, spread) in refs.items():
+            z = np.abs(np.clip((x - centre) / np.maximum(spread, args.floor), -Z_CLIP, Z_CLIP))
+            score = np.sort(z.reshape(len(z), -1), axis=1)[:, -args.top :].mean(axis=1)
+            out[pt][name] = round(float(roc_auc(score, faulty)), 3)
+        print(json.dumps({"plot_type": pt, "roc_auc": out[pt]}), flush=True)
+    summary = {
+        name: {"min": min(v[name] for v in out.values()), "max": max(v[name] for v in out.values())}
+        for name in ("median", "mean")
+    }
+    print(json.dumps({"summary": summary, "floor": args.floor, "top": args.top, "size": SIZE}))
+
+
+if __name__ == "__main__":
+    main()
