@@ -20,6 +20,22 @@ def _head(**kw):
     return create_head("classifier", labels=LABELS, problem_labels=["Bad", "NoData"], **(args | kw))
 
 
+def _saved_loaded_and_without_reference(head, images, directory):
+    """Save ``head``; check the reloaded one weighs ``images`` alike; then reload it with the
+    reference buffers stripped from the file, as a model saved before heads had them."""
+    head.eval()
+    head.save(directory)
+    loaded = load_model(directory)
+    batch = torch.from_numpy(images[:4])
+    with torch.no_grad():
+        assert torch.allclose(loaded.weights(loaded.preprocess(batch)), head.weights(head.preprocess(batch)))
+    state = load_file(str(directory / "model.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if not k.startswith("ref_")}, str(directory / "model.safetensors")
+    )
+    return loaded, load_model(directory)
+
+
 def test_reference_is_the_median_of_the_good_images_only_each_counted_once():
     head = _head()
     good = torch.full((3, *SIZE, 3), 100, dtype=torch.uint8)
@@ -42,20 +58,9 @@ def test_reference_travels_with_the_weights_and_old_models_load_without_one(tmp_
     head = _head()
     images, labels = dataset(12, *SIZE, seed=1)
     head.fit_reference([(torch.from_numpy(images), torch.from_numpy(labels))])
-    head.eval()
-    head.save(tmp_path / "m")
-    loaded = load_model(tmp_path / "m")
+    loaded, old = _saved_loaded_and_without_reference(head, images, tmp_path / "m")
     assert torch.equal(loaded.ref_median, head.ref_median) and torch.equal(loaded.ref_scale, head.ref_scale)
-    batch = torch.from_numpy(images[:4])
-    with torch.no_grad():
-        assert torch.allclose(loaded.weights(loaded.preprocess(batch)), head.weights(head.preprocess(batch)))
     # a model saved before the reference existed: the buffers are missing from its file
-    state = load_file(str(tmp_path / "m" / "model.safetensors"))
-    save_file(
-        {k: v for k, v in state.items() if not k.startswith("ref_")},
-        str(tmp_path / "m" / "model.safetensors"),
-    )
-    old = load_model(tmp_path / "m")
     assert not bool(old.ref_ready) and torch.all(old.ref_median == 0.5)
 
 
@@ -168,16 +173,7 @@ def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(
     assert bool(head.ref_ready)  # set from the Good images before training
     expected = good_only.permute(0, 3, 1, 2).float().div(255).mean(dim=0)
     assert torch.allclose(head.ref_median, expected, atol=1e-5)
-    head.eval()
-    head.save(tmp_path / "m")
-    loaded = load_model(tmp_path / "m")
-    batch = torch.from_numpy(images[:4])
-    with torch.no_grad():
-        assert torch.allclose(loaded.weights(loaded.preprocess(batch)), head.weights(head.preprocess(batch)))
+    loaded, old = _saved_loaded_and_without_reference(head, images, tmp_path / "m")
+    assert torch.equal(loaded.ref_median, head.ref_median)
     # a Siamese model saved before heads could have a reference loads with the neutral one
-    state = load_file(str(tmp_path / "m" / "model.safetensors"))
-    save_file(
-        {k: v for k, v in state.items() if not k.startswith("ref_")},
-        str(tmp_path / "m" / "model.safetensors"),
-    )
-    assert not bool(load_model(tmp_path / "m").ref_ready)
+    assert not bool(old.ref_ready)
