@@ -337,20 +337,15 @@ def _array(tag: bytes, spec: Any, buf: Any) -> tuple[str, np.ndarray]:
 MAX_STR = 4096  # characters of a str field
 MAX_ITEMS = 256  # entries of a dict field
 _FLOAT_MAX = sys.float_info.max  # an int beyond it is no finite float
-# The field types a header may hold; a message class with any other (arrays aside) fails at import.
-_FIELD_TYPES = ("str", "str | None", "int", "int | None", "float", "bool")
-_FIELD_TYPES += ("dict[str, float]", "dict[str, Any]")
 
 
-def _field_groups(cls: type) -> tuple[tuple[str, ...], ...]:
-    """The names of ``cls``'s header fields grouped by type, in :data:`_FIELD_TYPES` order."""
-    groups: dict[str, list[str]] = {t: [] for t in _FIELD_TYPES}
-    for f in fields(cls):
-        if f.name not in _ARRAYS:
-            if str(f.type) not in groups:
-                raise TypeError(f"{cls.__name__}.{f.name}: a header cannot carry a {f.type}")
-            groups[str(f.type)].append(f.name)
-    return tuple(tuple(names) for names in groups.values())
+def _is_str(v: Any) -> bool:
+    return type(v) is str and len(v) <= MAX_STR
+
+
+def _is_int(v: Any) -> bool:
+    """A 64-bit integer (the values are JSON's, so ``type(v) is int`` is exact: a bool is no int here)."""
+    return type(v) is int and -(2**63) <= v < 2**63
 
 
 def _is_float(v: Any) -> bool:
@@ -363,80 +358,54 @@ def _is_float(v: Any) -> bool:
 def _is_float_dict(v: Any) -> bool:
     if type(v) is not dict or len(v) > MAX_ITEMS:
         return False
-    for x in v.values():  # the keys are str: JSON has no other
-        if type(x) is float:
-            if x - x != 0.0:
-                return False
-        elif not _is_float(x):
+    for x in v.values():  # noqa: SIM110 - a loop, not all(generator): per report; JSON keys are str
+        if not (x - x == 0.0 if type(x) is float else _is_float(x)):  # the usual float inline: per report
             return False
     return True
+
+
+# Every field type a header may hold and its check; a message class with any other (arrays
+# aside) fails at import.
+_CHECKS: dict[str, Any] = {
+    "str": _is_str,
+    "str | None": lambda v: v is None or _is_str(v),
+    "int": _is_int,
+    "int | None": lambda v: v is None or _is_int(v),
+    "float": _is_float,
+    "bool": lambda v: type(v) is bool,
+    "dict[str, float]": _is_float_dict,
+    "dict[str, Any]": lambda v: type(v) is dict and len(v) <= MAX_ITEMS,
+}
+
+
+def _field_checks(cls: type) -> tuple[tuple[str, Any], ...]:
+    """``(name, check)`` of every header field of ``cls`` (computed once per class)."""
+    out = []
+    for f in fields(cls):
+        if f.name not in _ARRAYS:
+            if str(f.type) not in _CHECKS:
+                raise TypeError(f"{cls.__name__}.{f.name}: a header cannot carry a {f.type}")
+            out.append((f.name, _CHECKS[str(f.type)]))
+    return tuple(out)
 
 
 def _fields(tag: bytes, cls: type, header: dict[str, Any]) -> dict[str, Any]:
     """The header's fields, each checked against its type: numbers finite, ints 64-bit, strings
     and dicts bounded; a field the class lacks (an array among them) is refused.
 
-    One tight loop per type over the class's fields (grouped once): a call per
-    field cost the Keeper a third of its time. The values are JSON's, so
-    ``type(v) is int`` is exact (a bool is no int here). The result is keyed
-    by the class's own (interned) names, which makes ``cls(**kwargs)`` four
-    times cheaper than with the parser's keys. A missing field is left to
-    the constructor to name.
+    The result is keyed by the class's own (interned) names, which makes
+    ``cls(**kwargs)`` four times cheaper than with the parser's keys. A
+    missing field is left to the constructor to name.
     """
-    strs, opt_strs, ints, opt_ints, floats, bools, float_dicts, dicts = _GROUPS[cls]
     get = header.get
     kw: dict[str, Any] = {}
-    bad = None
-    for name in strs:
+    for name, ok in _FIELD_CHECKS[cls]:
         v = get(name, _ABSENT)
-        if type(v) is str and len(v) <= MAX_STR:
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    for name in opt_strs:
-        v = get(name, _ABSENT)
-        if v is None or (type(v) is str and len(v) <= MAX_STR):
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    for name in ints:
-        v = get(name, _ABSENT)
-        if type(v) is int and -(2**63) <= v < 2**63:
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    for name in opt_ints:
-        v = get(name, _ABSENT)
-        if v is None or (type(v) is int and -(2**63) <= v < 2**63):
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    for name in floats:
-        v = get(name, _ABSENT)
-        if _is_float(v):
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    for name in bools:
-        v = get(name, _ABSENT)
-        if type(v) is bool:
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    for name in float_dicts:
-        v = get(name, _ABSENT)
-        if _is_float_dict(v):
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    for name in dicts:
-        v = get(name, _ABSENT)
-        if type(v) is dict and len(v) <= MAX_ITEMS:
-            kw[name] = v
-        elif v is not _ABSENT:
-            bad = name
-    if bad is not None:
-        raise MessageError(f"{tag.decode()}: field {bad} is not a valid {_TYPE_OF[cls][bad]}")
+        if v is _ABSENT:
+            continue
+        if not ok(v):
+            raise MessageError(f"{tag.decode()}: field {name} is not a valid {_TYPE_OF[cls][name]}")
+        kw[name] = v
     if len(kw) != len(header):
         extra = sorted(str(k)[:40] for k in header if k not in kw)[:5]
         raise MessageError(f"{tag.decode()}: bad header (no such fields in its header: {extra})")
@@ -445,7 +414,7 @@ def _fields(tag: bytes, cls: type, header: dict[str, Any]) -> dict[str, Any]:
 
 _ABSENT = object()
 
-_GROUPS = {cls: _field_groups(cls) for cls in _KINDS.values()}
+_FIELD_CHECKS = {cls: _field_checks(cls) for cls in _KINDS.values()}
 _TYPE_OF = {cls: {f.name: str(f.type) for f in fields(cls)} for cls in _KINDS.values()}
 
 
