@@ -20,6 +20,17 @@ from hydra.services.status import recent_errors
 from tests.helpers.store import batch_of, make_report, make_store
 
 
+def _keeper_holding(cfg, engine, store, *reports):
+    """A Keeper on ``engine`` writing through ``store``, with ``reports`` in its batch (not flushed yet)."""
+    keeper = Keeper(
+        cfg.model_copy(update={"db_url": engine.url.render_as_string(hide_password=False)}), StopFlag()
+    )
+    keeper.store = store
+    for r in reports:
+        keeper.add(r)
+    return keeper
+
+
 def test_reports_are_stored_once_and_files_move_only_when_asked(engine, tmp_path):
     cfg, store, (pt_id, model_id) = make_store(engine, tmp_path)
     good = make_report(cfg, "fcal-000007_0001.png", pt_id, model_id)
@@ -117,12 +128,7 @@ def test_a_failed_batch_writes_nothing_and_the_keeper_isolates_the_bad_report(en
     with session_scope(engine) as s:
         assert s.exec(select(Inference)).all() == []
     assert Path(ok.path).exists()
-    keeper = Keeper(
-        cfg.model_copy(update={"db_url": engine.url.render_as_string(hide_password=False)}), StopFlag()
-    )
-    keeper.store = store
-    keeper.add(ok)
-    keeper.add(broken)
+    keeper = _keeper_holding(cfg, engine, store, ok, broken)
     with zmq.Context() as ctx, ctx.socket(zmq.PUB) as pub:
         assert keeper._flush(pub)
         assert len(keeper.batch.errors) == 1
@@ -271,12 +277,7 @@ def test_a_result_stored_meanwhile_fails_the_batch_and_is_found_item_by_item(eng
         return {} if len(calls) == 1 else real(keys, session=session)
 
     monkeypatch.setattr(results, "existing_inferences", missed_once)
-    keeper = Keeper(
-        cfg.model_copy(update={"db_url": engine.url.render_as_string(hide_password=False)}), StopFlag()
-    )
-    keeper.store = store
-    keeper.add(again)
-    keeper.add(new)
+    keeper = _keeper_holding(cfg, engine, store, again, new)
     with zmq.Context() as ctx, ctx.socket(zmq.PUB) as pub:
         assert keeper._flush(pub)  # the batch fails on the unique key; item by item it goes through
     assert len(calls) == 3 and not keeper.batch.reports and not keeper.batch.errors
