@@ -308,10 +308,6 @@ def insert_images(rows: list[dict[str, Any]], *, session: Session) -> dict[str, 
     return {p: i for p, (i, _) in image_hashes([r["path"] for r in rows], session=session).items()}
 
 
-def insert_runtime(rows: list[dict[str, Any]], *, session: Session) -> None:
-    insert_ignore(session, RunTime.__table__, rows)
-
-
 def insert_errors(rows: list[dict[str, Any]], *, session: Session) -> None:
     for part in _chunks(rows):
         session.execute(insert(ErrorRecord.__table__), list(part))
