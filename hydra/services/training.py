@@ -149,8 +149,8 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_head(opts: TrainOptions, labels: list[str], problem: list[str]) -> tuple[str, dict[str, Any]]:
-    """The head name and constructor arguments: preset (``--config``/``--head``) plus labels."""
+def chosen_preset(opts: TrainOptions) -> tuple[str, dict[str, Any]]:
+    """The head name and preset arguments that ``--config``/``--head`` choose (no labels yet)."""
     from hydra.heads import list_heads, load_head
     from hydra.heads.presets import find_preset, read_preset
 
@@ -177,6 +177,14 @@ def resolve_head(opts: TrainOptions, labels: list[str], problem: list[str]) -> t
             break
         else:
             load_head(wanted)  # an unknown name raises, listing the known heads
+    return name, kwargs
+
+
+def resolve_head(opts: TrainOptions, labels: list[str], problem: list[str]) -> tuple[str, dict[str, Any]]:
+    """The head name and constructor arguments: preset (``--config``/``--head``) plus labels."""
+    from hydra.heads import load_head
+
+    name, kwargs = chosen_preset(opts)
     accepted = set()
     for klass in load_head(name).__mro__:
         if "__init__" in klass.__dict__:
@@ -185,17 +193,6 @@ def resolve_head(opts: TrainOptions, labels: list[str], problem: list[str]) -> t
     if "max_epochs_hint" in accepted:
         kwargs["max_epochs_hint"] = opts.epochs or kwargs.get("max_epochs_hint") or DEFAULT_EPOCHS
     return name, kwargs
-
-
-def _head_name(opts: TrainOptions, parent: Any) -> str:
-    """The head a training will build: the parent's, the preset's (``--config``), ``--head``'s or the classifier."""
-    from hydra.heads.presets import read_preset
-
-    if parent is not None:
-        return parent.head
-    if opts.config:
-        return read_preset(opts.config)[0]
-    return opts.head or "classifier"
 
 
 def _prepare(opts: TrainOptions, engine: Engine) -> _Context:
@@ -213,7 +210,8 @@ def _prepare(opts: TrainOptions, engine: Engine) -> _Context:
         counts[img.label] = counts.get(img.label, 0) + 1
     problem = [lab.name for lab in all_labels if lab.is_problem]
     try:
-        one_class = hasattr(load_head(_head_name(opts, parent)), "fit_reference_bank")
+        head_name = parent.head if parent is not None else chosen_preset(opts)[0]
+        one_class = hasattr(load_head(head_name), "fit_reference_bank")
     except Exception:  # an unknown head or a broken preset: refused with its reason when the head is built
         one_class = False
     labels = [lab.name for lab in all_labels if lab.name != "Ignore" and (counts[lab.name] > 0 or one_class)]

@@ -246,3 +246,14 @@ def test_good_only_means_good_only_whatever_labels_the_plot_type_has(hydra_home,
     good = result.labels.index("Good")
     np.testing.assert_allclose(w[:, [i for i in range(3) if i != good]].sum(1), 1 - w[:, good], atol=1e-5)
     engine.dispose()
+
+
+def test_the_head_is_chosen_once_for_every_way_of_naming_it():
+    """A head, a preset given as --head, a preset given as --config: one choice, which Good-only checks too."""
+    from hydra.services.training import TrainOptions, chosen_preset
+
+    assert chosen_preset(TrainOptions("pt", head="siamese"))[0] == "siamese"
+    assert chosen_preset(TrainOptions("pt", head="siamese-cpu"))[0] == "siamese"
+    name, kwargs = chosen_preset(TrainOptions("pt", config="siamese-cpu"))
+    assert name == "siamese" and kwargs["reference"] is True
+    assert chosen_preset(TrainOptions("pt"))[0] == "classifier"
