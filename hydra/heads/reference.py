@@ -28,11 +28,9 @@ import torch.nn.functional as F
 Z_CLIP = 8.0  # deviations beyond this many spreads all read the same
 REFERENCE_STATS = ("mean", "median")
 REFERENCE_BUFFERS = ("ref_median", "ref_scale", "ref_ready")
-
-
-def check_reference_stat(stat: str) -> None:
-    if stat not in REFERENCE_STATS:
-        raise ValueError(f"reference_stat must be one of {', '.join(REFERENCE_STATS)}, got {stat!r}")
+# the defaults of every head that mixes it in (see the class docstring for why the mean)
+DEFAULT_STAT = "mean"
+DEFAULT_FLOOR = 0.02
 
 
 class GoodReference:
@@ -48,11 +46,14 @@ class GoodReference:
     apart from "never drawn here".
     """
 
-    def init_reference(self, channels: int, input_size: tuple[int, int]) -> None:
-        """Register the neutral reference (called from the head's ``__init__``)."""
-        h, w = input_size
-        self.register_buffer("ref_median", torch.full((channels, h, w), 0.5))
-        self.register_buffer("ref_scale", torch.ones(channels, h, w))
+    def init_reference(self) -> None:
+        """Check ``reference_stat`` and register the neutral reference (from the head's ``__init__``)."""
+        stat = self.hparams.get("reference_stat", DEFAULT_STAT)
+        if stat not in REFERENCE_STATS:
+            raise ValueError(f"reference_stat must be one of {', '.join(REFERENCE_STATS)}, got {stat!r}")
+        h, w = self.input_size
+        self.register_buffer("ref_median", torch.full((self.channels, h, w), 0.5))
+        self.register_buffer("ref_scale", torch.ones(self.channels, h, w))
         self.register_buffer("ref_ready", torch.zeros((), dtype=torch.bool))
 
     @property
@@ -84,13 +85,13 @@ class GoodReference:
         if not goods:
             return 0
         x = self.to_unit(torch.stack(goods))
-        if self.hparams.get("reference_stat", "median") == "mean":
+        if self.hparams.get("reference_stat", DEFAULT_STAT) == "mean":
             centre, spread = x.mean(dim=0), x.std(dim=0, correction=0)
         else:
             centre = x.median(dim=0).values
             spread = (x - centre).abs().median(dim=0).values * 1.4826
         self.ref_median = centre.to(self.ref_median.device)
-        self.ref_scale = spread.clamp_min(float(self.hparams.get("reference_floor", 0.03))).to(
+        self.ref_scale = spread.clamp_min(float(self.hparams.get("reference_floor", DEFAULT_FLOOR))).to(
             self.ref_scale.device
         )
         self.ref_ready = torch.ones((), dtype=torch.bool, device=self.ref_ready.device)

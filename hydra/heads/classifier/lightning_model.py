@@ -1,7 +1,7 @@
 """The ``classifier`` head: any timm backbone, trained with weighted cross-entropy.
 
 Optionally *reference-aware*: data-quality checks compare a plot with a
-reference, so the head can keep the per-pixel median (and spread) of the
+reference, so the head can keep the per-pixel mean (and spread) of the
 Good training images with its weights and give the network, next to the
 image, how far each pixel is from that reference. And it can learn from
 synthetic faults made from its Good images (:mod:`hydra.heads.faults`) as
@@ -20,7 +20,7 @@ from torch import nn
 from hydra.heads.base import Head
 from hydra.heads.classifier.torch_model import PlotNet, build_backbone, cam_layer, load_init_weights
 from hydra.heads.faults import make_faulty_with_kinds
-from hydra.heads.reference import GoodReference, check_reference_stat
+from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, GoodReference
 
 
 class ClassifierHead(GoodReference, Head):
@@ -35,7 +35,7 @@ class ClassifierHead(GoodReference, Head):
             (tensors that do not fit, like an ImageNet classifier, are skipped).
         drop_rate: dropout before the classifier.
         reference: give the network the deviation from the Good reference
-            (per-pixel median of the Good training images, in units of their
+            (per-pixel mean of the Good training images, in units of their
             spread) as extra input channels; :meth:`fit_reference` sets it.
         reference_floor: the smallest spread (in [0, 1] pixel units), so that
             pixels that never change in Good plots do not amplify noise.
@@ -66,8 +66,8 @@ class ClassifierHead(GoodReference, Head):
         weights_file: str | None = None,
         drop_rate: float = 0.0,
         reference: bool = False,
-        reference_floor: float = 0.03,
-        reference_stat: str = "median",
+        reference_floor: float = DEFAULT_FLOOR,
+        reference_stat: str = DEFAULT_STAT,
         cam_guide: bool = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,
@@ -77,7 +77,6 @@ class ClassifierHead(GoodReference, Head):
         max_epochs_hint: int = 0,
         jitter: float = 0.0,
     ) -> None:
-        check_reference_stat(reference_stat)
         super().__init__(
             labels=labels,
             problem_labels=problem_labels,
@@ -94,7 +93,7 @@ class ClassifierHead(GoodReference, Head):
         if weights_file:
             load_init_weights(self.net, weights_file)
         self.good_index = self.good_index_for(good_label) or 0
-        self.init_reference(channels, self.input_size)
+        self.init_reference()
         self.register_buffer("logit_bias", torch.zeros(len(self.labels)))
 
     # --------------------------------------------------------------- training

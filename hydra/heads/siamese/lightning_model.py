@@ -11,7 +11,7 @@ from torch import nn
 
 from hydra.heads.base import Head
 from hydra.heads.faults import make_faulty
-from hydra.heads.reference import GoodReference, check_reference_stat
+from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, GoodReference
 from hydra.heads.siamese.torch_model import EmbeddingNet, center_loss, image_score, local_distances
 
 _FLOOR = -30.0  # log-weight of labels the head has no evidence for (weight ~1e-13)
@@ -76,15 +76,14 @@ class SiameseHead(GoodReference, Head):
         k: int = 3,
         bank_size: int = 256,
         reference: bool = False,
-        reference_floor: float = 0.02,
-        reference_stat: str = "mean",
+        reference_floor: float = DEFAULT_FLOOR,
+        reference_stat: str = DEFAULT_STAT,
         cam_guide: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         max_epochs_hint: int = 0,
         jitter: float = 0.02,
     ) -> None:
-        check_reference_stat(reference_stat)
         super().__init__(
             labels=labels,
             problem_labels=problem_labels,
@@ -99,7 +98,7 @@ class SiameseHead(GoodReference, Head):
         if good_index is None:
             raise ValueError(f"good_label {good_label!r} is not among the labels {self.labels}")
         self.good_index = good_index
-        self.init_reference(channels, self.input_size)
+        self.init_reference()
         self.net = EmbeddingNet(self.input_channels(), width, embed_dim)
         grid = [s for s in self.input_size]
         for _ in range(4):

@@ -37,7 +37,7 @@ def _saved_loaded_and_without_reference(head, images, directory):
 
 
 def test_reference_is_the_median_of_the_good_images_only_each_counted_once():
-    head = _head()
+    head = _head(reference_stat="median")
     good = torch.full((3, *SIZE, 3), 100, dtype=torch.uint8)
     good[1] = 120
     good[2] = 200
