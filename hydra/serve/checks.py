@@ -66,16 +66,13 @@ def check_names(cfg: HydraConfig, filename: str, plot_type: str, run: int, chunk
 def check_message(cfg: HydraConfig, msg: object, input_dir: str | None = None) -> None:
     """Raise :class:`Invalid` if the Keeper must not act on ``msg`` (``input_dir``: as for
     :func:`check_input_path`)."""
-    if isinstance(msg, Report):  # nearly every message: first, and alone
+    if isinstance(msg, (Report, ErrorNotice, Registration, Retry)):
         check_input_path(cfg, msg.path, msg.filename, input_dir)
+    if isinstance(msg, (Report, Registration)):
         check_names(cfg, msg.filename, msg.plot_type, msg.run, msg.chunk)
+    if isinstance(msg, Report):
         _check_report(msg)
-    elif isinstance(msg, Registration):
-        check_input_path(cfg, msg.path, msg.filename, input_dir)
-        check_names(cfg, msg.filename, msg.plot_type, msg.run, msg.chunk)
-    elif isinstance(msg, (ErrorNotice, Retry)):
-        check_input_path(cfg, msg.path, msg.filename, input_dir)
-    elif isinstance(msg, Pulse) and not (0 < len(msg.process) <= 64):
+    if isinstance(msg, Pulse) and not (0 < len(msg.process) <= 64):
         raise Invalid("heartbeat without a process name")
 
 
