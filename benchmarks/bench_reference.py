@@ -10,7 +10,7 @@ the heads clip them). Prints the ROC AUC of that score per plot type and
 statistic: the information the deviation channels hand a head.
 
 Usage:
-    .venv/bin/python benchmarks/bench_reference.py [--data var/bench-quality] [--floor 0.03] [--top 20]
+    .venv/bin/python benchmarks/bench_reference.py [--data var/bench-quality] [--floor 0.02] [--top 20]
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ SIZE = (120, 160)  # classifier-cpu's input
 def main() -> None:
     from hydra.data.images import load_image, prepare
     from hydra.data.realbench import read_truth
-    from hydra.heads.reference import Z_CLIP
+    from hydra.heads.reference import DEFAULT_FLOOR, Z_CLIP
     from hydra.thresholds import roc_auc
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="var/bench-quality")
-    parser.add_argument("--floor", type=float, default=0.03)
+    parser.add_argument("--floor", type=float, default=DEFAULT_FLOOR, help="default: the heads' floor")
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
     data = Path(args.data)
