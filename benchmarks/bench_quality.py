@@ -27,7 +27,7 @@ import platform
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +283,9 @@ def main() -> None:
 
     out = open(args.out, "w") if args.out else None  # noqa: SIM115 - written as the runs finish
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-        for run in pool.map(run_one, jobs):
+        # written as each run finishes, so that a run cut short keeps what it measured
+        for done in as_completed([pool.submit(run_one, job) for job in jobs]):
+            run = done.result()
             runs.append(run)
             line = {k: v for k, v in run.items() if k != "outcomes"}
             print(json.dumps(line), flush=True)

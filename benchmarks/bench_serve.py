@@ -135,18 +135,28 @@ class Pipeline:
         upgrade_to_head(self.engine)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, workers: int, args: tuple[str, ...] = ()) -> None:
-        log = (self.cfg.home / "serve.log").open("ab")
+    @property
+    def log_path(self) -> Path:
+        return self.cfg.home / "serve.log"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
+        return text[-chars:]
+
+    def start(self, workers: int, args: tuple[str, ...] = (), timeout: float = 600) -> None:
+        log = self.log_path.open("ab")
         exe = Path(sys.executable).with_name("hydra-serve")
         self.proc = subprocess.Popen([str(exe), *args], env=self.env, stdout=log, stderr=log)
         want = {"keeper", "balancer", "feeder"} | {f"predict-{i}" for i in range(workers)}
-        end = time.monotonic() + 600
-        while time.monotonic() < end:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.proc.poll() is None:
             with session_scope(self.engine) as s:
                 if want <= set(s.exec(select(Heartbeat.process)).all()):
                     return
             time.sleep(0.5)
-        raise RuntimeError("hydra-serve did not come up")
+        why = f"exited with status {self.proc.returncode}" if self.proc.poll() is not None else (
+            f"is not up after {timeout:g} s")  # fmt: skip
+        raise RuntimeError(f"hydra-serve {why}; its log ends:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -176,6 +186,8 @@ def feed(
     while len(done.keys() & start.keys()) < len(start) and time.time() < end:
         _drain(sub, done, 0.1)
     lat = np.array([(done[p] - start[p]) * 1000.0 for p in start if p in done])
+    if not lat.size:
+        return {"images": len(files), "completed": 0, "seconds": round(time.time() - t0, 3)}
     span = max(done[p] for p in start if p in done) - t0
     return {
         "images": len(files), "completed": int(lat.size), "seconds": round(span, 3),

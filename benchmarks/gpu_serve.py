@@ -65,6 +65,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
+def progress(**measured) -> None:
+    """Each figure on stderr as soon as it is measured: a run cut short keeps what it had."""
+    print(json.dumps(measured), file=sys.stderr, flush=True)
+
+
 def rate(fn, n_images: int, device: str, repeats: int) -> float:
     fn()  # warm up (cudnn autotuning, compilation)
     _sync(device)
@@ -123,22 +128,27 @@ def stage_alone(
     out = {"batch": batch, "dtype": "bf16" if on_cuda else "fp32",
            "upload": "pinned uint8, non-blocking, normalised on the GPU" if on_cuda else "none (CPU)"}  # fmt: skip
     out["predict_per_s"] = rate(lambda: predict_batch(model, pixels), batch, device, 10)
+    progress(**out)
     if on_cuda:  # raw 800x600 pixels, resized on the GPU (a Feeder that would only decode)
         raw = rng.integers(0, 255, (max(1, batch // 4), 600, 800, 3), dtype=np.uint8)
         out["predict_from_800x600_per_s"] = rate(lambda: predict_batch(model, raw), len(raw), device, 5)
+        progress(**out)
     if compile_too and cache is not None:
         empty = not any(f.is_file() for f in cache.rglob("*"))
         out["compile_s" + ("_empty_cache" if empty else "_given_cache")] = compile_time(
             model_dir, device, batch, cache
         )
         out["compile_s_new_process_warm_cache"] = compile_in_new_process(model_dir, device, batch, cache)
+        progress(**out)
         compiled = ServingModel.from_dir(model_dir, 0, device=device)
         compiled.compile(cache)
         out["predict_compiled_per_s"] = rate(lambda: predict_batch(compiled, pixels), batch, device, 10)
+        progress(**out)
         out["compile_cache"] = str(cache)
     cam_px = pixels[:cam_batch_size]
     out["cam_batch"] = cam_batch_size
     out["cam_per_s"] = rate(lambda: cam_batch(model, cam_px, [1] * len(cam_px)), len(cam_px), device, 3)
+    progress(**out)
     return out
 
 
@@ -155,15 +165,26 @@ def end_to_end(pipe: Pipeline, args: argparse.Namespace) -> dict:
             for p in pool.map(_write, [(str(stage), i) for i in range(args.images + 20)], chunksize=64)
         ]
     write_s = round(time.perf_counter() - t0, 1)
+    progress(png_write_s=write_s, images=len(files))
     try:
-        pipe.start(1, ("--decoders", str(args.decoders), "--threads", "4"))
+        t0 = time.perf_counter()
+        pipe.start(1, ("--decoders", str(args.decoders), "--threads", "4"), timeout=args.start_timeout)
+        progress(serve_up_s=round(time.perf_counter() - t0, 1))
         with zmq.Context() as ctx, ctx.socket(zmq.SUB) as sub:
             sub.setsockopt(zmq.SUBSCRIBE, b"done")
             sub.connect(pipe.cfg.serve.control_address)
             time.sleep(0.5)
-            feed(files[:20], pipe.cfg.input_dir, sub, rate=10.0)  # loads (and compiles) the model
+            # the first files load (and compile) the model
+            warm = feed(files[:20], pipe.cfg.input_dir, sub, rate=10.0, timeout=args.start_timeout)
+            progress(warm_up=warm)
+            if warm["completed"] < 20:
+                raise RuntimeError(f"{warm['completed']} of 20 warm-up images scored; the log ends:\n"
+                                   f"{pipe.log_tail()}")  # fmt: skip
             return {**feed(files[20:], pipe.cfg.input_dir, sub, rate=None), "png_write_s": write_s}
     finally:
+        if os.environ.get("OUT") and pipe.log_path.is_file():  # a GPU node: keep the log
+            Path(os.environ["OUT"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(pipe.log_path, Path(os.environ["OUT"]) / "gpu_serve_hydra.log")
         pipe.stop()
 
 
@@ -184,6 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument(
         "--compile-cache", type=Path, default=None, help="default: a new folder, removed after"
+    )
+    parser.add_argument(
+        "--start-timeout", type=float, default=180, help="seconds for hydra-serve to come up and warm up"
     )
     parser.add_argument("--serve-compile", action="store_true", help="end to end with serve.compile")
     parser.add_argument("--no-end-to-end", action="store_true", help="the Predict stage and Grad-CAM only")

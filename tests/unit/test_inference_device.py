@@ -22,17 +22,30 @@ from tests.helpers.heads import dataset
 SIZE = (32, 40)
 
 
-@pytest.fixture(scope="module")
-def model() -> ServingModel:
+def _serving(**hparams) -> ServingModel:
     from hydra.heads import create_head
 
     torch.manual_seed(0)
     head = create_head(
-        "classifier", labels=["Good", "Bad"], problem_labels=["Bad"], input_size=SIZE, backbone="plotnet"
-    ).eval()
+        "classifier", labels=["Good", "Bad"], problem_labels=["Bad"], input_size=SIZE, backbone="plotnet",
+        **hparams,
+    ).eval()  # fmt: skip
     return ServingModel(
         model_id=1, head=head, labels=head.labels, input_size=SIZE, channels=3, problem_labels=["Bad"]
     )
+
+
+@pytest.fixture(scope="module")
+def model() -> ServingModel:
+    return _serving()
+
+
+@pytest.fixture(scope="module")
+def reference_model() -> ServingModel:
+    """A head that reads the deviation from its Good reference, which is kept at the input size."""
+    serving = _serving(reference=True)
+    serving.head.ref_median.uniform_(0.2, 0.8)
+    return serving
 
 
 def test_the_cpu_path_is_the_head_itself(model):
@@ -48,10 +61,13 @@ def test_the_cpu_path_is_the_head_itself(model):
         model.to_tensor(np.zeros((1, 64, 80, 3), np.uint8))
 
 
-def test_resizing_on_the_device_matches_the_cpu_box_filter(model):
+@pytest.mark.parametrize("which", ["model", "reference_model"])
+def test_resizing_on_the_device_matches_the_cpu_box_filter(which, request):
+    model = request.getfixturevalue(which)
+    channels = model.head.input_channels()
     big = dataset(3, 2 * SIZE[0], 2 * SIZE[1], seed=3)[0]
     on_device = model.net_input(torch.from_numpy(big))
-    assert tuple(on_device.shape) == (3, 3, *SIZE)
+    assert tuple(on_device.shape) == (3, channels, *SIZE)
     boxed = np.stack(
         [
             np.asarray(Image.fromarray(im).resize(SIZE[::-1], Image.Resampling.BOX, reducing_gap=None))
@@ -60,9 +76,10 @@ def test_resizing_on_the_device_matches_the_cpu_box_filter(model):
     )
     reference = model.head.preprocess(torch.from_numpy(boxed))
     # the CPU path rounds to uint8 first: about half a grey level apart (1/255 in [-1, 1] units)
+    # (the deviation channels are z-scores over 4: a grey level apart is as close there)
     assert float((on_device - reference).abs().max()) <= 2.0 / 255.0
     small = model.net_input(torch.from_numpy(dataset(1, 20, 24, seed=4)[0]))  # growing: bilinear
-    assert tuple(small.shape) == (1, 3, *SIZE) and float(small.abs().max()) <= 1.0 + 1e-5
+    assert tuple(small.shape) == (1, channels, *SIZE) and float(small[:, :3].abs().max()) <= 1.0 + 1e-5
 
 
 def test_compile_is_for_the_weights_only_and_its_cache_is_where_asked(model, tmp_path, monkeypatch):
