@@ -109,6 +109,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             activate=True,
             progress=False,
             threads=job["threads"],
+            ensemble=not job.get("no_ensemble", False),
         )
         if job.get("epochs"):
             opts.epochs = job["epochs"]
@@ -255,6 +256,7 @@ def main() -> None:
     parser.add_argument("--good-only", action="store_true", help="label only the Good images")
     parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--folds", type=int, default=None, help="default: hydra train's")
+    parser.add_argument("--no-ensemble", action="store_true", help="serve one model fitted on all images")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument(
@@ -272,7 +274,7 @@ def main() -> None:
         print(json.dumps({"generated": str(data), "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     jobs = [
         {"data": str(data), "plot_type": pt, "size": int(size), "seed": int(seed), "threads": args.threads,
-         "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs, "folds": args.folds}
+         "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs, "folds": args.folds, "no_ensemble": args.no_ensemble}
         for size in args.sizes.split(",")
         for seed in args.seeds.split(",")
         for pt in args.plot_types.split(",")

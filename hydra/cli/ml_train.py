@@ -95,6 +95,11 @@ _FOLDS = typer.Option(
     min=0,
     help="Cross-validation folds for thresholds and the report (0: a fixed test split).",
 )
+_ENSEMBLE = typer.Option(
+    True,
+    "--ensemble/--no-ensemble",
+    help="A classifier: serve the fold models together (default), or fit one more model on all images.",
+)
 _THREADS = typer.Option(
     None,
     "--threads",
@@ -129,6 +134,7 @@ def train(
     precision: str = _PRECISION,
     seed: int = _SEED,
     folds: int = _FOLDS,
+    ensemble: bool = _ENSEMBLE,
     threads: int = _THREADS,
     batch_size: int = _BATCH_SIZE,
     train_labels: str = _TRAIN_LABELS,
@@ -149,7 +155,7 @@ def train(
         epochs=epochs, parent=parent, activate=activate,
         devices=int(devices) if devices.isdigit() else devices, num_nodes=num_nodes, strategy=strategy,
         accelerator=accelerator, precision=precision,
-        seed=seed, folds=folds, batch_size=batch_size, val_fraction=val_fraction, test_fraction=test_fraction,
+        seed=seed, folds=folds, ensemble=ensemble, batch_size=batch_size, val_fraction=val_fraction, test_fraction=test_fraction,
         train_labels=[x.strip() for x in train_labels.split(",")] if train_labels else None,
         threads=threads, progress=not json,
     )  # fmt: skip

@@ -3,7 +3,8 @@
 The head says which layers to weigh (``cam_target_layers``), which module's
 output the targets read (``cam_model``: the logits, or the Siamese head's
 distance to its Good references) and what each image's target is
-(``cam_targets``). The maps come back at the model's input size.
+(``cam_targets``); a head made of several (``cam_parts``: an ensemble) gets
+the mean of its members' maps. The maps come back at the model's input size.
 
 Example:
     >>> maps = grad_cam(head, head.preprocess(batch_uint8), [1, 0])   # doctest: +SKIP
@@ -33,6 +34,9 @@ def grad_cam(head: Head, x: torch.Tensor, class_indices: Sequence[int]) -> np.nd
         raise ValueError(f"need one class index per image: {len(class_indices)} for {x.shape[0]} images")
     if x.shape[0] == 0:
         return np.zeros((0, *x.shape[-2:]), dtype=np.float32)
+    parts = getattr(head, "cam_parts", None)
+    if parts is not None:  # an ensemble: each member explains its own verdict, the maps are averaged
+        return np.mean([grad_cam(member, inp, class_indices) for member, inp in parts(x)], axis=0)
     was_training = head.training
     x = x.detach().float().contiguous()
     try:

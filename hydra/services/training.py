@@ -4,11 +4,13 @@ The steps, in order: choose the training set (:mod:`hydra.data.sampling`)
 and give every labelled image a cross-validation fold; for each fold, build
 the head from its preset (or fine-tune a parent model), fit it with
 Lightning on the other folds and weigh the fold's images through
-:mod:`hydra.inference` (the code the serve layer runs); then fit the model
-that serves on all labelled images. The out-of-fold weights of every
-labelled image set the max-F1 thresholds, fill the enhanced confusion
-matrix and the Training report, so none of them rests on a small test split
-and no label is kept from the model. The training set, the model, its
+:mod:`hydra.inference` (the code the serve layer runs). A classifier's fold
+models then serve together (:mod:`hydra.heads.ensemble`: the thresholds are
+chosen on the weights of the models that serve); other heads, or
+``ensemble=False``, fit one more model on all labelled images. The
+out-of-fold weights of every labelled image set the max-F1 thresholds, fill
+the enhanced confusion matrix and the Training report, so none of them
+rests on a small test split and no label is kept from the models. The training set, the model, its
 classifications and thresholds are recorded in one transaction; nothing is
 written to the database when any step fails. ``folds`` 0 or 1 keeps the
 older fixed train/val/test split with early stopping.
@@ -47,6 +49,7 @@ from hydra.db.engine import session_scope
 from hydra.db.queries import activate_model, get_model, get_plot_type, labels_of
 
 DEFAULT_EPOCHS = 30
+ENSEMBLE = "ensemble"  # the head that serves the fold models together
 
 
 class TrainError(ValueError):
@@ -64,6 +67,7 @@ class TrainOptions:
     max_images: int | None = None
     epochs: int | None = None  # None: the preset's max_epochs_hint, else DEFAULT_EPOCHS
     folds: int = 3
+    ensemble: bool = True  # serve the fold models together (a classifier with folds >= 2)
     parent: int | None = None
     activate: bool = False
     devices: str = "auto"
@@ -438,8 +442,11 @@ def _resolve(ctx: _Context, opts: TrainOptions) -> TrainOptions:
     Epochs: ``--epochs``, else the preset's (or the parent's) ``max_epochs_hint``, else 30.
     """
     if ctx.parent is not None:
+        hparams = (ctx.parent.config or {}).get("hparams", {})
         ctx.head_name, ctx.head_kwargs = ctx.parent.head, None
-        hint = (ctx.parent.config or {}).get("hparams", {}).get("max_epochs_hint")
+        if ctx.parent.head == ENSEMBLE:  # a new training starts from one of its members
+            ctx.head_name, hparams = hparams.get("member", "classifier"), hparams.get("member_hparams", {})
+        hint = hparams.get("max_epochs_hint")
     else:
         ctx.head_name, ctx.head_kwargs = resolve_head(opts, ctx.labels, ctx.problem_labels)
         hint = ctx.head_kwargs.get("max_epochs_hint")
@@ -488,6 +495,8 @@ def _new_head(ctx: _Context) -> Any:
 
     if ctx.head_kwargs is None:
         head = load_model(ctx.parent.path)
+        if hasattr(head, "first_member"):
+            head = head.first_member()
         head.train()
         return head
     return create_head(ctx.head_name, **ctx.head_kwargs)
@@ -554,25 +563,51 @@ def _fit_one(ctx, opts, fits, members, val, base, where, seed, what):  # noqa: A
     return head_name, head, trainer, info
 
 
-def _cross_validate(ctx, opts, fits, base, where, tmp: Path) -> tuple[list[Any], np.ndarray]:  # noqa: ANN001
-    """Out-of-fold weights of every trained image (each from the model that did not see it)."""
+@dataclass
+class _Folds:
+    """What the cross-validation leaves: the fold models and the out-of-fold weights."""
+
+    checked: list[Any]  # the trained images, each weighed by the model that did not see it
+    oof: np.ndarray  # their weights (N x L)
+    heads: list[Any]  # the fold models, fitted
+    trainer: Any  # the last fold's
+    info: dict[str, Any]  # epochs and seconds of the fits
+
+
+def _cross_validate(ctx, opts, fits, base, where, tmp: Path) -> _Folds:  # noqa: ANN001
+    """Fit a model per fold; weigh every trained image with the one that did not see it."""
     trained = ctx.plan.splits["train"]
     weights = np.zeros((len(trained), len(ctx.labels)))
+    heads, trainer, infos = [], None, []
     for fold in range(ctx.folds):
         inside = [m for m in trained if m.fold != fold]
         out_idx = [i for i, m in enumerate(trained) if m.fold == fold]
         if not out_idx:
             continue
-        _, head, trainer, _ = _fit_one(
+        _, head, trainer, info = _fit_one(
             ctx, opts, fits, inside, [], base, where, opts.seed + 1000 * (fold + 1), f"fold {fold + 1}"
         )
+        heads.append(head)
+        infos.append(info)
         if trainer.is_global_zero:
             head.save(tmp / f"fold{fold}")
             weights[out_idx] = evaluate(
                 tmp / f"fold{fold}", [trained[i] for i in out_idx], base, where, ctx.labels
             )
             shutil.rmtree(tmp / f"fold{fold}", ignore_errors=True)
-    return trained, weights
+    info = {
+        "epochs": max((i["epochs"] for i in infos), default=0),
+        "fit_seconds": sum(i["fit_seconds"] for i in infos),
+        "threads": infos[-1]["threads"] if infos else None,
+    }
+    return _Folds(trained, weights, heads, trainer, info)
+
+
+def _serves_folds(ctx: _Context, opts: TrainOptions) -> bool:
+    """Whether the fold models serve (as an ensemble) instead of one more model fitted on all images."""
+    from hydra.heads import load_head
+
+    return bool(opts.ensemble and ctx.folds and hasattr(load_head(ctx.head_name), "set_logit_bias"))
 
 
 def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResult | None:
@@ -628,13 +663,21 @@ class _Fitted:
 
 def _fit_models(ctx: _Context, opts: TrainOptions, base: Any, where: dict[int, int], tmp: Path) -> _Fitted:
     """Fit the cross-validation folds (if any), then the model that serves, under one progress bar."""
+    from hydra.heads.ensemble import EnsembleHead
+
     splits = ctx.plan.splits
-    with _Fits(opts, (ctx.folds or 0) + 1) as fits:
+    ensemble = _serves_folds(ctx, opts)
+    with _Fits(opts, (ctx.folds or 0) + (0 if ensemble else 1)) as fits:
         if ctx.folds:
-            checked, oof = _cross_validate(ctx, opts, fits, base, where, tmp)
-            head_name, head, trainer, fit_info = _fit_one(
-                ctx, opts, fits, splits["train"], [], base, where, opts.seed, "final model"
-            )
+            folds = _cross_validate(ctx, opts, fits, base, where, tmp)
+            checked, oof = folds.checked, folds.oof
+            if ensemble:
+                head_name, head, trainer = ENSEMBLE, EnsembleHead.of(folds.heads), folds.trainer
+                fit_info = {**folds.info, "members": len(folds.heads)}
+            else:
+                head_name, head, trainer, fit_info = _fit_one(
+                    ctx, opts, fits, splits["train"], [], base, where, opts.seed, "final model"
+                )
         else:
             head_name, head, trainer, fit_info = _fit_one(
                 ctx, opts, fits, splits["train"], splits["val"], base, where, opts.seed, "model"

@@ -19,6 +19,7 @@ FAULTS = ("dead", "hot", "shift", "empty")
 SMALL = {
     "classifier": {"backbone": "plotnet", "reference": True, "synth_faults": 0.5},
     "siamese": {"width": 8, "embed_dim": 16, "bank_size": 32},
+    "ensemble": {"member_hparams": {"backbone": "plotnet", "reference": True}, "size": 2},
 }
 
 

@@ -78,7 +78,9 @@ def test_train_registers_an_accurate_model_with_cross_validated_thresholds(train
     assert 1 <= metrics["threads"] <= len(os.sched_getaffinity(0))
     with session_scope(engine) as s:
         model = s.get(Model, summary["model_id"])
-        assert model.active and model.head == "classifier" and model.labels == ["Good", "Bad", "NoData"]
+        # the fold models serve together: the thresholds were chosen on their weights
+        assert model.active and model.head == "ensemble" and model.labels == ["Good", "Bad", "NoData"]
+        assert model.config["hparams"]["size"] == 3 == metrics["members"]
         assert (model.input_height, model.input_width) == (120, 160)
         assert model.path.startswith(str(cfg.path("models"))) and model.config["seed"] == 0
         thresholds = {t.label: t for t in s.exec(select(Threshold).where(Threshold.model_id == model.id))}
@@ -212,6 +214,28 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_others(hydra_home
     assert weights[0] == weights[1]
     assert weights[0] != weights[2]
     assert runs[0].thresholds == runs[1].thresholds and runs[0].metrics["seed"] == 7
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_the_fold_models_serve_together_and_a_new_training_starts_from_one(hydra_home, tmp_path):
+    from hydra.heads import load_model
+    from hydra.services.training import TrainOptions, train
+
+    cfg, engine = _ingest_synthetic(tmp_path, "bcal_timing", 40, seed=4)
+    first = train(TrainOptions("bcal_timing", epochs=2, folds=2, progress=False), cfg=cfg, engine=engine)
+    assert first.head == "ensemble" and first.metrics["members"] == 2
+    assert [type(m).__name__ for m in load_model(first.path).members] == ["ClassifierHead"] * 2
+    child = train(
+        TrainOptions("bcal_timing", epochs=1, folds=2, parent=first.model_id, progress=False),
+        cfg=cfg,
+        engine=engine,
+    )
+    assert child.head == "ensemble" and child.parent_id == first.model_id
+    single = train(
+        TrainOptions("bcal_timing", epochs=1, folds=2, ensemble=False, progress=False), cfg=cfg, engine=engine
+    )
+    assert single.head == "classifier" and "members" not in single.metrics
     engine.dispose()
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from hydra.heads.base import Head
 from hydra.heads.classifier.torch_model import PlotNet, build_backbone, cam_layer, load_init_weights
-from hydra.heads.faults import make_faulty_with_kinds
+from hydra.heads.faults import good_view, make_faulty_with_kinds
 from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, GoodReference
 
 
@@ -49,6 +49,10 @@ class ClassifierHead(GoodReference, Head):
             synthetic fault (labelled with the problem label; an emptied plot
             as ``NoData`` where the plot type has it). 0: labelled images only.
         synth_weight: training weight of a synthetic fault.
+        good_views: share of each batch's Good images drawn as a few more or
+            fewer entries would draw them (:func:`hydra.heads.faults.good_view`:
+            bars a little taller or shorter, a colour map's colours moved
+            along its scale), still labelled Good. 0: never.
         good_label: the label that means "nothing wrong" (the reference's images).
         labels, problem_labels, input_size, channels, lr, weight_decay,
         max_epochs_hint, jitter: see :class:`hydra.heads.Head`.
@@ -71,6 +75,7 @@ class ClassifierHead(GoodReference, Head):
         cam_guide: bool = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,
+        good_views: float = 0.0,
         good_label: str = "Good",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -110,6 +115,7 @@ class ClassifierHead(GoodReference, Head):
         x01 = self.augment(self.to_unit(images))
         targets = targets.long().to(x01.device)
         weights = torch.ones(len(targets), device=x01.device) if sw is None else sw.to(x01.device).float()
+        x01 = self._good_views(x01, targets)
         share = float(self.hparams.get("synth_faults", 0.0))
         if share > 0 and self._synthetic_label("Bad") is not None:
             good = torch.nonzero(targets == self.good_index).flatten()
@@ -123,6 +129,20 @@ class ClassifierHead(GoodReference, Head):
                 weights = torch.cat([weights, synth_w.to(x01.device)])
         logits = self(self.normalize(x01))
         return self.weighted_mean(F.cross_entropy(logits.float(), targets, reduction="none"), weights)
+
+    def _good_views(self, x01: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The batch with a share of its Good images redrawn as :func:`good_view` makes them."""
+        share = float(self.hparams.get("good_views", 0.0))
+        if share <= 0:
+            return x01
+        good = torch.nonzero(targets == self.good_index).flatten()
+        pick = good[torch.rand(len(good), device=good.device) < share]
+        if not len(pick):
+            return x01
+        views = torch.stack([good_view(img) for img in x01[pick].detach().cpu()])
+        x01 = x01.clone()
+        x01[pick] = views.to(x01.device, x01.dtype)
+        return x01
 
     @classmethod
     def config_for_load(cls, hparams: dict[str, Any]) -> dict[str, Any]:
