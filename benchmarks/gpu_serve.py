@@ -182,10 +182,10 @@ def end_to_end(pipe: Pipeline, args: argparse.Namespace) -> dict:
                                    f"{pipe.log_tail()}")  # fmt: skip
             return {**feed(files[20:], pipe.cfg.input_dir, sub, rate=None), "png_write_s": write_s}
     finally:
+        pipe.stop()
         if os.environ.get("OUT") and pipe.log_path.is_file():  # a GPU node: keep the log
             Path(os.environ["OUT"]).mkdir(parents=True, exist_ok=True)
             shutil.copy(pipe.log_path, Path(os.environ["OUT"]) / "gpu_serve_hydra.log")
-        pipe.stop()
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -308,6 +308,26 @@ class Head(pl.LightningModule):
         return head
 
 
+class LogitBias:
+    """A ``logit_bias`` buffer added to a head's logits, fitted after training (the calibration).
+
+    Synthetic faults make problem examples more common in training than in a
+    hall; the bias, fitted on out-of-fold verdicts, gives the labels back the
+    balance the labelled images have. A head with it can be calibrated by
+    ``hydra train`` and served as an ensemble (:mod:`hydra.heads.ensemble`).
+    """
+
+    def init_logit_bias(self) -> None:
+        self.register_buffer("logit_bias", torch.zeros(len(self.labels)))
+
+    def set_logit_bias(self, bias: Sequence[float]) -> None:
+        """Add ``bias`` to the logits from now on."""
+        value = torch.as_tensor(list(bias), dtype=self.logit_bias.dtype, device=self.logit_bias.device)
+        if value.shape != self.logit_bias.shape:
+            raise ValueError(f"need one bias per label ({len(self.labels)}), got {tuple(value.shape)}")
+        self.logit_bias = value
+
+
 def read_config(directory: str | Path) -> dict[str, Any]:
     """The ``config.json`` of a saved model, checked for its required keys."""
     path = Path(directory) / CONFIG_FILE

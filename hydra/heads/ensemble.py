@@ -8,8 +8,9 @@ the weights of the models that serve, the average of several models varies
 less from one image to the next than any one of them, and training fits
 one model fewer. On the real-histogram benchmark (docs/performance.md, 160
 labels, seed 0) ROC AUC rose from 0.986 to 0.989 and Good false alarms fell
-from 0.060 to 0.052; serving costs one forward pass per member. Each member keeps its own Good reference and preprocessing; the
-ensemble hands them images in [0, 1].
+from 0.060 to 0.052; serving costs one forward pass per member. Each
+member keeps its own Good reference and preprocessing; the ensemble hands
+them images in [0, 1].
 
 Example:
     >>> from hydra.heads.ensemble import EnsembleHead
@@ -25,11 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from hydra.heads.base import Head, to_jsonable
+from hydra.heads.base import Head, LogitBias, to_jsonable
 
 
-class EnsembleHead(Head):
-    """The mean of its members' softmax weights (as log-probabilities, plus a logit bias).
+class EnsembleHead(LogitBias, Head):
+    """The mean of its members' softmax weights (as log-probabilities, plus its own logit bias).
 
     Args:
         member: the registered head name of every member (a classifier).
@@ -82,7 +83,7 @@ class EnsembleHead(Head):
             self.labels, self.problem_labels, self.input_size, self.channels
         ):  # fmt: skip
             raise ValueError("an ensemble's labels, input size and channels must be its members'")
-        self.register_buffer("logit_bias", torch.zeros(len(self.labels)))
+        self.init_logit_bias()
 
     @classmethod
     def of(cls, heads: Sequence[Head]) -> EnsembleHead:
@@ -110,13 +111,6 @@ class EnsembleHead(Head):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([torch.softmax(m(m.normalize(x)).float(), dim=-1) for m in self.members]).mean(0)
         return torch.log(probs.clamp_min(1e-12)) + self.logit_bias
-
-    def set_logit_bias(self, bias: Sequence[float]) -> None:
-        """Add ``bias`` to the ensemble's log-probabilities from now on (the calibration)."""
-        value = torch.as_tensor(list(bias), dtype=self.logit_bias.dtype, device=self.logit_bias.device)
-        if value.shape != self.logit_bias.shape:
-            raise ValueError(f"need one bias per label ({len(self.labels)}), got {tuple(value.shape)}")
-        self.logit_bias = value
 
     def first_member(self) -> Head:
         """The member a new training starts from when this model is its parent."""

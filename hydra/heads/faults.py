@@ -105,17 +105,15 @@ def _palette(img: torch.Tensor, bg: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return light[order], colours[:, order]
 
 
-def _move_along_palette(
-    region: torch.Tensor, bg: torch.Tensor, palette, delta: float, scale: float = 1.0
-) -> torch.Tensor:
-    """Each drawn pixel of ``region`` replaced by the colour at rank ``rank * scale + delta`` (fractions)."""
+def _move_along_palette(region: torch.Tensor, bg: torch.Tensor, palette, delta: float) -> torch.Tensor:
+    """Each drawn pixel of ``region`` replaced by the colour ``delta`` (a rank fraction) brighter."""
     light, colours = palette
     flat = region.reshape(region.shape[0], -1)
     drawn = (flat - bg.reshape(-1, 1)).abs().amax(dim=0) > 0.05
     drawn &= (flat.amax(dim=0) - flat.amin(dim=0)) > 0.15
     n = light.numel()
     rank = torch.searchsorted(light, _luminance(flat).contiguous()).float() / n
-    idx = ((rank * scale + delta) * n).round().long().clamp(0, n - 1)
+    idx = ((rank + delta) * n).round().long().clamp(0, n - 1)
     out = flat.clone()
     out[:, drawn] = colours[:, idx[drawn]]
     return out.reshape(region.shape)
@@ -198,56 +196,6 @@ def _apply(img: torch.Tensor, kind: str, g: torch.Generator | None) -> torch.Ten
         )
     else:
         raise ValueError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
-    return out
-
-
-def _inside_columns(img: torch.Tensor, bg: torch.Tensor, top: int, base: int) -> slice:
-    """The columns inside the axes box: right of its left edge, left of its right edge if drawn.
-
-    An edge is a column inked from the top of the box to the x axis; the
-    left one is looked for in the left half, the right one in the right half.
-    """
-    w = img.shape[-1]
-    ink = ((img[:, top:base, :] - bg).abs().amax(dim=0) > 0.3).float().mean(dim=0)
-    full = ink > 0.9
-    left = torch.nonzero(full[: w // 2]).flatten()
-    right = torch.nonzero(full[w // 2 :]).flatten()
-    start = int(left.min()) + 2 if left.numel() else int(0.08 * w)  # past the edge's blur
-    stop = int(right.max()) + w // 2 if right.numel() else int(0.92 * w)
-    return slice(start, stop)
-
-
-def _spread(light: torch.Tensor) -> float:
-    """How far apart the brightness of most drawn pixels is (10th to 90th percentile)."""
-    n = light.numel()
-    return float(light[int(0.9 * (n - 1))] - light[int(0.1 * (n - 1))])
-
-
-def good_view(img: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
-    """The same Good plot as a few more or fewer entries would draw it (a new tensor, still Good).
-
-    Axes and colour scales follow the data: with fewer entries a histogram's
-    bars end lower on a log axis or under a rounder axis maximum, and a
-    colour map's cells slide along its scale. On the real-histogram
-    benchmark most Good false alarms were such plots; seeing them labelled
-    Good in training teaches that this is not a fault. Bars are stretched
-    or squashed by up to 15 % from the x axis; a colour map's colours move
-    by an affine change of their rank on the image's own scale.
-    """
-    out = img.clone()
-    _, h, w = out.shape
-    bg = background(out[None])[0]
-    r0, r1, c0, c1 = int(0.08 * h), int(0.92 * h), int(0.08 * w), int(0.92 * w)
-    palette = _palette(out[:, r0:r1, c0:c1], bg)
-    if palette is not None and _spread(palette[0]) > 0.15:  # many colours: a map, not bars
-        out[:, r0:r1, c0:c1] = _move_along_palette(
-            out[:, r0:r1, c0:c1], bg, palette, _rand(-0.05, 0.05, g), _rand(0.85, 1.15, g)
-        )
-        return out
-    top, base = _frame(out, bg, r0, r1, c0, c1)
-    top += 1  # the row under the box's top edge may hold some of its line: never copy it down
-    cols = _inside_columns(out, bg, top, base)
-    _stretch_columns(out, bg, cols, _rand(0.85, 1.15, g), top, base)
     return out
 
 

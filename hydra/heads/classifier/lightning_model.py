@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hydra.heads.base import Head
+from hydra.heads.base import Head, LogitBias
 from hydra.heads.classifier.torch_model import PlotNet, build_backbone, cam_layer, load_init_weights
-from hydra.heads.faults import good_view, make_faulty_with_kinds
+from hydra.heads.faults import make_faulty_with_kinds
 from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, GoodReference
 
 
-class ClassifierHead(GoodReference, Head):
+class ClassifierHead(GoodReference, LogitBias, Head):
     """A supervised classifier over the plot type's labels.
 
     ``inception_v3`` at 299×299 is the production preset; a small backbone at
@@ -49,10 +49,6 @@ class ClassifierHead(GoodReference, Head):
             synthetic fault (labelled with the problem label; an emptied plot
             as ``NoData`` where the plot type has it). 0: labelled images only.
         synth_weight: training weight of a synthetic fault.
-        good_views: share of each batch's Good images drawn as a few more or
-            fewer entries would draw them (:func:`hydra.heads.faults.good_view`:
-            bars a little taller or shorter, a colour map's colours moved
-            along its scale), still labelled Good. 0: never.
         good_label: the label that means "nothing wrong" (the reference's images).
         labels, problem_labels, input_size, channels, lr, weight_decay,
         max_epochs_hint, jitter: see :class:`hydra.heads.Head`.
@@ -75,7 +71,6 @@ class ClassifierHead(GoodReference, Head):
         cam_guide: bool = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,
-        good_views: float = 0.0,
         good_label: str = "Good",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -99,7 +94,7 @@ class ClassifierHead(GoodReference, Head):
             load_init_weights(self.net, weights_file)
         self.good_index = self.good_index_for(good_label) or 0
         self.init_reference()
-        self.register_buffer("logit_bias", torch.zeros(len(self.labels)))
+        self.init_logit_bias()
 
     # --------------------------------------------------------------- training
     def _synthetic_label(self, kind: str) -> int | None:
@@ -115,7 +110,6 @@ class ClassifierHead(GoodReference, Head):
         x01 = self.augment(self.to_unit(images))
         targets = targets.long().to(x01.device)
         weights = torch.ones(len(targets), device=x01.device) if sw is None else sw.to(x01.device).float()
-        x01 = self._good_views(x01, targets)
         share = float(self.hparams.get("synth_faults", 0.0))
         if share > 0 and self._synthetic_label("Bad") is not None:
             good = torch.nonzero(targets == self.good_index).flatten()
@@ -129,20 +123,6 @@ class ClassifierHead(GoodReference, Head):
                 weights = torch.cat([weights, synth_w.to(x01.device)])
         logits = self(self.normalize(x01))
         return self.weighted_mean(F.cross_entropy(logits.float(), targets, reduction="none"), weights)
-
-    def _good_views(self, x01: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The batch with a share of its Good images redrawn as :func:`good_view` makes them."""
-        share = float(self.hparams.get("good_views", 0.0))
-        if share <= 0:
-            return x01
-        good = torch.nonzero(targets == self.good_index).flatten()
-        pick = good[torch.rand(len(good), device=good.device) < share]
-        if not len(pick):
-            return x01
-        views = torch.stack([good_view(img) for img in x01[pick].detach().cpu()])
-        x01 = x01.clone()
-        x01[pick] = views.to(x01.device, x01.dtype)
-        return x01
 
     @classmethod
     def config_for_load(cls, hparams: dict[str, Any]) -> dict[str, Any]:
@@ -158,18 +138,6 @@ class ClassifierHead(GoodReference, Head):
         if isinstance(self.net, PlotNet):  # dense small convolutions run faster channels-last on CPUs too
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x) + self.logit_bias.to(x.dtype)
-
-    def set_logit_bias(self, bias: Sequence[float]) -> None:
-        """Add ``bias`` to the logits from now on (a calibration fitted on out-of-fold verdicts).
-
-        Synthetic faults make problem examples more common in training than
-        in a hall; the bias, fitted after training, gives the labels back the
-        balance the labelled images have.
-        """
-        value = torch.as_tensor(list(bias), dtype=self.logit_bias.dtype, device=self.logit_bias.device)
-        if value.shape != self.logit_bias.shape:
-            raise ValueError(f"need one bias per label ({len(self.labels)}), got {tuple(value.shape)}")
-        self.logit_bias = value
 
     def cam_target_layers(self) -> list[nn.Module]:
         if isinstance(self.net, PlotNet):
