@@ -5,7 +5,7 @@ depend on training), saved, loaded through :class:`hydra.inference.ServingModel`
 and timed through :func:`hydra.inference.predict_batch`, the path serving uses.
 
 Usage:
-    python benchmarks/bench_heads.py [--quick] [--presets classifier-cpu,siamese-cpu] [--threads N]
+    python benchmarks/bench_heads.py [--quick] [--presets classifier-cpu,siamese-cpu] [--threads N] [--ensemble 3]
 """
 
 from __future__ import annotations
@@ -28,8 +28,14 @@ from hydra.inference import ServingModel, cam_batch, predict_batch
 LABELS = ["Good", "Bad", "NoData"]
 
 
-def _build(preset: str, directory: Path) -> ServingModel:
+def _build(preset: str, directory: Path, members: int = 1) -> ServingModel:
     head = create_from_preset(preset, labels=LABELS, problem_labels=["Bad", "NoData"])
+    if members > 1 and hasattr(head, "set_logit_bias"):  # served as hydra train serves its fold models
+        from hydra.heads.ensemble import EnsembleHead
+
+        more = [create_from_preset(preset, labels=LABELS, problem_labels=["Bad", "NoData"])
+                for _ in range(members - 1)]  # fmt: skip
+        head = EnsembleHead.of([head, *more])
     if hasattr(head, "fit_reference_bank"):  # score against a real-sized Good bank
         h, w = head.input_size
         gen = torch.Generator().manual_seed(0)
@@ -52,12 +58,16 @@ def _time(fn, min_time: float, min_reps: int = 3) -> float:
     return float(np.median(times))
 
 
-def run(presets: list[str], batch_sizes: list[int], min_time: float, cam_batch_size: int) -> dict:
+def run(
+    presets: list[str], batch_sizes: list[int], min_time: float, cam_batch_size: int, members: int = 1
+) -> dict:
     results = []
     rng = np.random.default_rng(0)
     for preset in presets:
         with tempfile.TemporaryDirectory() as tmp:
-            model = _build(preset, Path(tmp))
+            model = _build(preset, Path(tmp), members)
+        if model.head.registered_name() == "ensemble":
+            preset = f"{preset} (ensemble of {members})"
         h, w = model.input_size
         for bs in batch_sizes:
             pixels = rng.integers(0, 256, (bs, h, w, model.channels), dtype=np.uint8)
@@ -95,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="1,8,32,64")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--cam-batch", type=int, default=8, help="also time Grad-CAM at this batch (0: skip)")
+    parser.add_argument(
+        "--ensemble", type=int, default=1, help="serve a classifier preset as N models (hydra train's folds)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         sizes,
         min_time=0.2 if args.quick else 2.0,
         cam_batch_size=min(args.cam_batch, 2) if args.quick else args.cam_batch,
+        members=args.ensemble,
     )
     print(json.dumps(report, indent=2))
 

@@ -28,6 +28,14 @@ def test_bench_heads_quick(capsys):
 
 
 @pytest.mark.slow
+def test_bench_heads_serves_a_classifier_as_its_fold_models(capsys):
+    _module("bench_heads").main(["--quick", "--presets", "classifier-cpu", "--ensemble", "2"])
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert {r["preset"] for r in rows} == {"classifier-cpu (ensemble of 2)"}
+    assert any(r.get("what") == "grad_cam" and r["images_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.slow
 def test_gpu_heads_runs_on_cpu_quick(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OUT", str(tmp_path))
     report = _module("gpu_heads").main(["--device", "cpu", "--quick", "--no-compile"])
