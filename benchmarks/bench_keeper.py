@@ -1,9 +1,10 @@
 """How many inferences per second the Keeper stores, alone (JSON out).
 
-Usage: python benchmarks/bench_keeper.py [--reports 20000] [--batch 500] [--mysql-url URL] [--skip-mysql]
+Usage: python benchmarks/bench_keeper.py [--reports 20000] [--batch 2000] [--mysql-url URL] [--skip-mysql]
 
 Encoded Report messages (as the Predict workers send them) are decoded,
-collected and written in batches of ``--batch`` exactly as the Keeper does
+collected and written in batches of ``--batch`` (by default the Keeper's own
+``serve.keeper_batch``; 500 until 2026-11-28) exactly as the Keeper does
 (multi-row inserts of inference + RunTime rows, duplicate check, one
 transaction per batch) into a fresh SQLite database and a fresh MariaDB
 database. Two figures per backend:
@@ -30,7 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
-from hydra.config import load_config
+from hydra.config import ServeConfig, load_config
 from hydra.db import make_engine, session_scope, upgrade_to_head
 from hydra.db.models import Model
 from hydra.db.queries import activate_model, create_plot_type
@@ -135,7 +136,7 @@ def run_backend(url: str, n: int, batch: int, home: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reports", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=ServeConfig.model_fields["keeper_batch"].default)
     parser.add_argument(
         "--mysql-url",
         default=os.environ.get("HYDRA_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),

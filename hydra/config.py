@@ -90,7 +90,8 @@ class ServeConfig(_Section):
     model_refresh_s: float = Field(5.0, gt=0)
     max_file_bytes: int = Field(50_000_000, gt=0)
     max_image_pixels: int = Field(40_000_000, gt=0)
-    keeper_batch: int = Field(500, ge=1)
+    # a cap: only fast input fills it (see the Keeper); fewer commits and round trips per result
+    keeper_batch: int = Field(2000, ge=1)
     keeper_flush_ms: float = Field(50.0, ge=0)
     runtime_window_min: float = Field(60.0, gt=0)
     metrics_port: int = Field(9464, ge=0, le=65535)

@@ -151,7 +151,7 @@ class Keeper:
     def _receive(self, sock: zmq.Socket, timeout_ms: int) -> None:
         if not sock.poll(timeout_ms):
             return
-        for _ in range(20 * self.cfg.serve.keeper_batch):
+        for _ in range(self.cfg.serve.keeper_batch):  # then the loop looks whether the batch is due
             try:
                 # copied: reports are ~1 KB, where bytes are cheaper than zmq.Frame objects
                 frames = sock.recv_multipart(zmq.NOBLOCK)
