@@ -8,7 +8,9 @@ the weights of the models that serve, the average of several models varies
 less from one image to the next than any one of them, and training fits
 one model fewer. On the real-histogram benchmark (docs/performance.md, 160
 labels, seed 0) ROC AUC rose from 0.986 to 0.989 and Good false alarms fell
-from 0.060 to 0.052; serving costs one forward pass per member. Each
+from 0.060 to 0.052 (at 40 labels the fold models learn from too few
+images, and ``hydra train`` serves one model fitted on all of them);
+serving costs one forward pass per member. Each
 member keeps its own Good reference and preprocessing; the ensemble hands
 them images in [0, 1].
 

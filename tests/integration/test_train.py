@@ -223,17 +223,29 @@ def test_the_fold_models_serve_together_and_a_new_training_starts_from_one(hydra
     from hydra.services.training import TrainOptions, train
 
     cfg, engine = _ingest_synthetic(tmp_path, "bcal_timing", 40, seed=4)
-    first = train(TrainOptions("bcal_timing", epochs=2, folds=2, progress=False), cfg=cfg, engine=engine)
+    few = TrainOptions("bcal_timing", epochs=1, folds=2, progress=False)  # fewer images than it takes
+    assert train(few, cfg=cfg, engine=engine).head == "classifier"
+    first = train(
+        TrainOptions("bcal_timing", epochs=2, folds=2, ensemble_min_images=40, progress=False),
+        cfg=cfg,
+        engine=engine,
+    )
     assert first.head == "ensemble" and first.metrics["members"] == 2
     assert [type(m).__name__ for m in load_model(first.path).members] == ["ClassifierHead"] * 2
     child = train(
-        TrainOptions("bcal_timing", epochs=1, folds=2, parent=first.model_id, progress=False),
+        TrainOptions(
+            "bcal_timing", epochs=1, folds=2, parent=first.model_id, ensemble_min_images=40, progress=False
+        ),
         cfg=cfg,
         engine=engine,
     )
     assert child.head == "ensemble" and child.parent_id == first.model_id
     single = train(
-        TrainOptions("bcal_timing", epochs=1, folds=2, ensemble=False, progress=False), cfg=cfg, engine=engine
+        TrainOptions(
+            "bcal_timing", epochs=1, folds=2, ensemble=False, ensemble_min_images=40, progress=False
+        ),
+        cfg=cfg,
+        engine=engine,
     )
     assert single.head == "classifier" and "members" not in single.metrics
     engine.dispose()
