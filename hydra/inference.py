@@ -257,19 +257,20 @@ class ServingModel:
     def net_input(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 N×H×W×C on the model's device to the network's float input N×C×H×W.
 
-        The head's own preprocessing (on the GPU when the pixels are there);
-        pixels not yet at the input size (CUDA) are first resized on the
-        device, between :meth:`~hydra.heads.base.Head.to_unit` and
-        :meth:`~hydra.heads.base.Head.normalize` (a Good reference is kept at
-        the input size): area averaging when shrinking (the CPU path's box
-        filter), antialiased bilinear otherwise; channels_last on CUDA.
+        The head's own preprocessing (on the GPU when the pixels are there):
+        :meth:`~hydra.heads.base.Head.to_unit`, then, for pixels not yet at
+        the input size (CUDA), a resize on the device (area averaging when
+        shrinking, the CPU path's box filter; antialiased bilinear
+        otherwise), then :meth:`~hydra.heads.base.Head.normalize`, which
+        compares with a Good reference kept at the input size; channels_last
+        on CUDA.
         """
         import torch
 
-        if tuple(x.shape[1:3]) != tuple(self.input_size):
-            inp = self.head.normalize(_resize(self.head.to_unit(x), self.input_size))
-        else:
-            inp = self.head.preprocess(x)
+        unit = self.head.to_unit(x)
+        if tuple(unit.shape[-2:]) != tuple(self.input_size):
+            unit = _resize(unit, self.input_size)
+        inp = self.head.normalize(unit)
         if self.on_cuda:
             inp = inp.contiguous(memory_format=torch.channels_last)
         return inp

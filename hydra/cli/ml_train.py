@@ -98,7 +98,8 @@ _FOLDS = typer.Option(
 _ENSEMBLE = typer.Option(
     True,
     "--ensemble/--no-ensemble",
-    help="A classifier: serve the fold models together (default), or fit one more model on all images.",
+    help="A classifier with 100 labelled images or more: serve the fold models together (default), "
+    "or fit one more model on all images.",
 )
 _THREADS = typer.Option(
     None,

@@ -292,8 +292,9 @@ def decode_message(frames: list[Any]) -> Message:
     if len(raw) > MAX_HEADER_BYTES:
         raise MessageError(f"{tag.decode()}: header of {len(raw)} bytes")
     try:
-        # strict UTF-8, numbers of at most 4300 digits, nesting bounded: all a ValueError; the keys
-        # cached (they repeat), not the values (keys and paths that never do: caching them costs)
+        # strict UTF-8, numbers of at most 4300 digits, nesting bounded: all a ValueError. Field
+        # names are cached (every header repeats them); values are not (paths and source keys never
+        # repeat, and caching them cost more than it saved)
         header = from_json(raw, cache_strings="keys")
     except ValueError as exc:
         raise MessageError(f"{tag.decode()}: header is not JSON ({str(exc)[:120]})") from None

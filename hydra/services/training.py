@@ -575,13 +575,16 @@ class _Folds:
 
     checked: list[Any]  # the trained images, each weighed by the model that did not see it
     oof: np.ndarray  # their weights (N x L)
-    heads: list[Any]  # the fold models, fitted
+    heads: list[Any]  # the fold models, fitted (when they will serve)
     trainer: Any  # the last fold's
     info: dict[str, Any]  # epochs and seconds of the fits
 
 
-def _cross_validate(ctx, opts, fits, base, where, tmp: Path) -> _Folds:  # noqa: ANN001
-    """Fit a model per fold; weigh every trained image with the one that did not see it."""
+def _cross_validate(ctx, opts, fits, base, where, tmp: Path, keep: bool) -> _Folds:  # noqa: ANN001
+    """Fit a model per fold; weigh every trained image with the one that did not see it.
+
+    ``keep``: hold on to the fold models (they will serve); else each is let go once it has weighed.
+    """
     trained = ctx.plan.splits["train"]
     weights = np.zeros((len(trained), len(ctx.labels)))
     heads, trainer, infos = [], None, []
@@ -593,7 +596,8 @@ def _cross_validate(ctx, opts, fits, base, where, tmp: Path) -> _Folds:  # noqa:
         _, head, trainer, info = _fit_one(
             ctx, opts, fits, inside, [], base, where, opts.seed + 1000 * (fold + 1), f"fold {fold + 1}"
         )
-        heads.append(head)
+        if keep:
+            heads.append(head)
         infos.append(info)
         if trainer.is_global_zero:
             head.save(tmp / f"fold{fold}")
@@ -681,7 +685,7 @@ def _fit_models(ctx: _Context, opts: TrainOptions, base: Any, where: dict[int, i
     ensemble = _serves_folds(ctx, opts)
     with _Fits(opts, (ctx.folds or 0) + (0 if ensemble else 1)) as fits:
         if ctx.folds:
-            folds = _cross_validate(ctx, opts, fits, base, where, tmp)
+            folds = _cross_validate(ctx, opts, fits, base, where, tmp, keep=ensemble)
             checked, oof = folds.checked, folds.oof
             if ensemble:
                 head_name, head, trainer = ENSEMBLE, EnsembleHead.of(folds.heads), folds.trainer
