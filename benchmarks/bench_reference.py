@@ -4,13 +4,15 @@ No training: for every plot type of the real-histogram benchmark
 (``hydra.data.realbench``, generated once under ``--data`` as
 ``bench_quality.py`` does), the Good images of the training pool make the
 reference (per pixel: median and scaled median absolute deviation, or mean
-and standard deviation; a floor on the spread), and each held-out image is
+and standard deviation, the latter also with each pixel's spread widened to
+the largest in a square window, ``reference_window``; a floor on the
+spread), and each held-out image is
 scored by the mean of its ``--top`` largest absolute deviations (clipped as
 the heads clip them). Prints the ROC AUC of that score per plot type and
 statistic: the information the deviation channels hand a head.
 
 Usage:
-    .venv/bin/python benchmarks/bench_reference.py [--data var/bench-quality] [--floor 0.02] [--top 20]
+    .venv/bin/python benchmarks/bench_reference.py [--data var/bench-quality] [--floor 0.02] [--top 20] [--windows 1,5]
 """
 
 from __future__ import annotations
@@ -26,18 +28,22 @@ SIZE = (120, 160)  # classifier-cpu's input
 
 
 def main() -> None:
+    import torch
+
     from hydra.data.images import load_image, prepare
     from hydra.data.realbench import read_truth
-    from hydra.heads.reference import DEFAULT_FLOOR, Z_CLIP
+    from hydra.heads.reference import DEFAULT_FLOOR, Z_CLIP, widen_spread
     from hydra.thresholds import roc_auc
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="var/bench-quality")
     parser.add_argument("--floor", type=float, default=DEFAULT_FLOOR, help="default: the heads' floor")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--windows", default="1,5", help="reference_window values for the mean reference")
     args = parser.parse_args()
     data = Path(args.data)
     records = read_truth(data)
+    windows = [int(w) for w in args.windows.split(",")]
 
     def load(rs: list) -> np.ndarray:
         return (
@@ -53,10 +59,10 @@ def main() -> None:
         x = load(held)
         faulty = np.array([r.label != "Good" for r in held])
         median = np.median(good, axis=0)
-        refs = {
-            "median": (median, np.median(np.abs(good - median), axis=0) * 1.4826),
-            "mean": (good.mean(axis=0), good.std(axis=0)),
-        }
+        refs = {"median": (median, np.median(np.abs(good - median), axis=0) * 1.4826)}
+        std = torch.from_numpy(good.std(axis=0)).permute(2, 0, 1)  # C x H x W, as the heads keep it
+        for w in windows:
+            refs[f"mean_w{w}"] = (good.mean(axis=0), widen_spread(std, w).permute(1, 2, 0).numpy())
         out[pt] = {}
         for name, (centre, spread) in refs.items():
             z = np.abs(np.clip((x - centre) / np.maximum(spread, args.floor), -Z_CLIP, Z_CLIP))
@@ -65,9 +71,13 @@ def main() -> None:
         print(json.dumps({"plot_type": pt, "roc_auc": out[pt]}), flush=True)
     summary = {
         name: {"min": min(v[name] for v in out.values()), "max": max(v[name] for v in out.values())}
-        for name in ("median", "mean")
+        for name in next(iter(out.values()))
     }
-    print(json.dumps({"summary": summary, "floor": args.floor, "top": args.top, "size": SIZE}))
+    print(
+        json.dumps(
+            {"summary": summary, "floor": args.floor, "top": args.top, "windows": windows, "size": SIZE}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from torch import nn
 from hydra.heads.base import Head, LogitBias
 from hydra.heads.classifier.torch_model import PlotNet, build_backbone, cam_layer, load_init_weights
 from hydra.heads.faults import make_faulty_with_kinds
-from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, GoodReference
+from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, DEFAULT_WINDOW, GoodReference
 
 
 class ClassifierHead(GoodReference, LogitBias, Head):
@@ -42,6 +42,9 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         reference_stat: ``mean`` (the Good images' mean and standard
             deviation per pixel) or ``median`` (median and scaled median
             absolute deviation); see :class:`hydra.heads.reference.GoodReference`.
+        reference_window: each pixel's spread is the largest within this
+            square (odd, in input pixels), so a bar top one pixel beyond
+            where the Good images put it is not read as a fault.
         cam_guide: weigh Grad-CAM maps by the deviation from the reference
             (:meth:`~hydra.heads.reference.GoodReference.refine_cam`), so a
             heat map points at the bins that differ.
@@ -68,6 +71,7 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         reference: bool = False,
         reference_floor: float = DEFAULT_FLOOR,
         reference_stat: str = DEFAULT_STAT,
+        reference_window: int = DEFAULT_WINDOW,
         cam_guide: bool = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,

@@ -11,7 +11,7 @@ from torch import nn
 
 from hydra.heads.base import Head
 from hydra.heads.faults import make_faulty
-from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, GoodReference
+from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, DEFAULT_WINDOW, GoodReference
 from hydra.heads.siamese.torch_model import EmbeddingNet, center_loss, image_score, local_distances
 
 _FLOOR = -30.0  # log-weight of labels the head has no evidence for (weight ~1e-13)
@@ -54,7 +54,7 @@ class SiameseHead(GoodReference, Head):
         margin: squared distance that negatives are pushed beyond.
         k: nearest Good references averaged per position.
         bank_size: most Good references kept with the model.
-        reference, reference_floor, reference_stat, cam_guide: the embedding
+        reference, reference_floor, reference_stat, reference_window, cam_guide: the embedding
             network also reads each pixel's deviation from the Good images'
             per-pixel reference (see :class:`hydra.heads.reference.GoodReference`).
         labels, problem_labels, input_size, channels, lr, weight_decay,
@@ -78,6 +78,7 @@ class SiameseHead(GoodReference, Head):
         reference: bool = False,
         reference_floor: float = DEFAULT_FLOOR,
         reference_stat: str = DEFAULT_STAT,
+        reference_window: int = DEFAULT_WINDOW,
         cam_guide: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,

@@ -131,6 +131,31 @@ def test_mean_reference_keeps_sometimes_drawn_apart_from_never_drawn():
         _head(reference_stat="mode")
 
 
+def test_a_reference_window_forgives_a_bar_top_one_pixel_off_but_not_a_missing_bar():
+    """With ``reference_window`` 5 a pixel next to where Good plots vary reads as ordinary variation."""
+    good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
+    for i in range(4):  # a bar whose top wanders over rows 10-11 (alternately), column 20-23 drawn
+        good[i, 10 + i % 2 :, 20:24] = 0
+    probe = good[:1].clone()
+    probe[0, 9, 20:24] = 0  # the bar one row taller than any Good plot's
+    probe[0, 25:, 5:8] = 0  # and a bar where Good plots never have one
+    zs = {}
+    for window in (1, 5):
+        head = _head(reference_stat="mean", reference_window=window)
+        head.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+        zs[window] = head.preprocess(probe)[0, 3:] * 4.0
+    assert float(zs[1][0, 9, 21]) == -8.0  # one pixel off: a fault at full strength without the window
+    assert -2.5 < float(zs[5][0, 9, 21]) < -1.5  # (0 - 1) / 0.5: within the Good plots' variation
+    assert float(zs[5][0, 30, 6]) == -8.0  # far from anything Good plots draw: still the full deviation
+    head = _head(reference_window=5)
+    head.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+    assert torch.allclose(head.ref_scale[:, 8, 21], torch.full((3,), 0.5))  # the top row's 0.5, two rows up
+    assert torch.allclose(head.ref_scale[:, 30, 6], torch.full((3,), 0.02))  # the floor, far from it
+    for bad in (2, 0, True, 3.0):
+        with pytest.raises(ValueError, match="reference_window must be an odd whole number"):
+            _head(reference_window=bad)
+
+
 def test_guided_cam_peaks_on_the_pixels_that_differ_inside_the_grad_cam_area():
     head = _head(reference_stat="mean", cam_guide=True)
     good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
