@@ -115,6 +115,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             opts.epochs = job["epochs"]
         if job.get("folds") is not None:
             opts.folds = job["folds"]
+        if job.get("ensemble_min_images") is not None:
+            opts.ensemble_min_images = job["ensemble_min_images"]
         started = time.perf_counter()
         result = train(opts, cfg=cfg, engine=engine)
         train_s = time.perf_counter() - started
@@ -257,6 +259,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--folds", type=int, default=None, help="default: hydra train's")
     parser.add_argument("--no-ensemble", action="store_true", help="serve one model fitted on all images")
+    parser.add_argument(
+        "--ensemble-min-images",
+        type=int,
+        default=None,
+        help="default: hydra train's (the fold models serve from it)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument(
@@ -274,7 +282,8 @@ def main() -> None:
         print(json.dumps({"generated": str(data), "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     jobs = [
         {"data": str(data), "plot_type": pt, "size": int(size), "seed": int(seed), "threads": args.threads,
-         "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs, "folds": args.folds, "no_ensemble": args.no_ensemble}
+         "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs, "folds": args.folds, "no_ensemble": args.no_ensemble,
+         "ensemble_min_images": args.ensemble_min_images}
         for size in args.sizes.split(",")
         for seed in args.seeds.split(",")
         for pt in args.plot_types.split(",")
