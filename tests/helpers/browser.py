@@ -77,13 +77,28 @@ def open_page(page, app: RunningApp, path: str, expect: str) -> None:
     wait_idle(page)
 
 
+# Where a skeleton still stands: the element it stands for, for the failure message.
+_SKELETONS = """() => [...document.querySelectorAll('[data-testid="stSkeleton"]')].map(e => {
+    const box = e.closest('[data-testid="stElementContainer"]');
+    return (box ? box.className : 'no element container') + ' | ' + e.parentElement.outerHTML.slice(0, 300);
+})"""
+
+
 def wait_idle(page) -> None:
     # the status widget (running man, "Stop") is only there while a script runs
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
     )
-    # lazily loaded elements (charts, tables) show a skeleton until their code has arrived
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000)
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    # lazily loaded elements (charts, tables, component frames) show a skeleton until their
+    # code has arrived or the frame said it is ready; a loaded 2-core machine can take a while
+    try:
+        page.wait_for_function(
+            "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=60_000
+        )
+    except PageTimeout as exc:  # name what is still loading, not just "timeout"
+        raise AssertionError(f"still loading after 60 s: {page.evaluate(_SKELETONS)}") from exc
     # charts draw after the script finished: wait until every Vega chart has its canvas or svg
     page.wait_for_function(
         "() => [...document.querySelectorAll('.vega-embed')].every(e => e.querySelector('canvas, svg'))",

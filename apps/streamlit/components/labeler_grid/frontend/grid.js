@@ -302,9 +302,17 @@
     window.parent.document.addEventListener("keydown", onKey);
     window.addEventListener("unload", () => window.parent.document.removeEventListener("keydown", onKey));
   } catch (e) { /* another origin: shortcuts work inside the grid only */ }
+  let rendered = false;
   window.addEventListener("message", (ev) => {
-    if (ev.data && ev.data.type === "streamlit:render") render(ev.data.args || {});
+    if (ev.data && ev.data.type === "streamlit:render") { rendered = true; render(ev.data.args || {}); }
   });
   new ResizeObserver(setHeight).observe(document.body);
-  send("streamlit:componentReady", { apiVersion: 1 });
+  // Say "ready" until the first render arrives: a ready message sent while the
+  // page is still wiring up this frame is lost, and the frame would stay a
+  // loading skeleton for good. A repeated ready only makes Streamlit render again.
+  (function announce(tries) {
+    if (rendered || tries <= 0) return;
+    send("streamlit:componentReady", { apiVersion: 1 });
+    setTimeout(() => announce(tries - 1), 1000);
+  })(120);
 })();
