@@ -16,7 +16,10 @@ Everything that can go wrong with a file comes back as a value
 that dies (killed, crashed inside a decoder) is replaced and the file it was
 working on is tried once more in the new worker; only a file on which a
 worker dies twice is reported as ``decoder_crash`` (the Feeder quarantines
-it). A worker that dies before it is ready (a broken installation) is a
+it). A worker answers each message (all the jobs it was sent at once) with
+one message, which halves the pipe traffic per file; so when a worker dies
+holding several files, which one killed it is not known: none is blamed,
+and each is sent again alone (a *suspect*), where a death names its file. A worker that dies before it is ready (a broken installation) is a
 fault of the server: its files are not blamed, and it is restarted with a
 backoff. A job that runs longer than ``task_timeout_s`` gets its worker
 killed, which counts as a crash. :meth:`DecodePool.close` stops the workers
@@ -176,7 +179,8 @@ def _worker_main(conn: Connection) -> None:
                 return
             if msg is None:
                 return
-            for task_id, job, slot_name, slot_bytes in msg:  # a batch, answered one by one, in order
+            answers = []
+            for task_id, job, slot_name, slot_bytes in msg:  # a batch, answered in one message, in order
                 try:
                     res = decode_file(job)
                     if res.pixels is not None and slot_name and res.pixels.nbytes <= slot_bytes:
@@ -189,10 +193,11 @@ def _worker_main(conn: Connection) -> None:
                         res.slot_shape, res.pixels = res.pixels.shape, None
                 except Exception:  # noqa: BLE001 - never let one file stop the worker
                     res = Decoded("failed", message=traceback.format_exc(), finished=time.time())
-                try:
-                    conn.send((task_id, res))
-                except (BrokenPipeError, OSError):
-                    return
+                answers.append((task_id, res))
+            try:
+                conn.send(answers)
+            except (BrokenPipeError, OSError):
+                return
     finally:
         for block in blocks.values():
             with contextlib.suppress(Exception):
@@ -218,6 +223,7 @@ class _Task:
     tag: Any
     crashes: int = 0
     slot: int | None = None
+    suspect: bool = False  # its worker died holding it among others: it goes alone from now on
 
 
 @dataclass
@@ -254,7 +260,7 @@ class DecodePool:
         self,
         processes: int,
         *,
-        depth: int = 2,
+        depth: int = 4,
         slot_bytes: int = SLOT_BYTES,
         task_timeout_s: float = 60.0,
         context: str | None = None,
@@ -399,22 +405,22 @@ class DecodePool:
                     self._close_conn(w)
             events = self._poller.poll(0)
 
-    def _answer(self, w: _Worker, msg: tuple[Any, Any]) -> None:
-        if msg[0] == "ready":
+    def _answer(self, w: _Worker, msg: Any) -> None:
+        if isinstance(msg, tuple) and msg and msg[0] == "ready":
             w.ready, w.failed_starts, w.head_since = True, 0, time.monotonic()
             return
-        task_id, res = msg
-        if not w.tasks or w.tasks[0].id != task_id:  # pragma: no cover - a protocol bug
-            log.error("decode worker %d answered task %s out of order; ignored", w.index, task_id)
-            return
-        task = w.tasks.popleft()
+        for task_id, res in msg:  # the answers to one message, in order
+            if not w.tasks or w.tasks[0].id != task_id:  # pragma: no cover - a protocol bug
+                log.error("decode worker %d answered task %s out of order; ignored", w.index, task_id)
+                continue
+            task = w.tasks.popleft()
+            if res.slot_shape is not None:
+                block = self._blocks[task.slot]
+                res.pixels = np.ndarray(res.slot_shape, np.uint8, buffer=block.buf).copy()
+                res.slot_shape = None
+            self._release(task)
+            self._done.append((task.tag, res))
         w.head_since = time.monotonic()
-        if res.slot_shape is not None:
-            block = self._blocks[task.slot]
-            res.pixels = np.ndarray(res.slot_shape, np.uint8, buffer=block.buf).copy()
-            res.slot_shape = None
-        self._release(task)
-        self._done.append((task.tag, res))
 
     def _check_workers(self) -> None:
         now = time.monotonic()
@@ -444,7 +450,12 @@ class DecodePool:
             self._close_conn(w)
         tasks, w.tasks = list(w.tasks), deque()
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
-        if w.ready and tasks:
+        if w.ready and len(tasks) > 1:  # which of them killed it is not known: each goes again, alone
+            for task in tasks:
+                task.suspect = True
+            log.warning("decoder %d died (%s) holding %d files; sending each again alone",
+                        w.index, how, len(tasks))  # fmt: skip
+        elif w.ready and tasks:
             head = tasks[0]
             head.crashes += 1
             name = os.path.basename(head.job.path)
@@ -503,7 +514,12 @@ class DecodePool:
         """Hand pending jobs to the least busy workers: one message per worker for all it gets now."""
         batches: dict[int, list[_Task]] = {}
         while self._pending and self._free:
-            live = [w for w in self._workers if w.conn is not None and len(w.tasks) < self.depth]
+            alone = self._pending[0].suspect  # a suspect goes to an idle worker, and nothing with it
+            live = [
+                w for w in self._workers
+                if w.conn is not None and (not w.tasks if alone else len(w.tasks) < self.depth)
+                and not (w.tasks and w.tasks[0].suspect)
+            ]  # fmt: skip
             if not live:
                 break
             w = min(live, key=lambda x: len(x.tasks))

@@ -323,7 +323,8 @@ class Feeder:
                 self._attempts[path] = entry.attempt + 1
 
     def _dispatch(self, pool: DecodePool) -> None:
-        limit = 4 * self.decoders
+        # twice what the decoders hold: a decoder that answers its batch finds the next one queued
+        limit = 2 * pool.depth * self.decoders
         cap = self.cfg.serve.max_in_flight
         jobs: list[tuple[DecodeJob, str]] = []
         while self.ready and len(self.busy) < limit and len(self.in_flight) < cap:

@@ -139,6 +139,32 @@ def test_a_killed_worker_is_replaced_and_its_file_is_not_lost(files):
         assert _collect_all(pool, 1)["after"].status == "ok"
 
 
+def test_a_worker_that_dies_holding_several_files_blames_none_and_sends_each_again_alone(files):
+    """Answers come one message per batch, so a death with several files in hand names no culprit."""
+    _, good, _ = files
+    with DecodePool(1, depth=4) as pool:
+        pool.submit(DecodeJob(good["good-0.png"], size=(30, 40)), tag="warm")
+        assert _collect_all(pool, 1)["warm"].status == "ok"
+        (pid,) = pool.pids()
+        os.kill(pid, signal.SIGSTOP)
+        names = ["good-1.png", "good-2.png", "good-3.png"]
+        pool.submit_many([(DecodeJob(good[n], size=(30, 40)), n) for n in names])  # one message
+        assert len(pool._workers[0].tasks) == 3
+        os.kill(pid, signal.SIGKILL)
+        got, most_in_hand = {}, 0
+        deadline = time.monotonic() + 60
+        while len(got) < 3:
+            assert time.monotonic() < deadline, f"only {sorted(got)} back"
+            got.update(pool.collect(timeout=0.5))
+            most_in_hand = max(most_in_hand, *(len(w.tasks) for w in pool._workers))
+        assert all(got[n].status == "ok" for n in names)
+        assert most_in_hand == 1  # each went again alone, where a second death would name its file
+        assert pool.replaced == 1 and pool.crashed == 0
+        pool.submit_many([(DecodeJob(good[n], size=(30, 40)), n) for n in names])  # batches again after
+        assert len(pool._workers[0].tasks) == 3
+        assert all(r.status == "ok" for r in _collect_all(pool, 3).values())
+
+
 def test_a_file_that_kills_its_decoder_twice_is_given_up_and_the_pool_goes_on(tmp_path, files):
     """A decode that outlives ``task_timeout_s`` gets its worker killed: twice is a ``decoder_crash``."""
     _, good, _ = files
@@ -162,7 +188,7 @@ def test_close_unlinks_every_block_and_stops_the_workers(files):
     _collect_all(pool, 8)
     pool.submit(DecodeJob(good["good-0.png"], size=(30, 40)), tag="left")  # one not collected
     names, pids = pool.block_names(), pool.pids()
-    assert len(names) == 4 and _shm_names(pool.prefix) == sorted(names)
+    assert len(names) == 2 * pool.depth and _shm_names(pool.prefix) == sorted(names)
     pool.close()
     assert _shm_names(pool.prefix) == []
     assert not any(_alive(p) for p in pids)
@@ -176,7 +202,7 @@ def test_a_killed_parent_leaves_no_shared_memory_and_no_worker(tmp_path, files):
         import sys, time
         from hydra.serve.decode_pool import DecodeJob, DecodePool
         if __name__ == "__main__":
-            pool = DecodePool(2)
+            pool = DecodePool(2, depth=2)
             pool.submit(DecodeJob({good["good-0.png"]!r}, size=(30, 40)))
             while not pool.collect(timeout=1.0):
                 pass
