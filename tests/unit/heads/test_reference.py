@@ -175,6 +175,21 @@ def test_guided_cam_peaks_on_the_pixels_that_differ_inside_the_grad_cam_area():
     assert np.array_equal(_head().refine_cam(x, coarse), coarse)
 
 
+def test_guided_cam_weighs_a_one_pixel_hot_bin_as_much_as_a_broad_change():
+    """A hot bin one pixel wide against a broad region that changed (as when the axis rescales)."""
+    head = _head(reference_stat="mean", cam_guide=True)
+    good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
+    head.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+    faulty = good[:1].clone()
+    faulty[0, 4:28, 8] = 0  # the hot bin: one column
+    faulty[0, 14:28, 20:36] = 0  # a broad change
+    x = head.preprocess(faulty)
+    coarse = np.full((1, *SIZE), 0.9, dtype=np.float32)
+    coarse[0, :, 6:11] = 1.0  # Grad-CAM leans towards the hot bin
+    r, c = np.unravel_index(int(head.refine_cam(x, coarse)[0].argmax()), SIZE)
+    assert c == 8 and 4 <= r < 28, (r, c)
+
+
 def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
