@@ -16,13 +16,14 @@ Everything that can go wrong with a file comes back as a value
 that dies (killed, crashed inside a decoder) is replaced and the file it was
 working on is tried once more in the new worker; only a file on which a
 worker dies twice is reported as ``decoder_crash`` (the Feeder quarantines
-it). A worker answers each message (all the jobs it was sent at once) with
-one message, which halves the pipe traffic per file; so when a worker dies
-holding several files, which one killed it is not known: none is blamed,
-and each is sent again alone (a *suspect*), where a death names its file. A worker that dies before it is ready (a broken installation) is a
-fault of the server: its files are not blamed, and it is restarted with a
-backoff. A job that runs longer than ``task_timeout_s`` gets its worker
-killed, which counts as a crash. :meth:`DecodePool.close` stops the workers
+it). A worker answers all the jobs of one message (up to ``depth``) with
+one message, not one per file; so when a worker dies holding several
+files, which one killed it is not known: none is blamed, and each is sent
+again alone (a *suspect*), where a death names its file. A worker that
+dies before it is ready (a broken installation) is a fault of the server:
+its files are not blamed, and it is restarted with a backoff. A worker that
+has not answered for ``task_timeout_s`` is killed, which counts as a crash
+(of the file, once it is alone). :meth:`DecodePool.close` stops the workers
 and unlinks every block; if the Feeder itself is killed, the workers see
 their pipe close and exit, and multiprocessing's resource tracker unlinks
 the blocks.
@@ -252,7 +253,7 @@ class DecodePool:
         depth: jobs sent ahead to each worker (several keep it busy while
             the parent collects, and go out in one message).
         slot_bytes: initial size of each shared-memory slot.
-        task_timeout_s: a job running longer gets its worker killed.
+        task_timeout_s: a worker silent for longer (on one message) is killed.
         context: multiprocessing start method (default forkserver, else spawn).
     """
 
@@ -285,7 +286,7 @@ class DecodePool:
         self._poller = select.poll()  # the workers' pipes, registered once (cheaper than a wait() per call)
         self._by_fd: dict[int, _Worker] = {}
         try:
-            for i in range(self.processes * self.depth):
+            for i in range(self.capacity):
                 self._blocks.append(self._new_block(max(1, slot_bytes)))
                 self._free.append(i)
             for i in range(self.processes):
@@ -303,6 +304,11 @@ class DecodePool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def capacity(self) -> int:
+        """Jobs the workers hold at most (``depth`` each); more wait in the pool."""
+        return self.processes * self.depth
 
     def __len__(self) -> int:
         """Jobs submitted and not yet collected."""
@@ -406,7 +412,7 @@ class DecodePool:
             events = self._poller.poll(0)
 
     def _answer(self, w: _Worker, msg: Any) -> None:
-        if isinstance(msg, tuple) and msg and msg[0] == "ready":
+        if isinstance(msg, tuple):  # ("ready", pid); answers come as a list
             w.ready, w.failed_starts, w.head_since = True, 0, time.monotonic()
             return
         for task_id, res in msg:  # the answers to one message, in order
@@ -514,12 +520,7 @@ class DecodePool:
         """Hand pending jobs to the least busy workers: one message per worker for all it gets now."""
         batches: dict[int, list[_Task]] = {}
         while self._pending and self._free:
-            alone = self._pending[0].suspect  # a suspect goes to an idle worker, and nothing with it
-            live = [
-                w for w in self._workers
-                if w.conn is not None and (not w.tasks if alone else len(w.tasks) < self.depth)
-                and not (w.tasks and w.tasks[0].suspect)
-            ]  # fmt: skip
+            live = [w for w in self._workers if self._takes(w, self._pending[0])]
             if not live:
                 break
             w = min(live, key=lambda x: len(x.tasks))
@@ -547,6 +548,14 @@ class DecodePool:
                     self._release(task)
                     self._pending.appendleft(task)
                 self._close_conn(w)
+
+    def _takes(self, w: _Worker, task: _Task) -> bool:
+        """Whether ``w`` can be sent ``task`` now: a suspect goes to an idle worker, and nothing with it."""
+        if w.conn is None:
+            return False
+        if not w.tasks:
+            return True
+        return not (task.suspect or w.tasks[0].suspect) and len(w.tasks) < self.depth
 
     def submit_many(self, jobs: list[tuple[DecodeJob, Any]]) -> None:
         """Queue several ``(job, tag)`` at once: each worker gets its share in one message."""

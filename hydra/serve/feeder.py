@@ -324,7 +324,7 @@ class Feeder:
 
     def _dispatch(self, pool: DecodePool) -> None:
         # twice what the decoders hold: a decoder that answers its batch finds the next one queued
-        limit = 2 * pool.depth * self.decoders
+        limit = 2 * pool.capacity
         cap = self.cfg.serve.max_in_flight
         jobs: list[tuple[DecodeJob, str]] = []
         while self.ready and len(self.busy) < limit and len(self.in_flight) < cap:

@@ -85,12 +85,12 @@ _SKELETONS = """() => [...document.querySelectorAll('[data-testid="stSkeleton"]'
 
 
 def wait_idle(page) -> None:
+    from playwright.sync_api import TimeoutError as PageTimeout
+
     # the status widget (running man, "Stop") is only there while a script runs
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
     )
-    from playwright.sync_api import TimeoutError as PageTimeout
-
     # lazily loaded elements (charts, tables, component frames) show a skeleton until their
     # code has arrived or the frame said it is ready; a loaded 2-core machine can take a while
     try:
