@@ -140,10 +140,11 @@ class GoodReference:
         hundredth of itself, so that the pixels that differ stay the peak),
         so a one-bin hot channel a pixel or two wide weighs as much as the
         broad change it causes elsewhere when the axis rescales. On the
-        real-histogram benchmark (160 labels, three seeds, the same trained
-        models) the share of flagged localised faults whose heat-map peak
-        lies in the fault rose from 0.775 / 0.793 / 0.743 with the deviation
-        averaged over 5x5 pixels to 0.796 / 0.809 / 0.749.
+        real-histogram benchmark (``benchmarks/bench_quality.py --sizes 160
+        --seeds 0``, the same models before and after) the share of flagged
+        localised faults whose heat-map peak lies in the fault rose from
+        0.775 with the deviation averaged over 5x5 pixels to 0.796
+        (docs/performance.md has the other seeds and windows).
         """
         if not (self.uses_reference and self.hparams.get("cam_guide", False)):
             return maps
