@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 from PIL import ImageDraw
-from sqlmodel import Session, col, delete, func, select, update
+from sqlmodel import Session, col, delete, func, or_, select, update
 
 from hydra.auth import ROLES, PermissionDenied, create_user, get_user, grant, role_allows
 from hydra.auth import set_password as _store_password
@@ -267,8 +267,11 @@ def merge_plot_types(
     Images (with their labels and label history), inferences, the recent
     window, alarms, training sets and models move; labels are matched by
     name, and a label the target lacks is added to it. The target's active
-    model stays active; the source's models arrive inactive (unless the
-    target had none). Permissions on the source carry over. Returns what moved.
+    model stays active; the source's models arrive inactive and none of them
+    a shadow (unless the target had no active model: then they arrive as they
+    were, less a shadow if the target has one). A plot type keeps at most one
+    active and one shadow model.
+    Permissions on the source carry over. Returns what moved.
     """
     _admin(user, session=session)
     src = _plot_type(source, session=session)
@@ -277,11 +280,19 @@ def merge_plot_types(
         raise AdminError(f"cannot merge {src.name!r} into itself")
     moved = plot_type_usage(src.id, session=session)
     _move_labels(src, dst, session=session)
-    target_active = session.exec(
-        select(Model.id).where(Model.plot_type_id == dst.id, col(Model.active).is_(True))
-    ).first()
-    if target_active is not None:
-        session.execute(update(Model).where(Model.plot_type_id == src.id).values(active=False))
+    target = session.exec(
+        select(Model.active, Model.shadow).where(
+            Model.plot_type_id == dst.id, or_(col(Model.active).is_(True), col(Model.shadow).is_(True))
+        )
+    ).all()
+    stepping_down: dict[str, bool] = {}
+    if any(active for active, _ in target):
+        # the source's candidate was weighed against the source's active model, which steps down
+        stepping_down = {"active": False, "shadow": False}
+    elif any(shadow for _, shadow in target):
+        stepping_down = {"shadow": False}
+    if stepping_down:
+        session.execute(update(Model).where(Model.plot_type_id == src.id).values(**stepping_down))
     for table in (Image, Inference, RunTime, Alarm, TrainingSet, Model):
         session.execute(update(table).where(table.plot_type_id == src.id).values(plot_type_id=dst.id))
     _move_permissions(src, dst, session=session)

@@ -181,3 +181,32 @@ def test_admin_page_renames_and_merges(seeded):
 
         names = set(s.exec(select(PlotType.name)).all())
     assert "TOF_rates2" not in names and "TOF_rates" not in names and "CDC_hits" in names
+
+
+def test_a_merge_leaves_one_active_and_at_most_one_shadow_model(seeded):
+    """The source's active and shadow models step down when the target has its own."""
+    from sqlmodel import select
+
+    from hydra.services import admin
+
+    engine, seed = seeded
+    fcal = seed.plot_types["FCAL_occupancy"]
+    with session_scope(engine) as s:
+        root = get_user("admin", session=s)
+        wrong = admin.add_plot_type(root, "FCAL_Occupancy", ["Good", "Bad"], session=s)
+
+        def model(pt_id: int, **flags) -> Model:
+            m = Model(plot_type_id=pt_id, head="classifier", path="/m/x", input_height=8, input_width=8, **flags)
+            s.add(m)
+            return m
+
+        model(fcal, shadow=True)
+        model(wrong.id, active=True)
+        model(wrong.id, shadow=True)
+        s.flush()
+        admin.merge_plot_types(root, wrong.id, fcal, session=s)
+    with session_scope(engine) as s:
+        flags = s.exec(select(Model.active, Model.shadow).where(Model.plot_type_id == fcal)).all()
+    assert sum(a for a, _ in flags) == 1 and sum(sh for _, sh in flags) == 1
+    with session_scope(engine) as s:
+        assert active_model(fcal, session=s).id == seed.models["FCAL_occupancy"]
