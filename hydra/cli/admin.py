@@ -6,7 +6,16 @@ import sys
 
 import typer
 
-from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+from hydra.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    engine_for,
+    fail,
+    get_config,
+    out,
+    print_json_lines,
+)
 
 plot_type_app = typer.Typer(help="Plot types and their labels.", no_args_is_help=True)
 user_app = typer.Typer(help="Users and their permissions.", no_args_is_help=True)
@@ -111,9 +120,7 @@ def plot_type_list(json: bool = JsonOption, config: str = ConfigOption) -> None:
             ",".join(r["problem_labels"]),
             str(r["active_model"] or "-"),
         )
-    from rich.console import Console
-
-    Console().print(table)
+    out.print(table)
 
 
 def _plot_type_change(action, *args, done, **kwargs) -> None:

@@ -8,7 +8,16 @@ from typing import Any
 
 import typer
 
-from hydra.cli.common import ConfigOption, JsonOption, console, engine_for, fail, get_config, print_json_lines
+from hydra.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    engine_for,
+    fail,
+    get_config,
+    out,
+    print_json_lines,
+)
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -146,7 +155,6 @@ def _write_cams(chunk: list[_Item], loaded: Any, pixels: Any, classes: list[int]
 
 
 def _print_table(items: list[_Item]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="hydra predict")
@@ -161,7 +169,7 @@ def _print_table(items: list[_Item]) -> None:
             it.path.name, str(r["plot_type"]), str(r["model_id"]), r["label"],
             f"{r['weights'][r['label']]:.3f}", f"[{colour}]{r['confirmed']}[/]",
         )  # fmt: skip
-    Console().print(table)
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -184,6 +184,7 @@ def _run_training(opts: TrainOptions, cfg: HydraConfig, json: bool) -> None:
 
 
 def _print_summary(result) -> None:
+    """The trained model's figures, on stdout (they are the command's result)."""
     from rich.table import Table
 
     m = result.metrics
@@ -201,9 +202,9 @@ def _print_summary(result) -> None:
             str(row["support"]),
             f"{result.thresholds[label]:.2f}",
         )
-    console.print(table)
+    out.print(table)
     auc = m.get("problem_roc_auc")
-    console.print(
+    out.print(
         f"accuracy [bold]{m['accuracy']:.3f}[/] on {m['n_test']} "
         + ("labelled images (cross-validated)" if m.get("folds") else "held-out images")
         + (f", problem ROC AUC {auc:.3f}" if auc is not None else "")
@@ -214,8 +215,8 @@ def _print_summary(result) -> None:
         if result.active
         else "not active (hydra models activate " + str(result.model_id) + ")"
     )
-    console.print(f"model id [bold]{result.model_id}[/], {state}; training set {result.training_set_id}")
-    console.print(f"files: {', '.join(result.files)}")
+    out.print(f"model id [bold]{result.model_id}[/], {state}; training set {result.training_set_id}")
+    out.print(f"files: {', '.join(result.files)}")
 
 
 @models_app.command("list")

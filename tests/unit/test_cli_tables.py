@@ -41,6 +41,24 @@ def test_tables_go_to_stdout(seeded_home):
     assert code == 0 and "unknown plot type 'XYZ'" in out and "3 error(s)" in err
 
 
+def test_the_training_summary_goes_to_stdout(capsys):
+    from types import SimpleNamespace
+
+    from hydra.cli.ml_train import _print_summary
+
+    per_label = {"precision": 0.95, "recall": 0.9, "f1": 0.92, "support": 40}
+    result = SimpleNamespace(
+        model_id=7, head="classifier", plot_type="FCAL_occupancy", labels=["Good", "Bad"],
+        thresholds={"Good": 0.5, "Bad": 0.4}, active=True, training_set_id=3, files=["model.safetensors"],
+        metrics={"folds": 5, "per_label": {"Good": per_label, "Bad": per_label}, "accuracy": 0.9583333333,
+                 "n_test": 80, "problem_roc_auc": 0.97, "unconfirmed": 2, "epochs": 9, "train_seconds": 41.25},
+    )  # fmt: skip
+    _print_summary(result)
+    got = capsys.readouterr()
+    assert "FCAL_occupancy" in got.out and "accuracy 0.958 on 80" in got.out and "model id 7" in got.out
+    assert got.err == ""
+
+
 def test_plot_type_rename_merge_hide_delete(seeded_home):
     from sqlmodel import select
 
