@@ -158,9 +158,8 @@ def compare(candidate_id: int, *, session: Session, limit: int = 60) -> Comparis
     cand = get_model(candidate_id, session=session)
     active = active_model(cand.plot_type_id, session=session)
     if active is None:
-        raise ShadowError(
-            f"plot type {cand.plot_type_id} has no active model to compare model {cand.id} with"
-        )
+        name = session.get(PlotType, cand.plot_type_id).name
+        raise ShadowError(f"plot type {name!r} has no active model to compare model {cand.id} with")
     if active.id == cand.id:
         raise ShadowError(f"model {cand.id} is the active model; a candidate is another model")
     out = Comparison(candidate_id=cand.id, active_id=active.id, labels=list(cand.labels))

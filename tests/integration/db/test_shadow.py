@@ -18,7 +18,7 @@ from sqlmodel import select
 from hydra.auth import PermissionDenied, create_user
 from hydra.db import session_scope
 from hydra.db.migrate import current_revision
-from hydra.db.models import LIVE, SHADOW, Alarm, Image, Inference, Model, RunTime
+from hydra.db.models import LIVE, SHADOW, Alarm, Image, Inference, Model, PlotType, RunTime
 from hydra.services import library, run, shadow
 from hydra.services.access import OPERATOR
 from hydra.services.log import log_entries
@@ -145,6 +145,14 @@ def test_compare_a_candidate_with_the_active_model(engine, tmp_path):
     assert {(d.candidate_label, d.active_label) for d in cmp.disagreements} == {("Bad", "Good")}
     with session_scope(engine) as s, pytest.raises(ShadowError):
         shadow.compare(model_id, session=s)
+    with session_scope(engine) as s:
+        s.get(Model, model_id).active = False
+        name = s.get(PlotType, pt_id).name
+    with (
+        session_scope(engine) as s,
+        pytest.raises(ShadowError, match=f"plot type '{name}' has no active model"),
+    ):
+        shadow.compare(cand, session=s)  # named, not numbered
 
 
 def test_the_schema_downgrades_from_0005_and_upgrades_again(engine):
