@@ -58,6 +58,7 @@ def ingest(
                 progress=progress,
                 max_bytes=cfg.serve.max_file_bytes,
                 max_pixels=cfg.serve.max_image_pixels,
+                collect_percent=cfg.plot_types.collect_percent,
             )
         except IngestError as exc:
             fail(f"{exc}; nothing was written")

@@ -27,6 +27,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hydra.config import PlotTypeDefaults
 from hydra.data.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -47,6 +48,8 @@ from hydra.data.naming import (
 from hydra.db.engine import session_scope
 from hydra.db.models import Image, ImageLabel, Label, PlotType, utcnow
 from hydra.db.queries import add_label, create_plot_type, get_plot_type, labels_of, plot_types_by_name
+
+DEFAULT_COLLECT_PERCENT = PlotTypeDefaults().collect_percent
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MAX_PATH = 512  # Image.path's column width
@@ -237,9 +240,9 @@ def _ordered_labels(used: Iterable[str]) -> list[str]:
 
 
 def _resolve_labels(
-    candidates: list[_Candidate], session: Session, report: IngestReport
+    candidates: list[_Candidate], session: Session, report: IngestReport, collect_percent: float
 ) -> dict[tuple[str, str], int]:
-    """Create missing plot types; map (plot type, label name) to label id."""
+    """Create missing plot types (keeping ``collect_percent`` of fine images); map (plot type, label name) to label id."""
     by_type: dict[str, set[str]] = {}
     for c in candidates:
         by_type.setdefault(c.parsed.plot_type, set())
@@ -250,7 +253,8 @@ def _resolve_labels(
     for name, used in sorted(by_type.items()):
         pt = existing.get(name)
         if pt is None:
-            pt = create_plot_type(name, _ordered_labels(used) or list(DEFAULT_LABELS), session=session)
+            labels = _ordered_labels(used) or list(DEFAULT_LABELS)
+            pt = create_plot_type(name, labels, session=session, collect_percent=collect_percent)
             report.created_plot_types.append(name)
         known = {lb.name: lb for lb in labels_of(pt.id, session=session)}
         for label in sorted(used - set(known)):
@@ -270,6 +274,7 @@ def ingest(
     progress: Callable[[int, int], None] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    collect_percent: float = DEFAULT_COLLECT_PERCENT,
 ) -> IngestReport:
     """Register every image under ``directory`` that follows the naming convention.
 
@@ -284,6 +289,8 @@ def ingest(
         max_bytes: the largest file accepted (``serve.max_file_bytes``).
         max_pixels: the most pixels an image may declare (``serve.max_image_pixels``);
             with the same limits as ``hydra-serve``, ingest refuses what serve would.
+        collect_percent: for a plot type ingest creates, the percent of fine
+            images ``hydra-serve`` keeps at random (``plot_types.collect_percent``).
 
     Raises:
         IngestError: anything wrong; the message names the file or CSV line,
@@ -296,7 +303,7 @@ def ingest(
     check = partial(_check_image, max_bytes=max_bytes, max_pixels=max_pixels)
     with session_scope(engine) as session:
         known = _known_images([str(c.path) for c in candidates], session)
-        label_ids = _resolve_labels(candidates, session, report)
+        label_ids = _resolve_labels(candidates, session, report, collect_percent)
         now = utcnow()
         fresh, history = _relabel_known(candidates, known, label_ids, now, session, report)
         rows = _new_image_rows(fresh, label_ids, now, check, progress)

@@ -20,6 +20,8 @@ def test_ingest_with_labels_and_twice(engine, tmp_path):
     with Session(engine) as s:
         labels = {(pt, lb) for pt, lb in s.exec(select(PlotType.name, Label.name).join(Label))}
         assert ("fcal_occupancy", "Bad") in labels and ("cdc_occupancy", "Good") in labels
+        # the configured share of fine images is kept to watch the model, as for `hydra plot-type add`
+        assert set(s.exec(select(PlotType.collect_percent)).all()) == {2.0}
         img = s.exec(select(Image).where(Image.filename == "fcal_occupancy-001000_0000.png")).one()
         assert (img.run, img.chunk) == (1000, 0)
         assert s.get(Label, img.label_id).name == "Bad"
