@@ -72,6 +72,9 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=256)
     role: str = Field(default="labeler", max_length=16)  # admin, expert, labeler, viewer
     created_at: datetime = Field(default_factory=utcnow)
+    # what the pages remember for this user across sessions and restarts ({"run_opacity": 0.6});
+    # NULL until the first one is stored (a JSON column cannot have a default on every backend)
+    preferences: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class LoginFailure(SQLModel, table=True):

@@ -8,7 +8,11 @@ return the ORM rows. Functions that touch the database take a keyword-only
 ``session``; :func:`frame_order` and :func:`group_summaries` work on frames
 already read.
 
-Only :func:`acknowledge_alarm` and :func:`acknowledge_alarms` write. They
+:func:`heatmap_opacity` and :func:`set_heatmap_opacity` read and store the
+Grad-CAM opacity a user chose, in ``user.preferences``, so it outlives the
+session and an app restart.
+
+Otherwise only :func:`acknowledge_alarm` and :func:`acknowledge_alarms` write. They
 take the acting user's id, look the user up themselves and refuse
 (``PermissionDenied``) without a user or with one whose role and grants do
 not allow it (``hydra.auth.require(user, "acknowledge", plot_type_id)``), so
@@ -53,6 +57,8 @@ from hydra.db.models import (
 from hydra.services._common import aware
 
 NO_MODEL_COLOR = "#5a5a5a"
+DEFAULT_OPACITY = 0.45  # heat maps visible from the start, the plot still readable under them
+OPACITY_KEY = "run_opacity"  # its key in user.preferences
 
 
 @dataclass
@@ -414,3 +420,29 @@ def acknowledge_alarm(alarm_id: int, *, user_id: int | None, session: Session) -
         session.add(alarm)
         session.flush()
     return alarm
+
+
+def heatmap_opacity(user_id: int | None, *, session: Session) -> float:
+    """The Grad-CAM opacity the user chose last, or :data:`DEFAULT_OPACITY` (also without a user)."""
+    user = session.get(User, user_id) if user_id is not None else None
+    value = (user.preferences or {}).get(OPACITY_KEY) if user is not None else None
+    return float(value) if isinstance(value, (int, float)) else DEFAULT_OPACITY
+
+
+def set_heatmap_opacity(user_id: int, opacity: float, *, session: Session) -> float:
+    """Remember the user's Grad-CAM opacity (0 hides heat maps, 1 covers the plot); returns it.
+
+    Raises:
+        ValueError: an opacity outside 0..1.
+        LookupError: no such user.
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"the heat-map opacity must be between 0 and 1, not {opacity}")
+    user = session.get(User, user_id)
+    if user is None:
+        raise LookupError(f"unknown user id {user_id}")
+    # a new dict: the JSON column does not see changes made in place
+    user.preferences = {**(user.preferences or {}), OPACITY_KEY: round(float(opacity), 3)}
+    session.add(user)
+    session.flush()
+    return user.preferences[OPACITY_KEY]

@@ -10,8 +10,9 @@ and name (``hydra.services.run.frame_order``): a tile moves only when its verdic
 changes its rank. Frames take their label's colour (dashed while
 unconfirmed, dotted grey without a model, faded when the plot type stopped
 arriving). Problem and unconfirmed tiles carry their Grad-CAM heat map at a
-visible opacity from the start; the opacity a user chooses is remembered for
-that user. Images are embedded in the page (data URIs), so a refresh never
+visible opacity from the start; the opacity a logged-in user chooses is stored
+for that user in the database (``run.set_heatmap_opacity``), so it survives new
+sessions and app restarts. Images are embedded in the page (data URIs), so a refresh never
 leaves the browser asking for media files that are gone.
 
 Alarms are collapsed to one banner per condition (plot type and label) that
@@ -30,17 +31,12 @@ import streamlit as st
 from hydra.services import run
 
 cfg = shell.config()
-DEFAULT_OPACITY = 0.45
+DEFAULT_OPACITY = run.DEFAULT_OPACITY
 ALARMS_SHOWN = 3
 ALL = "All"
 ACK_OUTCOME = "run_ack_refused"
+OPACITY_OUTCOME = "run_opacity_refused"
 shell.page()
-
-
-@st.cache_resource(show_spinner=False)
-def _remembered_opacity() -> dict[int, float]:
-    """Grad-CAM opacity per user id, for as long as the app runs."""
-    return {}
 
 
 with shell.session() as s:
@@ -58,13 +54,17 @@ if not all_types:
     st.stop()
 
 user = shell.current_user()
-if "run_opacity" not in st.session_state:
-    st.session_state["run_opacity"] = _remembered_opacity().get(user.id if user else -1, DEFAULT_OPACITY)
+user_id = user.id if user else None
+if st.session_state.get("run_opacity_user", "nobody yet") != user_id:  # a new session, or a login
+    with shell.session() as s:
+        st.session_state["run_opacity"] = run.heatmap_opacity(user_id, session=s)
+    st.session_state["run_opacity_user"] = user_id
 
 
 def _remember_opacity() -> None:
     if user is not None:
-        _remembered_opacity()[user.id] = float(st.session_state["run_opacity"])
+        shell.run_service(run.set_heatmap_opacity, user.id, float(st.session_state["run_opacity"]),
+                          outcome=OPACITY_OUTCOME)  # fmt: skip
 
 
 group_names = {g.name: g.id for g in groups}
@@ -73,10 +73,11 @@ c1.selectbox("Plot group", [ALL, *group_names], key="run_group")
 hidden = c2.multiselect("Hide plot types", [pt.name for pt in all_types], key="run_hidden")
 c3.slider(
     "Grad-CAM opacity", 0.0, 1.0, step=0.05, key="run_opacity", on_change=_remember_opacity,
-    help="Heat maps are drawn on problem and unconfirmed tiles; 0 hides them.",
+    help="Heat maps are drawn on problem and unconfirmed tiles; 0 hides them. Remembered for a logged-in user.",
 )  # fmt: skip
 size = c4.slider("Tile size (px)", 200, 640, 320, 20, key="run_size")
 sound = c5.toggle("Alarm sound", key="run_sound")
+shell.show_outcome(OPACITY_OUTCOME)
 
 
 def _header(header: run.RunHeader, now: datetime) -> None:

@@ -169,11 +169,23 @@ def test_empty_database_explains_what_to_do(tmp_path, monkeypatch):
 
 
 def test_opacity_is_remembered_per_user(cloned):
+    import streamlit as st
+
     expert, viewer = cloned.users["expert"], cloned.users["viewer"]
     at = open_run(hydra_user_id=expert)
     assert at.slider(key="run_opacity").value == 0.45  # visible from the start
     at.slider(key="run_opacity").set_value(0.8).run()
+    assert not at.exception
     again = open_run(hydra_user_id=expert)  # a new session of the same user
     assert again.slider(key="run_opacity").value == 0.8
     other = open_run(hydra_user_id=viewer)
     assert other.slider(key="run_opacity").value == 0.45
+    # an app restart forgets everything held in the process; the choice is in the database
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    assert open_run(hydra_user_id=expert).slider(key="run_opacity").value == 0.8
+    eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
+    with session_scope(eng) as s:
+        assert run.heatmap_opacity(expert, session=s) == 0.8
+        assert run.heatmap_opacity(viewer, session=s) == run.DEFAULT_OPACITY
+    eng.dispose()
