@@ -1,4 +1,4 @@
-"""The Log page's service: confirmed problems and unconfirmed verdicts of a time window.
+"""The Log page's service: confirmed problems and unconfirmed verdicts of a time window or of runs.
 
 :func:`log_entries` reads the live inferences (the active models' in
 ``hydra-serve``; never a shadow model's or a reprocessing's), joined to their plot type's name, and
@@ -43,7 +43,7 @@ class LogEntry:
 def log_entries(
     *,
     session: Session,
-    since: datetime,
+    since: datetime | None,
     until: datetime | None = None,
     plot_type_ids: Sequence[int] | None = None,
     include_unconfirmed: bool = True,
@@ -54,6 +54,8 @@ def log_entries(
 ) -> list[LogEntry]:
     """Confirmed problems (and unconfirmed verdicts) in a time window, newest first.
 
+    ``since=None`` reads all time: the Log page passes it when a run or run
+    range is given, so an older run is found whatever the window says.
     ``run_min``/``run_max`` bound the run number (both: one run when equal);
     ``group_ids`` keeps the plot types of those detector groups.
     """
@@ -65,8 +67,10 @@ def log_entries(
     query = (
         select(Inference, PlotType.name)
         .join(PlotType, PlotType.id == Inference.plot_type_id)
-        .where(Inference.created_at >= since, Inference.origin == LIVE, wanted)
+        .where(Inference.origin == LIVE, wanted)
     )
+    if since is not None:
+        query = query.where(Inference.created_at >= since)
     if until is not None:
         query = query.where(Inference.created_at < until)
     if plot_type_ids:

@@ -3,7 +3,9 @@
 The daily brief at run-coordination meetings: grouped by plot type and run,
 newest first, with thumbnails, heat maps and weights, and a CSV export of
 exactly what is shown. Filters: time window, plot types, detector groups, one
-run or a run range (``?run=N`` in the URL preselects a run).
+run or a run range (``?run=N`` in the URL preselects a run). A run or run
+range is looked up in all time: the window applies only without one, so an
+older run is found too.
 """
 
 from __future__ import annotations
@@ -28,24 +30,39 @@ with shell.session() as s:
 
 if "log_run" not in st.session_state and str(st.query_params.get("run", "")).isdigit():
     st.session_state["log_run"] = int(st.query_params["run"])
+# a run or run range is looked up in all time: an older run must not read "nothing to report"
+by_run = any(st.session_state.get(k) is not None for k in ("log_run", "log_run_min", "log_run_max"))
 c1, c2, c3, c4 = st.columns([1, 2, 1, 1])
-window = c1.selectbox("Window", list(WINDOWS), index=2, key="log_window")
+window = c1.selectbox(
+    "Window", list(WINDOWS), index=2, key="log_window", disabled=by_run,
+    help="How far back to look. Not applied while a run or run range is given: runs are found in all time.",
+)  # fmt: skip
 chosen = c2.multiselect("Plot types (all when empty)", [pt.name for pt in types], key="log_types")
 unconfirmed = c3.toggle("Include unconfirmed", value=True, key="log_unconfirmed")
 heatmaps = c4.toggle("Heat maps", value=True, key="log_heatmaps")
 f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
 chosen_groups = f1.multiselect("Detector groups (all when empty)", sorted(groups.values()), key="log_groups")
-one_run = f2.number_input("Run", min_value=0, value=None, step=1, key="log_run", help="Only this run")
+RUN_HELP = "Looked up in all time: the time window does not apply while a run is given"
+one_run = f2.number_input(
+    "Run", min_value=0, value=None, step=1, key="log_run", help="Only this run. " + RUN_HELP
+)
 run_from = f3.number_input(
-    "Run from", min_value=0, value=None, step=1, key="log_run_min", disabled=one_run is not None
+    "Run from",
+    min_value=0,
+    value=None,
+    step=1,
+    key="log_run_min",
+    disabled=one_run is not None,
+    help=RUN_HELP,
 )
 run_to = f4.number_input(
-    "Run to", min_value=0, value=None, step=1, key="log_run_max", disabled=one_run is not None
+    "Run to", min_value=0, value=None, step=1, key="log_run_max", disabled=one_run is not None, help=RUN_HELP
 )
 run_min, run_max = (one_run, one_run) if one_run is not None else (run_from, run_to)
 
 now = shell.utcnow()
-since = now - timedelta(hours=WINDOWS[window])
+by_run = run_min is not None or run_max is not None
+since = None if by_run else now - timedelta(hours=WINDOWS[window])
 ids = [pt.id for pt in types if pt.name in chosen]
 group_ids = [gid for gid, name in groups.items() if name in chosen_groups]
 with shell.session() as s:
@@ -63,13 +80,21 @@ elif run_min is not None or run_max is not None:
     )
 if chosen_groups:
     filters.append("groups " + ", ".join(chosen_groups))
+if by_run:
+    filters.append("all time (the window does not apply to runs)")
 
 if not entries:
-    shell.empty_state(
-        f"Nothing to report in the last {window}" + (f" for {'; '.join(filters)}." if filters else "."),
-        "No confirmed problem" + (" and no unconfirmed verdict" if unconfirmed else "") + " in this window. "
-        "Widen the window, or check the Status page that the pipeline is processing images.",
+    where = (
+        f"for {'; '.join(filters)}."
+        if by_run
+        else f"in the last {window}" + (f" for {'; '.join(filters)}." if filters else ".")
     )
+    shell.empty_state(
+        f"Nothing to report {where}",
+        "No confirmed problem" + (" and no unconfirmed verdict" if unconfirmed else "")
+        + (" in these runs. Check the run numbers" if by_run else " in this window. Widen the window")
+        + ", or check the Status page that the pipeline is processing images.",
+    )  # fmt: skip
     st.stop()
 
 group_of = {pt.name: groups.get(pt.group_id, "") for pt in types}

@@ -38,3 +38,21 @@ def test_log_entries_filters(engine, tmp_path):
     assert one and {e.run for e in one} == {FIRST_RUN + 1}
     assert later and min(e.run for e in later) == FIRST_RUN + 1
     assert fcal and {e.plot_type for e in fcal} <= {"FCAL_occupancy", "FCAL_timing"}
+
+
+def test_log_entries_of_a_run_in_all_time(engine, tmp_path):
+    """``since=None`` (the page's choice when a run is given) finds a run older than any window."""
+    from hydra.db.models import Inference
+
+    seeded = seed_database(engine, tmp_path, history=4)
+    with session_scope(engine) as s:
+        s.add(Inference(
+            source_key="o" * 64, path="/old.png", filename="old.png", plot_type_id=seeded.plot_types["BCAL_energy"],
+            run=12, model_id=seeded.models["BCAL_energy"], label="Bad", weight=0.6, confirmed=False,
+            created_at=seeded.now - timedelta(days=400),
+        ))  # fmt: skip
+    with session_scope(engine) as s:
+        windowed = log.log_entries(session=s, since=seeded.now - timedelta(days=30), run_max=12)
+        every = log.log_entries(session=s, since=None, run_max=12)
+    assert windowed == []
+    assert [(e.run, e.plot_type, e.confirmed) for e in every] == [(12, "BCAL_energy", False)]

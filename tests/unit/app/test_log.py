@@ -72,3 +72,44 @@ def test_filters_by_run_range_and_group(cloned):
     at.number_input(key="log_run_min").set_value(None)
     at.multiselect(key="log_groups").select("BCAL").run()
     assert {t.label.split(" · ")[0] for t in at.expander} == {"BCAL_energy"}
+
+
+def test_a_run_older_than_the_window_is_found(cloned):
+    """The default 24 h window must not hide a run: a run (or run range) is looked up in all time."""
+    from hydra.db.models import Inference, utcnow
+
+    old_run = 70_001
+    eng = make_engine(f"sqlite:///{cloned.home / 'hydra.db'}")
+    with session_scope(eng) as s:
+        s.add(Inference(
+            source_key="old" * 16, path=str(cloned.home / "old.png"), filename="old.png",
+            plot_type_id=cloned.plot_types["FCAL_occupancy"], run=old_run, model_id=cloned.models["FCAL_occupancy"],
+            label="Bad", weight=0.97, weights={"Bad": 0.97, "Good": 0.03}, confirmed=True, is_problem=True,
+            created_at=utcnow() - timedelta(days=10),
+        ))  # fmt: skip
+    with session_scope(eng) as s:  # the window alone misses it; the run alone finds it
+        day = utcnow() - timedelta(hours=24)
+        assert log.log_entries(session=s, since=day, run_min=old_run, run_max=old_run) == []
+        found = log.log_entries(session=s, since=None, run_min=old_run, run_max=old_run)
+        assert [(e.run, e.label, e.confirmed) for e in found] == [(old_run, "Bad", True)]
+    eng.dispose()
+    at = open_log()
+    assert at.selectbox(key="log_window").value == "24 hours"
+    at.number_input(key="log_run").set_value(old_run).run()
+    assert not at.exception
+    assert not any("Nothing to report" in i.value for i in at.info)
+    assert [int(m.value) for m in at.metric] == [1, 0, 1]
+    assert [e.label.split(" · ")[:2] for e in at.expander] == [["FCAL_occupancy", f"run {old_run}"]]
+    assert any("all time" in c.value for c in at.caption)
+    assert at.selectbox(key="log_window").disabled  # and the page says why in its help
+    assert "all time" in at.number_input(key="log_run").help
+    # a range that reaches the old run finds it too
+    at.number_input(key="log_run").set_value(None).run()
+    at.number_input(key="log_run_min").set_value(old_run - 1)
+    at.number_input(key="log_run_max").set_value(old_run + 1).run()
+    assert [e.label.split(" · ")[1] for e in at.expander] == [f"run {old_run}"]
+    # without a run the window applies again
+    at.number_input(key="log_run_min").set_value(None)
+    at.number_input(key="log_run_max").set_value(None).run()
+    assert not at.selectbox(key="log_window").disabled
+    assert all(f"run {old_run}" not in e.label for e in at.expander)
