@@ -10,9 +10,13 @@ without an active model become :class:`Registration`; both go to the Keeper,
 the only writer. When a later stage hits a fault of the server (a model that
 cannot be loaded, a full disk) the Keeper announces ``retry`` and the file is
 sent again after a backoff. At most ``serve.max_in_flight`` files are in
-flight, so a Keeper that cannot commit (database down) holds a bounded
-backlog. Announcements carry the instance in their topic, so the Feeder
-hears only its own Keeper. Files are read, decoded and prepared in decode
+flight, and while the Keeper's backlog is full (the database is down) the
+Keeper announces ``hold`` and the Feeder sends nothing new, sending nothing
+again past a deadline either: the files wait in the input directory and the
+ready queue, so no inference is spent on results the Keeper would drop. It
+resumes when the Keeper announces the release, or ``HOLD_S`` after the last
+hold (a lost release cannot hold it forever). Announcements carry the
+instance in their topic, so the Feeder hears only its own Keeper. Files are read, decoded and prepared in decode
 processes (:mod:`hydra.serve.decode_pool`, ``serve.decoders`` of them), so
 decoding scales with the cores.
 """
@@ -53,6 +57,7 @@ def deadline_s(cfg: HydraConfig, attempt: int) -> float:
 
 
 RETRY_MAX_S = 5.0
+HOLD_S = 5.0  # a hold not announced again within this ends by itself
 
 
 def retry_delay_s(cfg: HydraConfig, attempt: int) -> float:
@@ -65,9 +70,9 @@ def retry_delay_s(cfg: HydraConfig, attempt: int) -> float:
     return min(2.0 ** (attempt - 1), RETRY_MAX_S, deadline_s(cfg, attempt))
 
 
-def topics(instance: str) -> tuple[bytes, bytes]:
-    """The Keeper's announcement topics for one instance: committed files, files to send again."""
-    return f"done:{instance}".encode(), f"retry:{instance}".encode()
+def topics(instance: str) -> tuple[bytes, bytes, bytes]:
+    """The Keeper's announcement topics for one instance: committed files, files to send again, hold."""
+    return f"done:{instance}".encode(), f"retry:{instance}".encode(), f"hold:{instance}".encode()
 
 
 @dataclass
@@ -208,6 +213,7 @@ class Feeder:
         self.sent = 0
         self.resent = 0
         self.retries = 0
+        self.held_until: float | None = None  # monotonic: the Keeper's backlog is full until then
         self.dropped = Dropped()
 
     def run(self) -> None:
@@ -237,7 +243,7 @@ class Feeder:
                     next_scan = now + self.cfg.serve.rescan_interval_s
                     for path in scan(self.input_dir):
                         self._candidate(path, complete=False)
-                if now >= next_expiry:
+                if now >= next_expiry and not self.held():
                     next_expiry = now + 0.5
                     self._expire()
                 for path in self.settler.settled():
@@ -258,6 +264,7 @@ class Feeder:
             "sent": self.sent,
             "resent": self.resent,
             "retries": self.retries,
+            "held": int(self.held_until is not None),
             **self.dropped.gauges(),
         }
 
@@ -289,8 +296,27 @@ class Feeder:
                 return
             self._candidate(path, complete=complete)
 
+    def held(self) -> bool:
+        """Whether the Keeper's backlog is full: sending waits (ended here when the hold is not renewed)."""
+        if self.held_until is not None and time.monotonic() >= self.held_until:
+            self.held_until = None
+            log.info("the Keeper takes results again: sending resumed (no hold announced for %.0f s)", HOLD_S)
+        return self.held_until is not None
+
+    def _hold(self, value: bytes) -> None:
+        if value == b"on":
+            if self.held_until is None:
+                log.warning("the Keeper's backlog is full: sending paused")
+            self.held_until = time.monotonic() + HOLD_S
+        elif value == b"off":
+            if self.held_until is not None:
+                log.info("the Keeper takes results again: sending resumed")
+            self.held_until = None
+        else:
+            self.dropped("malformed", f"hold announcement {value[:40]!r}")
+
     def _take_done(self, sock: zmq.Socket) -> None:
-        done, retry = topics(self.instance)
+        done, retry, hold = topics(self.instance)
         while sock.poll(0):
             frames = sock.recv_multipart()
             if len(frames) != 2:
@@ -300,6 +326,8 @@ class Feeder:
             path = raw.decode(errors="replace")
             if topic == done:
                 self.in_flight.pop(path, None)
+            elif topic == hold:
+                self._hold(raw)
             elif topic != retry:
                 self.dropped("malformed", f"announcement {topic[:40]!r}")
             elif path in self.in_flight:
@@ -323,6 +351,8 @@ class Feeder:
                 self._attempts[path] = entry.attempt + 1
 
     def _dispatch(self, pool: DecodePool) -> None:
+        if self.held():  # the Keeper would drop the results: the files wait in the input directory
+            return
         # twice what the decoders hold: a decoder that answers its batch finds the next one queued
         limit = 2 * pool.capacity
         cap = self.cfg.serve.max_in_flight

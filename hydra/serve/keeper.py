@@ -10,8 +10,13 @@ flight. If the database is unreachable the batch is kept and retried with
 backoff while new messages keep arriving (deduplicated by key); the files
 stay in the input directory until their rows are committed. That backlog is
 bounded (``serve.keeper_max_pending`` items, heat maps included in
-``keeper_max_heatmap_mb``): beyond it new results are dropped and their files,
-still in the input directory, come again after the Feeder's deadline.
+``keeper_max_heatmap_mb``): beyond it new results are dropped (their files
+stay in the input directory and are asked for again, ``retry``, once a commit
+succeeds), and the Keeper tells the Feeder to stop sending: it announces
+``[b"hold", b"on"]`` on its control socket, again every ``HOLD_EVERY_S``
+while the backlog stays full (so a Feeder that connects late learns it too),
+and ``[b"hold", b"off"]`` after the commit that empties it. Inference is then
+not spent on results that would only be dropped.
 
 Every message is checked before use (:mod:`hydra.serve.checks`): one of
 another instance, or one that names a file outside the input folder or a
@@ -55,6 +60,7 @@ log = logging.getLogger("hydra.serve.keeper")
 
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 DRAIN_S = 1.0
+HOLD_EVERY_S = 1.0  # how often a full backlog's hold is announced again
 FAST_BATCH = 32  # a batch this full when keeper_flush_ms is up: the input is fast ...
 STRETCH = 4  # ... and the batch may collect this many times longer, up to keeper_batch items
 
@@ -73,12 +79,14 @@ class Keeper:
         self.cfg = cfg
         self.stop = stop
         self.instance = instance or instance_id(cfg)
-        self.done_topic, self.retry_topic = topics(self.instance)
+        self.done_topic, self.retry_topic, self.hold_topic = topics(self.instance)
         self.dropped = Dropped()
         self.input_dir = str(cfg.input_dir)  # resolved once: every message's path is checked against it
         self.retry_paths: list[str] = []
         self.deferred: set[str] = set()  # files whose results were dropped while the backlog was full
         self.full_since: float | None = None
+        self.holding = False  # the Feeder was told to stop sending and not told to resume yet
+        self.next_hold = 0.0
         self.engine = make_engine(cfg.database_url)
         a = cfg.alarms
         self.store = Store(
@@ -106,6 +114,7 @@ class Keeper:
                 if self._due():
                     self._flush(announce)
                 self._announce_retries(announce)
+                self._announce_hold(announce)
                 self.hooks.reap()
             # drain what is already on its way, then a last commit (files of a failed one stay in input)
             end = time.monotonic() + DRAIN_S
@@ -322,6 +331,23 @@ class Keeper:
                 self.hooks.fire(due, alarm_id)
         self.stored += len(out.stored)
         m.keeper_pending.set(len(self.batch))
+
+    def _announce_hold(self, announce: zmq.Socket) -> None:
+        """While the backlog is full, tell the Feeder (every ``HOLD_EVERY_S``) to send nothing new.
+
+        The release is said once, after the commit that emptied the backlog (it
+        follows that commit's ``done`` announcements); a Feeder that misses it
+        resumes by itself a few seconds after the last hold.
+        """
+        now = time.monotonic()
+        if self._full():  # from the moment the bound is reached, and until a commit empties the batch
+            if not self.holding or now >= self.next_hold:
+                announce.send_multipart([self.hold_topic, b"on"])
+                self.holding, self.next_hold = True, now + HOLD_EVERY_S
+        elif self.holding:
+            announce.send_multipart([self.hold_topic, b"off"])
+            self.holding = False
+            log.info("the backlog has room again: the Feeder may send")
 
     def _announce_retries(self, announce: zmq.Socket) -> None:
         """Tell the Feeder which files met a server fault, so it sends them again after a backoff."""
