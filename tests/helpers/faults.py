@@ -53,5 +53,10 @@ def drained(dep: Deployment, srv: Serve, timeout: float, what: str) -> float:
     return round(time.monotonic() - t0, 1)
 
 
+def db_name(db_url: str | None) -> str:
+    """The database a case ran on, for its ``FAULT`` line (the ``db`` fixture gives None for SQLite)."""
+    return "mariadb" if db_url else "sqlite"
+
+
 def measured(case: str, **numbers: object) -> None:
     print("FAULT " + json.dumps({"case": case, **numbers}), flush=True)
