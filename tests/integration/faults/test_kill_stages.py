@@ -8,48 +8,40 @@ import time
 
 import pytest
 
-from tests.helpers.faults import Stream, drained, good_images_done_once, measured
+from tests.helpers.faults import Stream, db_name, drained, good_images_done_once, measured
 from tests.helpers.serve import PLOT, Serve, add_model, drop_plots, input_files, wait_until
 
 pytestmark = pytest.mark.slow
 
-# the Balancer under both policies (it lost everyone's credit); the other stages once
+# The Balancer under both policies (it lost everyone's credit) and the Keeper (the one database
+# writer) on both databases; the Feeder and the workers once each.
 VICTIMS = {
-    "least_loaded": ("balancer", "keeper", "feeder", "predict-0"),
-    "round_robin": ("balancer", "predict-1"),
+    ("least_loaded", "sqlite"): ("balancer", "keeper", "feeder", "predict-0"),
+    ("round_robin", "mariadb"): ("balancer", "keeper", "predict-1"),
+    ("least_loaded", "mariadb"): ("balancer", "keeper"),
 }
 RECOVERY_S = 60  # order deadline 3 s (x2 per attempt) + a restart that imports torch on a busy host
 
 
-@pytest.fixture
-def database(request):
-    """The test's database URL: None (SQLite in the home) or a fresh MariaDB database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    from tests.helpers.db import make_mysql_database
-
-    url, drop = make_mysql_database()
-    try:
-        yield url
-    finally:
-        drop()
-
-
 @pytest.mark.parametrize(
-    "policy,database",
-    [("least_loaded", "sqlite"), pytest.param("round_robin", "mariadb", marks=pytest.mark.mariadb)],
-    indirect=["database"],
+    "policy,db",
+    [
+        ("least_loaded", "sqlite"),
+        pytest.param("round_robin", "mariadb", marks=pytest.mark.mariadb),
+        pytest.param("least_loaded", "mariadb", marks=pytest.mark.mariadb),
+    ],
+    indirect=["db"],
 )
-def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, database, deployment_factory):
-    dep = deployment_factory(database, policy=policy, max_batch=4, order_deadline_s=3)
+def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, db, deployment_factory):
+    victims = VICTIMS[policy, db_name(db)]
+    dep = deployment_factory(db, policy=policy, max_batch=4, order_deadline_s=3)
     add_model(dep.engine, dep.dir("models"), PLOT, thresholds=0.0)
     inp = dep.cfg.input_dir
     with Serve(dep) as srv:
         srv.wait_ready()
         names = drop_plots(inp, 8)
         drained(dep, srv, 120, "the first images")
-        for i, stage in enumerate(VICTIMS[policy]):
+        for i, stage in enumerate(victims):
             victim = srv.children()[stage]
             stream = Stream(inp, 30, start=8 + 30 * i)  # 30 images over 1.5 s
             stream.start()
@@ -64,7 +56,7 @@ def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, database, deplo
             restarted = lambda s=stage, v=victim: srv.children().get(s) not in (None, v)  # noqa: E731
             wait_until(restarted, 60, what=f"{stage} restarted")
             measured(
-                f"kill -9 {stage} ({policy}, {database and 'mariadb' or 'sqlite'})",
+                f"kill -9 {stage} ({policy}, {db_name(db)})",
                 images=30,
                 in_flight=in_flight,
                 recovery_s=recovery,
@@ -72,5 +64,5 @@ def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, database, deplo
         assert srv.stop() == 0
     good_images_done_once(dep, names)
     log = srv.log.read_text()
-    for stage in VICTIMS[policy]:
+    for stage in victims:
         assert f"{stage} exited with status -9" in log
