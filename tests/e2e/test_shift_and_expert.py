@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 from datetime import timedelta
 
 import numpy as np
@@ -146,9 +147,28 @@ def _images_with_verdicts(db, home, plot_type: str, verdicts: list[str]) -> list
     return ids
 
 
+def _big_noisy_png(path, size: tuple[int, int]) -> None:
+    """A plot far larger than a thumbnail, noisy enough that no thumbnail embeds it as it is."""
+    rng = np.random.default_rng(7)
+    with PILImage.open(path) as small:
+        plot = np.asarray(small.convert("RGB").resize(size), dtype=np.int16)
+    noisy = np.clip(plot + rng.integers(-40, 40, plot.shape), 0, 255).astype(np.uint8)
+    PILImage.fromarray(noisy).save(path)
+
+
+def leaderboard_count(page, user: str) -> int:
+    """The user's count on the Labeler's leaderboard (0 while the user is not on it)."""
+    text = page.locator(".st-key-labeler_board").inner_text()
+    found = re.search(rf"\d+\. {re.escape(user)} \(([\d,]+)\)", text)
+    return int(found.group(1).replace(",", "")) if found else 0
+
+
 def test_labeler_prepaint_accepted_with_one_key(page, app_server, db):
     verdicts = ["Bad" if i in (4, 20, 33) else "Good" for i in range(48)]
     ids = _images_with_verdicts(db, app_server.seeded.home, "BCAL_energy", verdicts)
+    with session_scope(db) as s:
+        big = s.get(Image, ids[4]).path
+    _big_noisy_png(big, (1280, 960))
     log_in(page, app_server, "labeler", "labeler")
     page.locator(".st-key-labeler_plot_type [role='combobox']").click()
     page.get_by_role("option", name="BCAL_energy", exact=True).click()
@@ -163,14 +183,27 @@ def test_labeler_prepaint_accepted_with_one_key(page, app_server, db):
     assert cells.nth(4).locator(".badge").inner_text() == "Bad?"  # a suggestion, not a human's paint
     assert "model: Bad 0.91" in cells.nth(4).inner_text()
     assert grid.locator("#apply").inner_text() == "Apply 0 labels"
+    board_before = leaderboard_count(page, "labeler")
     screenshot(page, "labeler-suggested")
     token = frame.evaluate("() => document.body.dataset.readyToken")
+    # the grid holds a thumbnail of the big image, not the image
+    assert cells.nth(4).locator("img").evaluate("i => i.naturalWidth") <= 320
     # leave the plot type box first (keys typed there are its own)
     page.get_by_role("heading", name="Labeler").click()
     cells.nth(4).hover()
     page.keyboard.press(" ")  # Space previews the image under the mouse, large
     grid.locator("#preview").wait_for()
     assert "BCAL_energy-080004.png" in grid.locator("#preview .pcap").inner_text()
+    with PILImage.open(big) as source:
+        width = source.width
+    # the preview gets the file at its full resolution, not the enlarged thumbnail
+    frame.wait_for_function(
+        "(w) => { const i = document.querySelector('#preview img'); return i.complete && i.naturalWidth === w; }",
+        arg=width,
+        timeout=20_000,
+    )
+    assert frame.evaluate("() => document.querySelector('#preview').dataset.full") == "1"
+    assert frame.evaluate("() => document.body.dataset.readyToken") == token  # the same page, still unpainted
     page.keyboard.press("Escape")
     grid.locator("#preview").wait_for(state="hidden")
     page.keyboard.press("s")  # accept the page's suggestions: action 1
@@ -179,7 +212,8 @@ def test_labeler_prepaint_accepted_with_one_key(page, app_server, db):
     frame.wait_for_function("(t) => document.body.dataset.readyToken !== t", arg=token)
     wait_idle(page)
     page.get_by_text("Stored 48 labels on BCAL_energy").wait_for()
-    assert page.locator(".st-key-labeler_board").get_by_text("labeler").count() >= 1  # leaderboard updated
+    # the leaderboard counts the 48 labels at once (it is cached, and Apply clears it)
+    assert leaderboard_count(page, "labeler") == board_before + 48
     assert_no_exception(page)
     with session_scope(db) as s:
         names = {lb.id: lb.name for lb in labels_of(app_server.seeded.plot_types["BCAL_energy"], session=s)}

@@ -11,6 +11,11 @@ page, so a page the model got right costs two actions (S, Enter). Editor mode
 shows labeled images filtered by time window, label and run range, page by
 page, relabels them the same way (keeping the history) and sets per-image
 training weights.
+
+The grid carries thumbnails only, so a page loads fast; Space's preview asks
+for its one image, and the answer is the file at full resolution. That
+request reruns the workspace on the page already shown (no new query, so a
+page another labeler changed meanwhile does not drop the painting).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import timedelta
 import pandas as pd
 import shell
 import streamlit as st
-from components.labeler_grid import labeler_grid, page_token, thumbnail_uri
+from components.labeler_grid import full_uri, labeler_grid, page_token, preview_request, thumbnail_uri
 
 from hydra.auth import can
 from hydra.services import labeling, run
@@ -156,7 +161,16 @@ def _verdict(g: labeling.GridImage) -> str:
     return f"model: {g.suggested_label} {g.suggested_weight:.2f}{mark}"
 
 
-def grid(page: list[labeling.GridImage]) -> None:
+def full_size(page: list[labeling.GridImage], request: dict | None) -> dict | None:
+    """The answer to the grid's request for one image at full resolution (None without one)."""
+    image = next((g for g in page if request and g.id == request["preview"]), None)
+    if image is None:
+        return None
+    st.session_state["labeler_preview_answered"] = request["request"]
+    return {"id": image.id, "request": request["request"], "src": full_uri(shell.resolve_path(image.path))}
+
+
+def grid(page: list[labeling.GridImage], request: dict | None) -> None:
     token = page_token([g.id for g in page], f"{pt.id}|{mode}")
     st.session_state["labeler_token"] = token
     cells = [
@@ -184,6 +198,7 @@ def grid(page: list[labeling.GridImage]) -> None:
         tile_px=tile_px,
         ack=st.session_state.get("labeler_ack"),
         hint=hint if mode == "Label" else "Editor: the corner tag is the current label. " + hint,
+        preview=full_size(page, request),
         key=GRID_KEY,
     )
 
@@ -249,12 +264,8 @@ def history_panel(page: list[labeling.GridImage]) -> None:
         )
 
 
-@st.fragment
-def workspace() -> None:
-    """Grid, counts and leaderboard: an Apply reruns only this, not the whole app."""
-    # Messages go into this fixed slot so the grid keeps its place and its frame is not rebuilt.
-    notice = st.container()
-    handle_apply(notice)
+def read_page() -> tuple[list[labeling.GridImage], int | None]:
+    """The page to show, with the model's suggestions, and how many images wait (Label mode)."""
     with shell.session() as s:
         if mode == "Editor":
             offset = st.session_state.get("editor_page", 0) * per_page
@@ -263,7 +274,24 @@ def workspace() -> None:
         else:
             page = labeling.next_page(pt.id, session=s, order=order, limit=per_page)
             waiting = labeling.count_unlabeled(pt.id, session=s)
-        page = labeling.with_suggestions(page, pt.id, session=s)
+        return labeling.with_suggestions(page, pt.id, session=s), waiting
+
+
+@st.fragment
+def workspace() -> None:
+    """Grid, counts and leaderboard: an Apply reruns only this, not the whole app."""
+    # Messages go into this fixed slot so the grid keeps its place and its frame is not rebuilt.
+    notice = st.container()
+    handle_apply(notice)
+    request = preview_request(st.session_state.get(GRID_KEY))
+    if request and request["request"] == st.session_state.get("labeler_preview_answered"):
+        request = None  # answered on an earlier run
+    shown = st.session_state.get("labeler_page")
+    if request and shown and request.get("token") == st.session_state.get("labeler_token"):
+        page, waiting = shown  # only the preview asked: the page on screen, as it is
+    else:
+        page, waiting = read_page()
+    st.session_state["labeler_page"] = (page, waiting)
     shell.show_outcome(NOTE, notice)
     side_panel(waiting)
     if mode == "Editor":
@@ -279,7 +307,7 @@ def workspace() -> None:
                     "or with `hydra ingest DIR`.",
                 )
             return
-        grid(page)
+        grid(page, request)
         form(page)
         if mode == "Editor":
             weight_panel(page)

@@ -7,6 +7,14 @@ the browser, so labeling a page costs no server round trip until Apply.
 Apply returns ``{"event", "token", "labels": {image_id: label_id}}`` once;
 the page must ignore an event id it has handled (the component keeps its
 last value across reruns) and pass that id back as ``ack``.
+
+The grid carries thumbnails only (:func:`thumbnail_uri`, at most 320 px), so
+a page loads fast. Space previews the image under the mouse large: the
+preview shows the thumbnail at once and asks Python for that one image with
+``{"preview": image_id, "request", "token"}``; the page answers with
+``preview={"id", "request", "src": full_uri(path)}``, the file at its full
+resolution, which replaces the thumbnail (and stays cached in the browser
+for the page).
 """
 
 from __future__ import annotations
@@ -43,6 +51,37 @@ def _thumbnail(path: str, mtime: float, max_px: int) -> str:
     return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}"
 
 
+@lru_cache(maxsize=16)
+def _full(path: str, mtime: float) -> str:
+    p = Path(path)
+    data = p.read_bytes()
+    suffix = p.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):
+        mime = "image/png" if suffix == ".png" else "image/jpeg"
+        return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    with PILImage.open(io.BytesIO(data)) as img:  # another format: the same pixels as PNG
+        out = io.BytesIO()
+        img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB").save(out, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(out.getvalue()).decode()}"
+
+
+def full_uri(path: Path | None) -> str:
+    """A data URI of the image at its full resolution, for the preview of one image; "" if unreadable."""
+    if path is None:
+        return ""
+    try:
+        return _full(str(path), path.stat().st_mtime)
+    except (OSError, ValueError):
+        return ""
+
+
+def preview_request(value: Any) -> dict[str, Any] | None:
+    """The grid's value when it asks for one image at full size (``{"preview", "request", "token"}``)."""
+    if isinstance(value, dict) and isinstance(value.get("preview"), int) and value.get("request"):
+        return value
+    return None
+
+
 def thumbnail_uri(path: Path | None, max_px: int = 320) -> str:
     """A data URI of the image, small enough for a grid cell; "" if the file is gone or unreadable."""
     if path is None:
@@ -68,9 +107,10 @@ def labeler_grid(
     tile_px: int | None = None,
     ack: str | None = None,
     hint: str | None = None,
+    preview: dict[str, Any] | None = None,
     key: str = "labeler_grid",
 ) -> dict[str, Any] | None:
-    """Draw the grid; returns the last Apply event (or None before the first).
+    """Draw the grid; returns its last value: an Apply event or a preview request (None before either).
 
     Args:
         images: ``{"id", "src", "caption", "title", "label_id", "suggested_label_id",
@@ -83,6 +123,8 @@ def labeler_grid(
         tile_px: the smallest width of a cell; the grid fits as many as the width allows.
         ack: the id of the last event the page handled (ends "Applying…").
         hint: the line under the palette.
+        preview: the answer to a :func:`preview_request`: ``{"id", "request", "src"}``
+            with ``src`` from :func:`full_uri`.
         key: the widget key.
     """
     return _component(
@@ -93,6 +135,7 @@ def labeler_grid(
         tile_px=int(tile_px) if tile_px else None,
         ack=ack,
         hint=hint,
+        preview=preview,
         key=key,
         default=None,
     )

@@ -7,14 +7,20 @@
 // The model's verdict of each image arrives as a suggestion: a dashed frame
 // and an outlined tag, never sent unless accepted (key S or the button),
 // which paints it on every image not painted by hand. Space previews the
-// image under the mouse (or the focused one) large; Escape closes it.
+// image under the mouse (or the focused one) large; Escape closes it. The
+// grid holds thumbnails only: the preview shows the thumbnail at once and asks
+// Python for that one image at full resolution ({preview: id, request, token}),
+// which replaces it when the answer (args.preview) arrives.
 // Speaks Streamlit's component protocol by hand (no npm build step).
 (function () {
   "use strict";
   const state = {
     token: null, labels: [], images: [], painted: new Map(), current: null,
     last: null, pending: null, columns: null, tilePx: null, readonly: false, hover: null,
+    full: new Map(),  // image id -> full-resolution data URI, for this page
+    asking: null,  // the timer of the next full-image request
   };
+  const FULL_KEPT = 12;  // full-size images kept for the page (each can be megabytes)
   const $ = (id) => document.getElementById(id);
 
   function send(type, data) {
@@ -98,18 +104,48 @@
     refreshCount();
   }
 
+  function showFull(box, id) {
+    const src = state.full.get(id);
+    if (!src) return false;
+    box.querySelector("img").src = src;
+    box.dataset.full = "1";
+    return true;
+  }
+
   function preview(index) {
     const box = $("preview");
     if (index === null || index === undefined || !state.images[index] || !state.images[index].src) {
       box.hidden = true;
       box.dataset.index = "";
+      box.dataset.imageId = "";
       return;
     }
     const img = state.images[index];
-    box.querySelector("img").src = img.src;
     box.querySelector(".pcap").textContent = (img.title || img.caption) + (img.verdict ? " · " + img.verdict : "");
     box.dataset.index = String(index);
+    box.dataset.imageId = String(img.id);
     box.hidden = false;
+    if (showFull(box, img.id)) return;
+    box.querySelector("img").src = img.src;  // the thumbnail until the full image arrives
+    box.dataset.full = "0";
+    clearTimeout(state.asking);
+    // ask once the mouse rests on a tile (sweeping across the grid asks for nothing)
+    state.asking = setTimeout(() => {
+      if (state.pending || box.hidden || box.dataset.imageId !== String(img.id)) return;  // an Apply goes first
+      send("streamlit:setComponentValue", {
+        value: { preview: img.id, request: Math.random().toString(36).slice(2), token: state.token },
+        dataType: "json",
+      });
+    }, 150);
+  }
+
+  function receiveFull(answer) {
+    if (!answer || !answer.src || state.full.get(answer.id) === answer.src) return;
+    state.full.delete(answer.id);
+    state.full.set(answer.id, answer.src);
+    while (state.full.size > FULL_KEPT) state.full.delete(state.full.keys().next().value);
+    const box = $("preview");
+    if (!box.hidden && box.dataset.imageId === String(answer.id)) showFull(box, answer.id);
   }
 
   function refreshCount() {
@@ -275,10 +311,12 @@
       state.painted = new Map();
       state.last = null;
       state.pending = null;
+      state.full = new Map();
       document.body.classList.remove("busy");
       preview(null);
       buildGrid();
     }
+    receiveFull(args.preview);
     if (args.columns !== state.columns || args.tile_px !== state.tilePx) {
       state.columns = args.columns;
       state.tilePx = args.tile_px;
