@@ -241,12 +241,44 @@ def test_log_filtered_by_run(page, app_server):
     screenshot(page, "log-run")
 
 
+def _labeled_images(db, home, plot_type: str, labels: list[str | None]) -> list[int]:
+    """Images of a plot type, each with its human label (None: unlabeled) and that label's history."""
+    ids = []
+    with session_scope(db) as s:
+        pt = s.exec(select(PlotType).where(PlotType.name == plot_type)).one()
+        by_name = {lb.name: lb.id for lb in labels_of(pt.id, session=s)}
+        for i, name in enumerate(labels):
+            png = write_plot_png(home / "kept" / f"{plot_type}-{85000 + i:06d}.png", seed=900 + i)
+            img = Image(path=str(png), filename=png.name, plot_type_id=pt.id, run=85000 + i,
+                        content_hash=f"merge{i}", label_id=by_name.get(name), labeled_at=utcnow() if name else None)  # fmt: skip
+            s.add(img)
+            s.flush()
+            if name:
+                s.add(ImageLabel(image_id=img.id, label_id=by_name[name], source="labeler"))
+            ids.append(img.id)
+    return ids
+
+
 def test_admin_renames_and_merges_plot_types(page, app_server, db):
+    from hydra.db.queries import add_label
+    from hydra.services.admin import plot_type_usage
+
+    home = app_server.seeded.home
+    with session_scope(db) as s:  # TOF_rates gets images, one of them with a label CDC_hits lacks
+        tof = s.exec(select(PlotType).where(PlotType.name == "TOF_rates")).one()
+        add_label(tof.id, "Noisy", session=s, is_problem=True)
+        assert "Noisy" not in {
+            lb.name for lb in labels_of(app_server.seeded.plot_types["CDC_hits"], session=s)
+        }
+    moved = _labeled_images(db, home, "TOF_rates", ["Good", "Noisy", None])
+    with session_scope(db) as s:
+        target = plot_type_usage("CDC_hits", session=s)
     log_in(page, app_server, "admin", "admin")
     page.locator(".st-key-adm_plot_type [role='combobox']").click()
     page.get_by_role("option", name="TOF_rates", exact=True).click()
     wait_idle(page)
     page.get_by_text("Rename, merge or delete TOF_rates").click()
+    page.get_by_text("TOF_rates holds 3 images (2 labeled)").wait_for()
     page.locator(".st-key-adm_rename_to input").fill("TOF_rates_v2")
     page.get_by_role("button", name="Rename", exact=True).click()
     page.get_by_text("Renamed TOF_rates to TOF_rates_v2.").wait_for()
@@ -261,9 +293,22 @@ def test_admin_renames_and_merges_plot_types(page, app_server, db):
     page.get_by_text("Merged TOF_rates_v2 into CDC_hits").wait_for()
     wait_idle(page)
     assert_no_exception(page)
+    # the page now shows the target, holding what moved, with the label it lacked
+    holds = page.get_by_text(f"CDC_hits holds {target.images + 3} images ({target.labeled + 2} labeled)")
+    if not holds.is_visible():
+        page.get_by_text("Rename, merge or delete CDC_hits").click()
+    holds.wait_for()
+    assert page.get_by_text("Noisy", exact=True).count() >= 1
     with session_scope(db) as s:
         names = set(s.exec(select(PlotType.name)).all())
+        cdc = app_server.seeded.plot_types["CDC_hits"]
+        label_names = {lb.id: lb.name for lb in labels_of(cdc, session=s)}
+        images = [s.get(Image, i) for i in moved]
+        history = s.exec(select(ImageLabel).where(col(ImageLabel.image_id).in_(moved))).all()
     assert "CDC_hits" in names and not names & {"TOF_rates", "TOF_rates_v2"}
+    assert {img.plot_type_id for img in images} == {cdc}
+    assert [label_names.get(img.label_id) for img in images] == ["Good", "Noisy", None]
+    assert sorted(label_names[h.label_id] for h in history) == ["Good", "Noisy"]
     # an action on another tab keeps that tab open
     page.get_by_role("tab", name="Users").click()
     page.locator(".st-key-adm_user_name input").fill("newcomer")
