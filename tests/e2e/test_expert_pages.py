@@ -18,8 +18,18 @@ from sqlmodel import select
 
 from hydra.auth import grant
 from hydra.db import make_engine, session_scope
-from hydra.db.models import Image, ImageLabel, Model, ModelClassification, Threshold, utcnow
+from hydra.db.models import (
+    Image,
+    ImageLabel,
+    Model,
+    ModelClassification,
+    Threshold,
+    TrainingSet,
+    TrainingSetImage,
+    utcnow,
+)
 from hydra.db.queries import create_plot_type, labels_of
+from hydra.services import library
 from tests.helpers.browser import assert_no_exception, hydra_executable, screenshot, wait_idle
 from tests.helpers.seed import USERS, write_plot_png
 
@@ -196,12 +206,21 @@ def test_threshold_change_takes_effect_in_predict(page, app_server, db, tmp_path
         s.add(model)
         s.flush()
         s.add_all([Threshold(model_id=model.id, label=lb, value=0.01) for lb in ("Good", "Bad")])
+        # the model was trained on labeled images (the Library shows its training set and label counts)
+        label_ids = {lb.name: lb.id for lb in labels_of(pt.id, session=s)}
+        training = TrainingSet(plot_type_id=pt.id, sampling="all", label_counts={"Good": 2, "Bad": 1})
+        s.add(training)
+        s.flush()
+        model.training_set_id = training.id
         for i, (human, w) in enumerate((("Good", 0.8), ("Bad", 0.3), ("Good", 0.6))):
             img = Image(
-                path=str(probe) + f"?{i}", filename=probe.name, plot_type_id=pt.id, content_hash=f"t{i}"
-            )
+                path=str(probe) + f"?{i}", filename=probe.name, plot_type_id=pt.id, content_hash=f"t{i}",
+                label_id=label_ids[human], labeled_at=utcnow(),
+            )  # fmt: skip
             s.add(img)
             s.flush()
+            s.add(TrainingSetImage(training_set_id=training.id, image_id=img.id, split="test",
+                                   label_id=label_ids[human]))  # fmt: skip
             s.add(ModelClassification(
                 model_id=model.id, image_id=img.id, human_label=human,
                 predicted_label="Good" if w > 0.5 else "Bad", weights={"Good": w, "Bad": round(1 - w, 2)},
@@ -228,6 +247,9 @@ def test_threshold_change_takes_effect_in_predict(page, app_server, db, tmp_path
     page.get_by_text(f"Saved 1 threshold of model {model_id}").wait_for()
     assert_no_exception(page)
     screenshot(page, "library")
+    with session_scope(db) as s:  # what the Library's model table shows
+        (shown,) = library.models_of(s.get(Model, model_id).plot_type_id, session=s)
+    assert (shown.training_size, shown.label_counts, shown.sampling) == (3, {"Good": 2, "Bad": 1}, "all")
     with session_scope(db) as s:
         row = s.exec(
             select(Threshold).where(Threshold.model_id == model_id, Threshold.label == before["label"])
