@@ -1,6 +1,7 @@
 """Hostile and broken peers: unauthenticated clients on CURVE sockets, malformed frames on every
 socket, forged messages and a rogue worker that asks for everything. No stage dies, nothing forged
-is acted on, and every good image still gets exactly one result.
+is acted on, every dropped message is counted in ``hydra_dropped_messages``, and every good image
+still gets exactly one result; on SQLite and MariaDB. The metrics endpoint listens on loopback only.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 import zmq.auth
+from prometheus_client.parser import text_string_to_metric_families
 
 from hydra.serve.messages import ErrorNotice, Registration, Report, encode_message
 from hydra.serve.stage import Addresses
-from tests.helpers.faults import drained, good_images_done_once, measured
+from tests.helpers.faults import db_name, drained, good_images_done_once, measured
 from tests.helpers.serve import PLOT, ROOT, Serve, add_model, drop_plots, stored, wait_until
 
 pytestmark = pytest.mark.slow
@@ -62,6 +66,69 @@ def report(dep, filename: str, instance: str, **kw) -> Report:
     return Report(**base)
 
 
+def dropped_metric(port: int) -> dict[tuple[str, str], float]:
+    """``hydra_dropped_messages`` from the Keeper's metrics endpoint: (process, reason) -> count."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        (m.labels["process"], m.labels["reason"]): m.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "hydra_dropped_messages"
+        for m in family.samples
+    }
+
+
+# what the test sends that a stage must drop, by (process, reason); "predict": whichever worker got it
+DROPS = {
+    ("keeper", "malformed"): 6 + 5,  # 6 undecodable frames + 5 forged messages that fail the checks
+    ("keeper", "foreign"): 1,  # a report of another instance
+    ("balancer", "malformed"): 5 + 3,  # 5 on the backend, 3 on the frontend
+    ("balancer", "foreign"): 1,  # an order of another instance on the frontend
+    ("predict", "malformed"): 1,  # the order with complex128 pixels the Balancer passes on
+}
+
+
+def counted(into: dict, port: int) -> dict[tuple[str, str], int]:
+    """The scraped counts that are not zero, the workers' summed as "predict" (also kept in ``into``)."""
+    into.clear()
+    for (process, reason), value in dropped_metric(port).items():
+        if value:
+            key = (process if process in ("keeper", "balancer", "feeder") else "predict", reason)
+            into[key] = into.get(key, 0) + int(value)
+    return dict(into)
+
+
+def listening_on(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            for line in fh.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                addr, hexport = local.rsplit(":", 1)
+                if state == "0A" and int(hexport, 16) == port:  # 0A: LISTEN
+                    if len(addr) == 8:  # IPv4, little-endian
+                        found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]))
+                    else:
+                        words = bytes.fromhex(addr)
+                        raw = b"".join(words[i : i + 4][::-1] for i in range(0, 16, 4))
+                        found.add(socket.inet_ntop(socket.AF_INET6, raw))
+    return found
+
+
+def other_addresses() -> set[str]:
+    """This host's own IPv4 addresses that are not loopback (its "/32 host LOCAL" routes)."""
+    try:
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+    except OSError:
+        return set()
+    return {
+        prev.split()[-1]
+        for prev, line in zip(lines, lines[1:])
+        if "/32 host LOCAL" in line and not prev.split()[-1].startswith("127.")
+    }
+
+
 def heartbeats(dep) -> set[str]:
     from sqlmodel import select
 
@@ -72,10 +139,10 @@ def heartbeats(dep) -> set[str]:
         return set(s.exec(select(Heartbeat.process)).all())
 
 
-def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deployment_factory, tmp_path):
-    back_port, keeper_port = free_port(), free_port()
+def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deployment_factory, tmp_path, db):
+    back_port, keeper_port, metrics_port = free_port(), free_port(), free_port()
     dep = deployment_factory(
-        workers=1, max_batch=MAX_BATCH, order_deadline_s=3, balancer_frontend="", control_address="",
+        db, metrics_port=metrics_port, workers=1, max_batch=MAX_BATCH, order_deadline_s=3, balancer_frontend="", control_address="",
         balancer_backend=f"tcp://0.0.0.0:{back_port}", keeper_address=f"tcp://0.0.0.0:{keeper_port}",
     )  # fmt: skip
     add_model(dep.engine, dep.dir("models"), PLOT, thresholds=0.0)
@@ -110,6 +177,12 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
         srv.wait_ready()
         pids = srv.children()
         instance = (dep.home / "run" / "instance").read_text().strip()
+        # the metrics endpoint (serve.metrics_bind left at its default) listens on loopback only
+        assert listening_on(metrics_port) == {"127.0.0.1"}, listening_on(metrics_port)
+        for addr in other_addresses():
+            with pytest.raises(OSError), socket.create_connection((addr, metrics_port), timeout=2):
+                pass
+        assert not any(dropped_metric(metrics_port).values()), "drops counted before any garbage"
         # 1. no CURVE at all, and CURVE with a key nobody allowed: refused in the handshake
         strangers = []
         for pair in (None, zmq.curve_keypair()):
@@ -182,6 +255,11 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
         assert 0 < taken <= CAP, taken
         assert not any(s.poll(0) for s in strangers), "an unauthenticated client got a message"
         assert srv.children() == pids, "a stage died"
+        # every dropped frame is counted: the Keeper's drops at once, the others' in their heartbeats
+        drops = {}
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: counted(drops, metrics_port) == DROPS, 20, what="the drops counted")
+        assert counted(drops, metrics_port) == DROPS, drops
         # the remote worker learnt the instance from the Balancer and reached the Keeper over CURVE
         wait_until(lambda: "gpu-remote" in heartbeats(dep), 120, what=f"the remote worker; {srv.tail()}")
         remote.terminate()
@@ -202,10 +280,11 @@ def test_unauthenticated_malformed_forged_and_greedy_peers_change_nothing(deploy
     assert {i.filename for i in inferences} == set(names)  # no forged result
     assert not list(tmp_path.rglob("regdir*")) and not (dep.home.parent / "x").exists()
     measured(
-        "hostile peers (unauthenticated, malformed, forged, greedy)",
+        f"hostile peers (unauthenticated, malformed, forged, greedy; {db_name(db)})",
         images=16,
         rogue_orders=taken,
         credit_cap=CAP,
         recovery_s=recovery,
         stage_restarts=0,
+        dropped={f"{p}/{r}": v for (p, r), v in sorted(drops.items())},
     )
