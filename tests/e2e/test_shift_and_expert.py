@@ -203,6 +203,7 @@ def test_labeler_prepaint_accepted_with_one_key(page, app_server, db):
         timeout=20_000,
     )
     assert frame.evaluate("() => document.querySelector('#preview').dataset.full") == "1"
+    screenshot(page, "labeler-preview")
     assert frame.evaluate("() => document.body.dataset.readyToken") == token  # the same page, still unpainted
     page.keyboard.press("Escape")
     grid.locator("#preview").wait_for(state="hidden")
