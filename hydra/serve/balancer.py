@@ -1,13 +1,20 @@
 """The Balancer: passes orders from the Feeder to the Predict workers.
 
 Workers connect a DEALER to the backend ROUTER and announce themselves with
-``READY n`` (n orders of credit); each finished order returns one credit.
-Every couple of seconds a worker also says ``ALIVE n`` with the credit it has
-free: a Balancer that does not know it yet (it restarted) takes that as its
-credit and answers ``WELCOME instance``, so a restart recovers under every
-policy. A worker's credit is capped, so one that announces more than any
-worker could take cannot draw every order to itself. Anything else on either
-socket (garbage, another instance's orders) is counted and dropped.
+``READY n instance`` (n orders of credit); each finished order returns one
+credit. Every couple of seconds a worker also says ``ALIVE n instance`` with
+the credit it has free: a Balancer that does not know it yet (it restarted)
+takes that as its credit and answers ``WELCOME instance``, so a restart
+recovers under every policy. A worker that does not know its instance yet
+(one on another host) announces an empty one and learns it from the
+``WELCOME``, which reaches it before its first order. Credit of another
+instance registers no worker (it would take orders only to drop them as
+foreign, holding them until their deadlines): it is counted and dropped, a
+worker known until then is forgotten, and the answer is a ``WELCOME`` that
+tells it whose Balancer this is. A worker's credit is capped, so one that
+announces more than any worker could take cannot draw every order to itself.
+Anything else on either socket (garbage, another instance's orders) is
+counted and dropped.
 Policies:
 
 * ``least_loaded`` (default): an order goes to the worker with the most
@@ -108,6 +115,29 @@ def parse_credit(rest: list[bytes]) -> int:
     return int(rest[0])
 
 
+def parse_announcement(kind: bytes, rest: list[bytes]) -> tuple[int, str]:
+    """The credit and instance of ``READY [n [instance]]`` / ``ALIVE n [instance]``.
+
+    An empty or missing instance is a worker that does not know it yet. Raises
+    :class:`MessageError` for anything else than a plain number and an instance
+    of at most 64 UTF-8 bytes.
+    """
+    if kind == READY and not rest:
+        return 1, ""
+    if kind not in (READY, ALIVE):
+        raise MessageError(f"unknown kind {kind[:32]!r}")
+    if len(rest) > 2:
+        raise MessageError(f"credit of {len(rest) + 1} frames")
+    credit = parse_credit(rest[:1])
+    raw = rest[1] if len(rest) == 2 else b""
+    if len(raw) > 64:
+        raise MessageError(f"instance of {len(raw)} bytes")
+    try:
+        return credit, raw.decode()
+    except UnicodeDecodeError:
+        raise MessageError(f"instance {raw[:40]!r} is not UTF-8") from None
+
+
 def _show(ident: bytes) -> str:
     return ident.decode(errors="replace") if ident[:1] != b"\0" else ident.hex()
 
@@ -176,7 +206,7 @@ def run(
     instance: str | None = None,
 ) -> None:
     """Run the Balancer until SIGTERM/SIGINT."""
-    stop = stop or StopFlag().install()
+    stop = stop if stop is not None else StopFlag().install()  # a StopFlag not set is falsy
     instance = instance or instance_id(cfg)
     workers = Workers(policy or cfg.serve.policy, cap=credit_cap(cfg))
     waiting: deque[tuple[float, list[Any]]] = deque()
@@ -282,15 +312,18 @@ def _take_credit(
         return
     ident, kind, *rest = frames
     try:
-        if kind == READY:
-            new = workers.ready(ident, parse_credit(rest) if rest else 1)
-        elif kind == ALIVE:
-            new = workers.alive(ident, parse_credit(rest))
-        else:
-            raise MessageError(f"unknown kind {kind[:32]!r}")
+        credit, theirs = parse_announcement(kind, rest)
     except MessageError as exc:
         dropped("malformed", f"backend, worker {_show(ident)}: {exc}")
         return
+    if theirs and theirs != instance:
+        dropped("foreign", f"backend, worker {_show(ident)}: credit of instance {theirs[:40]!r}")
+        workers.forget(ident)
+        new = True  # told whose Balancer this is: a worker not bound to an instance takes this one
+    elif kind == READY:
+        new = workers.ready(ident, credit)
+    else:
+        new = workers.alive(ident, credit)
     if new:  # gone or full: it is welcomed again when it comes back
         with contextlib.suppress(zmq.ZMQError):
             back.send_multipart([ident, WELCOME, instance.encode()], flags=zmq.NOBLOCK)

@@ -412,7 +412,7 @@ def run(
     instance: str | None = None,
 ) -> None:
     """Run the Feeder until SIGTERM/SIGINT."""
-    stop = stop or StopFlag().install()
+    stop = stop if stop is not None else StopFlag().install()  # a StopFlag not set is falsy
     decoders = decoders or cfg.serve.decoders or default_decoders()
     Path(cfg.input_dir).mkdir(parents=True, exist_ok=True)
     Feeder(cfg, addrs, decoders=decoders, stop=stop, instance=instance).run()

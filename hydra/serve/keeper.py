@@ -360,7 +360,7 @@ def run(
     cfg: HydraConfig, addrs: Addresses, *, stop: StopFlag | None = None, instance: str | None = None
 ) -> None:
     """Run the Keeper until SIGTERM/SIGINT."""
-    stop = stop or StopFlag().install()
+    stop = stop if stop is not None else StopFlag().install()  # a StopFlag not set is falsy
     try:
         cfg.ensure_dirs()
     except OSError as exc:  # a storage folder on a disk that is not there or not writable yet

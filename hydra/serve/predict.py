@@ -5,13 +5,16 @@ It runs exactly the inference code of ``hydra predict``: the same
 weights, same threshold decision and the same Grad-CAM), so serving can
 never disagree with offline prediction.
 
-The worker asks the Balancer for work with credit (``READY n``) and returns
-one credit per finished order, so at most a few batches wait in its socket;
-an order waits at most ``max_wait_ms`` for its batch to fill. Every couple of
-seconds it says ``ALIVE n`` with the credit it has free, which a restarted
-Balancer takes as its credit. It learns its instance from the Balancer's
-``WELCOME`` (or ``--instance``) and drops orders of any other instance and
-anything malformed. A model that cannot be loaded or run (the database is
+The worker asks the Balancer for work with credit (``READY n instance``) and
+returns one credit per finished order, so at most a few batches wait in its
+socket; an order waits at most ``max_wait_ms`` for its batch to fill. Every
+couple of seconds it says ``ALIVE n instance`` with the credit it has free,
+which a restarted Balancer takes as its credit. It learns its instance from
+the Balancer's ``WELCOME`` (or ``--instance``; until it knows one it
+announces an empty instance) and drops orders of any other instance and
+anything malformed. A Balancer of another instance registers none of its
+credit; a worker without ``--instance`` that is welcomed by one takes that
+instance and announces its credit again. A model that cannot be loaded or run (the database is
 down, the file is unreadable) is a fault of the server, not of the images:
 their files are sent again later (:class:`Retry`), never quarantined.
 
@@ -96,6 +99,7 @@ class Worker:
         self.batches = 0
         self.shadowed = 0  # verdicts of shadow (candidate) models sent
         self._shadow_warned: dict[int, float] = {}
+        self._refused = ""  # the other instance a Balancer last welcomed this (fixed) worker to
 
     def run(self, addrs: Addresses) -> None:
         import hydra.heads.cam  # noqa: F401 - pay for torch and the heads before asking for work
@@ -121,7 +125,10 @@ class Worker:
                     last_ready = time.monotonic()
                 if time.monotonic() - last_ready > BALANCER_BEAT_S:
                     with contextlib.suppress(zmq.Again):  # a Balancer that takes nothing gets no keep-alive
-                        work.send_multipart([ALIVE, str(self.free_credit()).encode()], flags=zmq.NOBLOCK)
+                        work.send_multipart(
+                            [ALIVE, str(self.free_credit()).encode(), self.instance.encode()],
+                            flags=zmq.NOBLOCK,
+                        )
                     last_ready = time.monotonic()
                 beat.maybe_send(self.gauges())
             # finish what already arrived; the rest comes back through the Feeder's deadline
@@ -138,7 +145,7 @@ class Worker:
         What cannot be sent now is owed and sent with the next grant.
         """
         try:
-            work.send_multipart([READY, str(n).encode()], flags=zmq.NOBLOCK)
+            work.send_multipart([READY, str(n).encode(), self.instance.encode()], flags=zmq.NOBLOCK)
         except zmq.Again:
             self.refund += n
 
@@ -193,13 +200,18 @@ class Worker:
             self.pending[(order.model_id, px.shape)].append(order)
 
     def _welcome(self, instance: str) -> None:
+        """The Balancer says whose it is: take that instance unless one was given (``--instance``)."""
         if instance == self.instance:
             return
         if self.fixed:
-            log.error("the Balancer belongs to instance %r, this worker to %r: its orders are dropped",
-                      instance[:40], self.instance)  # fmt: skip
+            if instance != self._refused:  # said again with every keep-alive: logged once
+                self._refused = instance
+                log.error("the Balancer belongs to instance %r, this worker to %r: it gets no orders",
+                          instance[:40], self.instance)  # fmt: skip
             return
         log.info("serving instance %s", instance[:40])
+        if self.instance:  # that Balancer dropped the credit announced for the other instance
+            self.refund += self.free_credit()
         self.instance = instance
         if self.beat is not None:
             self.beat.instance = instance
@@ -382,7 +394,7 @@ def run(
     """
     from hydra.serve.devices import compile_cache_dir, resolve_device
 
-    stop = stop or StopFlag().install()
+    stop = stop if stop is not None else StopFlag().install()  # a StopFlag not set is falsy
     device = resolve_device(device or cfg.serve.device)
     if cfg.serve.compile:
         from hydra.inference import use_compile_cache

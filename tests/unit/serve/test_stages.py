@@ -162,7 +162,7 @@ def test_a_worker_never_blocks_on_credit_a_balancer_does_not_take_and_owes_it_in
         work.setsockopt(zmq.SNDHWM, 1)
         work.setsockopt(zmq.LINGER, 0)
         work.connect(f"ipc://{tmp_path}/nobody-binds-this")  # a hub that is gone or refused this worker
-        worker = types.SimpleNamespace(refund=0)
+        worker = types.SimpleNamespace(refund=0, instance="me")
         t0 = time.monotonic()
         for _ in range(20):
             Worker._grant(worker, work, 3)
