@@ -6,7 +6,10 @@ must be a file directly in the input folder with the message's base name,
 the plot type must be a valid name and the one the file name says, and a
 heat map must be a small RGB image. A message that fails is dropped (and
 counted), so a forged or garbled one can never move a file from elsewhere,
-create a plot type like ``../../x`` or write outside ``HYDRA_HOME``.
+create a plot type like ``../../x`` or write outside ``HYDRA_HOME``. A Predict
+worker checks an order's path the same way (:func:`check_order_path`: its
+folder may be another host's input folder) and opens a file only when it is
+in its own input folder (:func:`is_input_path`).
 
 Example:
     >>> from hydra.config import load_config
@@ -38,6 +41,10 @@ def check_input_path(cfg: HydraConfig, path: str, filename: str, input_dir: str 
     ``input_dir``: ``str(cfg.input_dir)`` if the caller has it already (resolving it is a
     system call per component, which the Keeper cannot afford per message).
     """
+    _check_in(path, filename, str(cfg.input_dir) if input_dir is None else input_dir)
+
+
+def _check_in(path: str, filename: str, folder: str) -> None:
     if (
         not filename
         or filename in (".", "..")
@@ -46,10 +53,29 @@ def check_input_path(cfg: HydraConfig, path: str, filename: str, input_dir: str 
         or len(filename) > 255
     ):
         raise Invalid(f"file name {filename[:80]!r} is not a base name")
-    if input_dir is None:
-        input_dir = str(cfg.input_dir)
-    if "\0" in path or os.path.normpath(path) != path or path != os.path.join(input_dir, filename):
+    if "\0" in path or os.path.normpath(path) != path or path != os.path.join(folder, filename):
         raise Invalid(f"path {path[:200]!r} is not a file of the input folder")
+
+
+def check_order_path(path: str, filename: str) -> None:
+    """``path`` is an absolute, normalised ``<folder>/filename``, ``filename`` a plain base name.
+
+    What a Predict worker can check of an order: the folder is the hub's input
+    folder, which on another host is not this one's (:func:`is_input_path` says
+    whether it is).
+    """
+    if not path.startswith("/"):
+        raise Invalid(f"path {path[:200]!r} is not absolute")
+    _check_in(path, filename, os.path.dirname(path))
+
+
+def is_input_path(cfg: HydraConfig, path: str, filename: str, input_dir: str | None = None) -> bool:
+    """Whether ``path`` is ``filename`` in this host's input folder (:func:`check_input_path`)."""
+    try:
+        check_input_path(cfg, path, filename, input_dir)
+    except Invalid:
+        return False
+    return True
 
 
 def check_names(cfg: HydraConfig, filename: str, plot_type: str, run: int, chunk: int | None) -> None:

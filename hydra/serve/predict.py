@@ -38,6 +38,7 @@ import zmq
 
 from hydra.config import HydraConfig
 from hydra.db.engine import make_engine
+from hydra.serve.checks import Invalid, check_order_path, is_input_path
 from hydra.serve.messages import (
     ALIVE,
     READY,
@@ -86,6 +87,7 @@ class Worker:
         self.stop = stop
         self.fixed = bool(instance)
         self.instance = instance or ""
+        self.input_dir = str(cfg.input_dir)  # resolved once: a shadow model reads only files in it
         self.dropped = Dropped()
         self.refund = 0  # credit of dropped orders, given back to the Balancer
         self.beat: HeartbeatSender | None = None
@@ -191,6 +193,11 @@ class Worker:
             if not self.instance or order.instance != self.instance:
                 self.dropped("foreign", f"an order of instance {order.instance[:40]!r}")
                 continue
+            try:
+                check_order_path(order.path, order.filename)
+            except Invalid as exc:
+                self.dropped("malformed", f"order {order.order_id[:40]}: {exc}")
+                continue
             px = order.pixels
             if px.dtype != np.uint8 or px.ndim != 3 or px.shape[2] not in (1, 3, 4):
                 self.dropped("malformed", f"order {order.order_id[:40]}: pixels {px.dtype} {px.shape}")
@@ -281,21 +288,24 @@ class Worker:
     def _shadow_pixels(self, served: Any, order: InferenceOrder) -> np.ndarray:
         """An order's image prepared for a shadow model of another input shape.
 
-        From the file (still in the input folder, the same content) when this
-        worker can read it; else (a worker on another host) the delivered
-        pixels, already masked, resized to the shadow model's input.
+        From the file (still in the input folder, the same content) when it
+        is in this worker's input folder and readable; else (a worker on
+        another host, whose input folder is not the hub's) the delivered
+        pixels, already masked, resized to the shadow model's input. A path
+        anywhere else is never opened.
         """
         from PIL import Image
 
         from hydra.data.images import ImageError, content_hash, decode_image, prepare, read_bytes
 
         s = self.cfg.serve
-        try:
-            data = read_bytes(order.path, s.max_file_bytes)
-            if not order.content_hash or content_hash(data) == order.content_hash:
-                return served.prepare(decode_image(data, order.filename, s.max_image_pixels))
-        except (ImageError, OSError):
-            pass
+        if is_input_path(self.cfg, order.path, order.filename, self.input_dir):
+            try:
+                data = read_bytes(order.path, s.max_file_bytes)
+                if not order.content_hash or content_hash(data) == order.content_hash:
+                    return served.prepare(decode_image(data, order.filename, s.max_image_pixels))
+            except (ImageError, OSError):
+                pass
         px = order.pixels
         img = Image.fromarray(px[:, :, 0] if px.shape[2] == 1 else np.ascontiguousarray(px))
         return prepare(img, served.input_size, served.channels)
