@@ -13,9 +13,9 @@ bounded (``serve.keeper_max_pending`` items, heat maps included in
 ``keeper_max_heatmap_mb``): beyond it new results are dropped (their files
 stay in the input directory and are asked for again, ``retry``, once a commit
 succeeds), and the Keeper tells the Feeder to stop sending: it announces
-``[b"hold", b"on"]`` on its control socket, again every ``HOLD_EVERY_S``
-while the backlog stays full (so a Feeder that connects late learns it too),
-and ``[b"hold", b"off"]`` after the commit that empties it. Inference is then
+``[b"hold:<instance>", b"on"]`` on its control socket, again every
+``HOLD_EVERY_S`` while the backlog stays full (so a Feeder that connects late
+learns it too), and ``b"off"`` after the commit that empties it. Inference is then
 not spent on results that would only be dropped.
 
 Every message is checked before use (:mod:`hydra.serve.checks`): one of

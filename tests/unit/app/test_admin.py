@@ -196,7 +196,9 @@ def test_a_merge_leaves_one_active_and_at_most_one_shadow_model(seeded):
         wrong = admin.add_plot_type(root, "FCAL_Occupancy", ["Good", "Bad"], session=s)
 
         def model(pt_id: int, **flags) -> Model:
-            m = Model(plot_type_id=pt_id, head="classifier", path="/m/x", input_height=8, input_width=8, **flags)
+            m = Model(
+                plot_type_id=pt_id, head="classifier", path="/m/x", input_height=8, input_width=8, **flags
+            )
             s.add(m)
             return m
 
