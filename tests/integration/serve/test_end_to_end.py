@@ -97,6 +97,7 @@ def test_every_image_gets_one_result_or_one_error(backend, policy, deployment_fa
         for i in heat[:5]:  # stored at the file's own size (which the Feeder read), blended once by the pages
             with PILImage.open(i.heatmap_path) as hm, PILImage.open(i.path) as src:
                 assert hm.size == src.size, (i.heatmap_path, hm.size, src.size)
+                assert hm.mode == "L", (i.heatmap_path, hm.mode)  # a map the page colours and blends once
         assert all(str(dep.dir("kept")) in i.path for i in kept)
         out = subprocess.run(
             [sys.executable, "-m", "hydra.cli", "results", "--json", "--plot-type", PLOT, "--since", "1h"],
