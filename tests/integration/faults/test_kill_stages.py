@@ -24,13 +24,13 @@ RECOVERY_S = 60  # order deadline 3 s (x2 per attempt) + a restart that imports 
 
 
 @pytest.mark.parametrize(
-    "policy,db",
+    "policy,db_url",
     [
         ("least_loaded", "sqlite"),
         pytest.param("round_robin", "mariadb", marks=pytest.mark.mariadb),
         pytest.param("least_loaded", "mariadb", marks=pytest.mark.mariadb),
     ],
-    indirect=["db"],
+    indirect=["db_url"],
 )
 def test_kill_9_of_each_stage_loses_nothing_and_recovers(policy, db, deployment_factory):
     victims = VICTIMS[policy, db_name(db)]
