@@ -245,6 +245,7 @@ def test_threshold_change_takes_effect_in_predict(page, app_server, db, tmp_path
     wait_idle(page)
     page.locator(".st-key-library_save button").click()
     page.get_by_text(f"Saved 1 threshold of model {model_id}").wait_for()
+    wait_idle(page)  # the rerun after the save has drawn the whole page
     assert_no_exception(page)
     screenshot(page, "library")
     with session_scope(db) as s:  # what the Library's model table shows
