@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlmodel import select
 
@@ -130,3 +132,29 @@ def test_editor_pages_through_labeled_images(seeded):
     _no_exception(at)
     assert any(m.value.startswith("Page 1 · images 1-4") for m in at.markdown)
     assert at.button(key="editor_next").disabled and at.button(key="editor_prev").disabled
+
+
+def test_the_preview_is_the_file_itself_unless_it_is_huge(tmp_path, monkeypatch):
+    import base64
+    import io
+    import sys
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from tests.helpers.apptest import APP
+
+    monkeypatch.syspath_prepend(str(Path(APP).parent))
+    sys.modules.pop("components.labeler_grid", None)
+    from components.labeler_grid import PREVIEW_MAX_PX, PREVIEW_RAW_LIMIT, full_uri
+
+    small = tmp_path / "fcal-000001_0001.png"
+    PILImage.new("RGB", (1280, 960), "white").save(small)
+    assert full_uri(small) == "data:image/png;base64," + base64.b64encode(small.read_bytes()).decode()
+    huge = tmp_path / "fcal-000001_0002.png"  # noise does not compress: a file over the limit
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (1500, 3000, 3), dtype=np.uint8)).save(huge)
+    assert huge.stat().st_size > PREVIEW_RAW_LIMIT
+    data = base64.b64decode(full_uri(huge).split(",", 1)[1])
+    with PILImage.open(io.BytesIO(data)) as shown:
+        assert shown.size == (PREVIEW_MAX_PX, PREVIEW_MAX_PX // 2)
+    assert full_uri(tmp_path / "gone.png") == ""

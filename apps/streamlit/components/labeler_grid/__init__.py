@@ -51,17 +51,25 @@ def _thumbnail(path: str, mtime: float, max_px: int) -> str:
     return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}"
 
 
+# a preview larger than this (a plot is usually well under 1 MB) is sent at PREVIEW_MAX_PX instead:
+# a 40-megapixel file would be ~70 MB of data URI through the websocket and in the cache below
+PREVIEW_RAW_LIMIT = 4 << 20
+PREVIEW_MAX_PX = 2048
+
+
 @lru_cache(maxsize=16)
 def _full(path: str, mtime: float) -> str:
     p = Path(path)
     data = p.read_bytes()
     suffix = p.suffix.lower()
-    if suffix in (".png", ".jpg", ".jpeg"):
+    if len(data) <= PREVIEW_RAW_LIMIT and suffix in (".png", ".jpg", ".jpeg"):
         mime = "image/png" if suffix == ".png" else "image/jpeg"
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-    with PILImage.open(io.BytesIO(data)) as img:  # another format: the same pixels as PNG
+    with PILImage.open(io.BytesIO(data)) as img:  # another format, or too large: PNG, at most PREVIEW_MAX_PX
+        img = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
+        img.thumbnail((PREVIEW_MAX_PX, PREVIEW_MAX_PX))
         out = io.BytesIO()
-        img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB").save(out, format="PNG")
+        img.save(out, format="PNG")
     return f"data:image/png;base64,{base64.b64encode(out.getvalue()).decode()}"
 
 
