@@ -71,7 +71,7 @@ from sqlmodel import Session
 from hydra.auth import LoginThrottled, PermissionDenied, authenticate, refusal
 from hydra.config import ConfigError, HydraConfig, load_config
 from hydra.db.engine import get_engine, session_scope
-from hydra.db.migrate import current_revision
+from hydra.db.migrate import schema_problem
 from hydra.db.models import User, utcnow
 from hydra.serve.conditions import CommandCondition, Condition
 from hydra.services import status
@@ -109,14 +109,14 @@ def session() -> Iterator[Session]:
 
 
 def check_database() -> None:
-    """Stop with a clear message when the database is unreachable or not initialised."""
+    """Stop with a clear message when the database is unreachable, not initialised or not migrated."""
     try:
-        revision = current_revision(engine())
+        problem = schema_problem(engine())
     except Exception as exc:  # noqa: BLE001 - any driver error means no usable database
         st.error(f"Cannot reach the database {engine().url.render_as_string(hide_password=True)}: {exc}")
         st.stop()
-    if revision is None:
-        st.error("The database has no Hydra schema yet. Run `hydra init` first, then reload this page.")
+    if problem:
+        st.error(f"{problem}, then reload this page.")
         st.stop()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from hydra.cli.common import ConfigOption, engine_for, fail, get_config
+from hydra.cli.common import ConfigOption, fail, get_config
 
 APP_ENV = "HYDRA_APP_DIR"
 
@@ -56,30 +56,6 @@ def streamlit_command(script: Path, port: int, address: str | None) -> list[str]
     return cmd
 
 
-def schema_problem(cfg) -> str | None:
-    """Why the app cannot use the deployment's database as it is, or None.
-
-    The pages read the schema this version of Hydra migrates to: a database
-    never initialised, or one an upgrade has not migrated yet (``hydra init``
-    does it), would only fail page by page. An unreachable database is left
-    to the pages, which say so and keep trying.
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from hydra.db.migrate import current_revision, head_revision
-
-    try:
-        current = current_revision(engine_for(cfg))
-    except SQLAlchemyError:
-        return None
-    head = head_revision()
-    if current == head:
-        return None
-    if current is None:
-        return "the database has no Hydra schema yet: run `hydra init` first"
-    return f"the database schema is at revision {current} and this Hydra needs {head}: run `hydra init` to upgrade it"
-
-
 def register(app: typer.Typer) -> None:
     @app.command("app")
     def run_app(
@@ -106,9 +82,6 @@ def register(app: typer.Typer) -> None:
             import streamlit  # noqa: F401
         except ImportError:
             fail("streamlit is not installed; install the app extra: pip install 'hydra-dqm[app]'")
-        problem = schema_problem(cfg)
-        if problem:
-            fail(problem)
         env = dict(os.environ)
         env["HYDRA_HOME"] = str(cfg.home.resolve())
         if config:

@@ -7,6 +7,7 @@ through it, so a wheel install migrates exactly like a checkout.
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -26,13 +27,30 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@cache
 def head_revision() -> str:
+    """The newest migration shipped with this install (read from its scripts once per process)."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why this version of Hydra cannot use the database's schema as it is, or None.
+
+    A database never initialised, or one an upgrade has not migrated yet,
+    would only fail query by query; ``hydra init`` mends both. Raises what
+    the driver raises for an unreachable database.
+    """
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "The database has no Hydra schema yet. Run `hydra init` first"
+    return f"The database schema is at revision {current} and this Hydra needs {head}. Run `hydra init` to upgrade it"
 
 
 def upgrade_to_head(engine: Engine) -> tuple[str | None, str]:

@@ -114,32 +114,3 @@ def test_the_web_app_is_found_in_the_checkout_or_the_override(
     result = runner.invoke(app, ["app"])
     assert result.exit_code == 1 and "the web app's files are missing" in result.stderr
     assert str(tmp_path / "app.py") in result.stderr.replace("\n", "")
-
-
-def test_the_app_refuses_a_database_hydra_init_has_not_migrated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from alembic import command
-
-    from hydra.cli.app import schema_problem
-    from hydra.config import load_config
-    from hydra.db import make_engine, upgrade_to_head
-    from hydra.db.migrate import alembic_config, head_revision
-
-    monkeypatch.setenv("HYDRA_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("HYDRA_DB_URL", raising=False)
-    monkeypatch.delenv("HYDRA_CONFIG", raising=False)
-    cfg = load_config()
-    cfg.ensure_dirs()
-    result = runner.invoke(app, ["app"])
-    assert result.exit_code == 1 and "no Hydra schema yet: run `hydra init`" in " ".join(
-        result.stderr.split()
-    )
-    engine = make_engine(cfg.database_url)
-    command.upgrade(alembic_config(cfg.database_url), "0006")  # a database an upgrade has not migrated
-    result = runner.invoke(app, ["app"])
-    message = " ".join(result.stderr.split())
-    assert result.exit_code == 1 and f"at revision 0006 and this Hydra needs {head_revision()}" in message
-    upgrade_to_head(engine)
-    assert schema_problem(cfg) is None
-    engine.dispose()
