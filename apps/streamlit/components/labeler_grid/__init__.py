@@ -13,8 +13,8 @@ a page loads fast. Space previews the image under the mouse large: the
 preview shows the thumbnail at once and asks Python for that one image with
 ``{"preview": image_id, "request", "token"}``; the page answers with
 ``preview={"id", "request", "src": full_uri(path)}``, the file at its full
-resolution, which replaces the thumbnail (and stays cached in the browser
-for the page).
+resolution (at most 2048 px for a file over 4 MB), which replaces the
+thumbnail (and stays cached in the browser for the page).
 """
 
 from __future__ import annotations
@@ -35,20 +35,26 @@ RAW_LIMIT = 48_000  # embed small files as they are; shrink bigger ones
 _component = components.declare_component("hydra_labeler_grid", path=str(FRONTEND))
 
 
-@lru_cache(maxsize=4096)
-def _thumbnail(path: str, mtime: float, max_px: int) -> str:
+def _data_uri(path: str, raw_limit: int, max_px: int, fmt: str) -> str:
+    """The file as a data URI: as it is when a PNG or JPEG of at most ``raw_limit`` bytes, else
+    re-encoded as ``fmt`` (JPEG or PNG) at most ``max_px`` on its longer side."""
     p = Path(path)
     data = p.read_bytes()
     suffix = p.suffix.lower()
-    if len(data) <= RAW_LIMIT and suffix in (".png", ".jpg", ".jpeg"):
+    if len(data) <= raw_limit and suffix in (".png", ".jpg", ".jpeg"):
         mime = "image/png" if suffix == ".png" else "image/jpeg"
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
     with PILImage.open(io.BytesIO(data)) as img:
-        img = img.convert("RGB")
+        img = img.convert("RGBA" if fmt == "PNG" and img.mode in ("RGBA", "LA", "P") else "RGB")
         img.thumbnail((max_px, max_px))
         out = io.BytesIO()
-        img.save(out, format="JPEG", quality=85)
-    return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}"
+        img.save(out, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(out.getvalue()).decode()}"
+
+
+@lru_cache(maxsize=4096)
+def _thumbnail(path: str, mtime: float, max_px: int) -> str:
+    return _data_uri(path, RAW_LIMIT, max_px, "JPEG")
 
 
 # a preview larger than this (a plot is usually well under 1 MB) is sent at PREVIEW_MAX_PX instead:
@@ -59,22 +65,12 @@ PREVIEW_MAX_PX = 2048
 
 @lru_cache(maxsize=16)
 def _full(path: str, mtime: float) -> str:
-    p = Path(path)
-    data = p.read_bytes()
-    suffix = p.suffix.lower()
-    if len(data) <= PREVIEW_RAW_LIMIT and suffix in (".png", ".jpg", ".jpeg"):
-        mime = "image/png" if suffix == ".png" else "image/jpeg"
-        return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-    with PILImage.open(io.BytesIO(data)) as img:  # another format, or too large: PNG, at most PREVIEW_MAX_PX
-        img = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
-        img.thumbnail((PREVIEW_MAX_PX, PREVIEW_MAX_PX))
-        out = io.BytesIO()
-        img.save(out, format="PNG")
-    return f"data:image/png;base64,{base64.b64encode(out.getvalue()).decode()}"
+    return _data_uri(path, PREVIEW_RAW_LIMIT, PREVIEW_MAX_PX, "PNG")
 
 
 def full_uri(path: Path | None) -> str:
-    """A data URI of the image at its full resolution, for the preview of one image; "" if unreadable."""
+    """A data URI of the image at its full resolution (at most PREVIEW_MAX_PX for a file over
+    PREVIEW_RAW_LIMIT), for the preview of one image; "" if unreadable."""
     if path is None:
         return ""
     try:
