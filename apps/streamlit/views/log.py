@@ -31,6 +31,7 @@ with shell.session() as s:
 if "log_run" not in st.session_state and str(st.query_params.get("run", "")).isdigit():
     st.session_state["log_run"] = int(st.query_params["run"])
 # a run or run range is looked up in all time: an older run must not read "nothing to report"
+# (read from the widgets' state before they are drawn: the window above them is disabled by it)
 by_run = any(st.session_state.get(k) is not None for k in ("log_run", "log_run_min", "log_run_max"))
 c1, c2, c3, c4 = st.columns([1, 2, 1, 1])
 window = c1.selectbox(
@@ -61,7 +62,6 @@ run_to = f4.number_input(
 run_min, run_max = (one_run, one_run) if one_run is not None else (run_from, run_to)
 
 now = shell.utcnow()
-by_run = run_min is not None or run_max is not None
 since = None if by_run else now - timedelta(hours=WINDOWS[window])
 ids = [pt.id for pt in types if pt.name in chosen]
 group_ids = [gid for gid, name in groups.items() if name in chosen_groups]
