@@ -16,9 +16,9 @@ again past a deadline either: the files wait in the input directory and the
 ready queue, so no inference is spent on results the Keeper would drop. It
 resumes when the Keeper announces the release, or ``HOLD_S`` after the last
 hold (a lost release cannot hold it forever). Announcements carry the
-instance in their topic, so the Feeder hears only its own Keeper. Files are read, decoded and prepared in decode
-processes (:mod:`hydra.serve.decode_pool`, ``serve.decoders`` of them), so
-decoding scales with the cores.
+instance in their topic, so the Feeder hears only its own Keeper. Files are
+read, decoded and prepared in decode processes (:mod:`hydra.serve.decode_pool`,
+``serve.decoders`` of them), so decoding scales with the cores.
 """
 
 from __future__ import annotations
