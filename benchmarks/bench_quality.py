@@ -132,6 +132,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": round(train_s, 1),
         "threads": job["threads"],
         "head": result.head,
+        "oof_confusion": result.metrics.get("confusion"),  # rows: the human label, in the plot type's order
         "summary": summarize(outcomes),
         "outcomes": as_rows(outcomes),
     }

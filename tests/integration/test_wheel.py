@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 # what setuptools reads to build the wheel (pyproject.toml names the readme)
 SOURCES = ("pyproject.toml", "README.md", "hydra", "apps/streamlit")
-SHIPPED = {".py", ".yaml", ".json", ".service", ".mako", ".html", ".css", ".js"}
+SHIPPED = {".py", ".yaml", ".json", ".service", ".mako", ".html", ".css", ".js", ".safetensors"}
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -108,6 +108,8 @@ root, home = Path(sys.argv[1]), Path(hydra.__file__).resolve().parent
 assert not any(p and Path(p).resolve() == root for p in sys.path), sys.path
 assert root not in home.parents, home
 name, kwargs = read_preset("classifier-cpu")
+weights = Path(read_preset("classifier-cpu-pretrained")[1]["weights_file"])
+assert weights.is_file() and weights.parent == home / "heads" / "presets", weights
 print(json.dumps({
     "package": str(home), "preset": str(find_preset("classifier-cpu")), "head": name,
     "backbone": kwargs["backbone"], "app": str(app_script()), "migrations": str(MIGRATIONS),

@@ -108,6 +108,9 @@ def read_preset(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
         raise ValueError(
             f"head preset {path}: {unknown} are not arguments of head {name!r}; expected some of {sorted(accepted)}"
         )
+    weights = kwargs.get("weights_file")
+    if isinstance(weights, str) and weights and not Path(weights).is_absolute():
+        kwargs["weights_file"] = str(path.parent / weights)  # shipped beside the preset, like its YAML
     return name, kwargs
 
 

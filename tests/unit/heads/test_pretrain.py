@@ -1,0 +1,87 @@
+"""The pretrained backbone shipped with ``classifier-cpu-pretrained``, and the code that makes it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("mplhep", reason="needs the root extra (mplhep, matplotlib)")
+
+from safetensors import safe_open  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from hydra.heads.presets import create_from_preset, find_preset, read_preset  # noqa: E402
+from hydra.heads.pretrain import PretrainOptions, _references, pretrain, zero_shot  # noqa: E402
+
+LABELS = ["Good", "Bad", "NoData"]
+PRESET = "classifier-cpu-pretrained"
+
+
+def _shipped():
+    name, kwargs = read_preset(PRESET)
+    return kwargs["weights_file"]
+
+
+def test_the_pretrained_preset_names_a_backbone_shipped_beside_it():
+    path = _shipped()
+    assert path.startswith(str(find_preset(PRESET).parent))
+    head = create_from_preset(PRESET, labels=LABELS, problem_labels=["Bad", "NoData"])
+    state = load_file(path)
+    net = head.net.state_dict()
+    assert set(state) == set(net)
+    assert all(torch.equal(state[k], net[k]) for k in state)  # every tensor, the classifier layer too
+    two = create_from_preset(PRESET, labels=["Good", "Bad"], problem_labels=["Bad"])
+    assert torch.equal(two.net.state_dict()["features.0.0.weight"], state["features.0.0.weight"])
+    assert not torch.equal(two.net.state_dict()["fc.weight"][:2], state["fc.weight"][:2])  # fc: 2 labels, new
+
+
+def test_the_shipped_backbone_tells_faults_apart_on_plot_types_it_never_saw():
+    """Zero-shot, before any fine-tuning: made-up plot types beyond the pretraining's seeds."""
+    from hydra.data.plotbank import render_type
+
+    with safe_open(_shipped(), "pt") as f:
+        report = json.loads(f.metadata()["hydra_pretrain"])
+    trained = report["options"]["types"] + report["options"]["held_out"]
+    banks = [render_type(seed, images=24) for seed in range(trained + 500, trained + 504)]
+    fresh = create_from_preset(
+        "classifier-cpu", labels=LABELS, problem_labels=["Bad", "NoData"], weights_file=None
+    )
+    shipped = create_from_preset(PRESET, labels=LABELS, problem_labels=["Bad", "NoData"])
+    untrained = zero_shot(fresh, banks, _references(fresh, banks))
+    pretrained = zero_shot(shipped, banks, _references(shipped, banks))
+    assert pretrained["roc_auc_median"] >= 0.85, pretrained
+    assert pretrained["roc_auc_median"] > untrained["roc_auc_median"] + 0.2, (pretrained, untrained)
+
+
+def test_pretraining_writes_the_backbone_and_its_report(tmp_path):
+    out = tmp_path / "bb.safetensors"
+    opts = PretrainOptions(types=3, held_out=1, images=8, epochs=1, batch_size=8, workers=1, threads=1)
+    report = pretrain(out, opts)
+    assert report["options"]["types"] == 3 and report["held_out_after"]["types"] == 1
+    head = create_from_preset(
+        "classifier-cpu", labels=LABELS, problem_labels=["Bad", "NoData"], weights_file=None
+    )
+    state = load_file(str(out))
+    assert set(state) == set(head.net.state_dict())
+    assert not torch.equal(state["features.0.0.weight"], head.net.state_dict()["features.0.0.weight"])
+    with safe_open(str(out), "pt") as f:
+        assert json.loads(f.metadata()["hydra_pretrain"])["labels"] == LABELS
+    assert not list(tmp_path.glob(".*.tmp"))  # written whole, then renamed
+    again = tmp_path / "again.safetensors"
+    pretrain(again, opts)
+    assert all(torch.equal(state[k], v) for k, v in load_file(str(again)).items())  # seeded: the same weights
+
+
+def test_a_site_presets_weights_file_is_read_beside_the_preset(tmp_path):
+    site = tmp_path / "heads"
+    site.mkdir()
+    (site / "mine.yaml").write_text("head: classifier\nbackbone: plotnet\nweights_file: ours.safetensors\n")
+    (site / "abs.yaml").write_text(
+        f"head: classifier\nbackbone: plotnet\nweights_file: {tmp_path / 'x.pt'}\n"
+    )
+    assert read_preset(site / "mine.yaml")[1]["weights_file"] == str(site / "ours.safetensors")
+    assert read_preset(site / "abs.yaml")[1]["weights_file"] == str(tmp_path / "x.pt")
+    with pytest.raises(FileNotFoundError, match="ours.safetensors does not exist"):
+        create_from_preset(site / "mine.yaml", labels=["Good", "Bad"], problem_labels=["Bad"])
