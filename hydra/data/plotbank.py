@@ -21,8 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -108,7 +107,7 @@ def _shape_2d(rng: np.random.Generator) -> tuple[np.ndarray, tuple[np.ndarray, n
     return np.clip(z, 0.0, None), (np.linspace(-5.0, 5.0, nx + 1), np.linspace(0.0, 3.0, ny + 1))
 
 
-def _style(rng: np.random.Generator, ndim: int) -> RenderStyle:
+def _style(rng: np.random.Generator) -> RenderStyle:
     w, h, fs = _CANVASES[int(rng.choice(3, p=[0.6, 0.2, 0.2]))]
     left, bottom = rng.uniform(0.11, 0.17), rng.uniform(0.11, 0.17)
     top = rng.uniform(0.08, 0.13)
@@ -135,17 +134,15 @@ def random_type(seed: int) -> tuple[Histogram, RenderStyle, float]:
     title = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} {int(rng.integers(1, 40))}"
     hist = Histogram(f"bank{seed}", cls, title, labels, values, edges_t)
     mean_count = float(np.exp(rng.uniform(np.log(20.0), np.log(2000.0))))
-    return hist, _style(rng, hist.ndim), mean_count
+    return hist, _style(rng), mean_count
 
 
 def render_type(
     seed: int, images: int = 48, input_size: tuple[int, int] = (120, 160), channels: int = 3
 ) -> TypeBank:
     """Render ``images`` labelled images of made-up plot type ``seed`` (half Good), prepared for a head."""
-    from PIL import Image
-
-    from hydra.data.images import prepare
-    from hydra.data.root import _draw
+    from hydra.data.images import decode_image, prepare
+    from hydra.data.root import draw_png
 
     shape, style, mean_count = random_type(seed)
     rng = np.random.default_rng([104729, seed])
@@ -157,10 +154,8 @@ def render_type(
         if kind is not None:
             lam, _ = inject(lam, kind, subtle, rng)
         counts = rng.poisson(np.clip(lam, 0.0, None)).astype(np.float64)
-        png = _draw(
-            Histogram(shape.path, shape.classname, shape.title, shape.labels, counts, shape.edges), style
-        )
-        pixels.append(prepare(Image.open(io.BytesIO(png)), input_size, channels))
+        png = draw_png(replace(shape, values=counts), style)
+        pixels.append(prepare(decode_image(png, f"{shape.path}.png"), input_size, channels))
         labels.append("Good" if kind is None else ("NoData" if kind == NODATA else "Bad"))
         faults.append(kind)
     return TypeBank(np.stack(pixels), labels, faults)

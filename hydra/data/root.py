@@ -218,7 +218,8 @@ def read_histograms(path: str | Path, pattern: str = "*") -> list[Histogram]:
     return hists
 
 
-def _draw(hist: Histogram, style: RenderStyle = DEFAULT_STYLE) -> bytes:
+def draw_png(hist: Histogram, style: RenderStyle = DEFAULT_STYLE) -> bytes:
+    """The PNG bytes of one histogram drawn in ``style`` (what :func:`render_histogram` writes)."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even with a display
     mpl = _require("matplotlib")
     mplhep = _require("mplhep")
@@ -286,7 +287,7 @@ def render_histogram(hist: Histogram, dest: str | Path, style: RenderStyle = DEF
     A watcher of the output folder therefore never sees a half-written image.
     """
     dest = Path(dest)
-    png = _draw(hist, style)
+    png = draw_png(hist, style)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
