@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -43,6 +44,8 @@ def test_the_shipped_backbone_tells_faults_apart_on_plot_types_it_never_saw():
 
     with safe_open(_shipped(), "pt") as f:
         report = json.loads(f.metadata()["hydra_pretrain"])
+    # the defaults built it: `python -m hydra.heads.pretrain --out FILE` rebuilds it
+    assert report["options"] == asdict(PretrainOptions())
     trained = report["options"]["types"] + report["options"]["held_out"]
     banks = [render_type(seed, images=24) for seed in range(trained + 500, trained + 504)]
     fresh = create_from_preset(
