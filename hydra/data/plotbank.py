@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hydra.data.realbench import NODATA, inject, plan
+from hydra.data.realbench import NODATA, expected_counts, inject, plan
 from hydra.data.root import Histogram, RenderStyle
 
 LABELS = ("Good", "Bad", "NoData")
@@ -146,11 +146,9 @@ def render_type(
 
     shape, style, mean_count = random_type(seed)
     rng = np.random.default_rng([104729, seed])
-    populated = shape.values > 0.05 * shape.values.max()
-    base = shape.values * mean_count / max(float(shape.values[populated].mean()), 1e-12)
     pixels, labels, faults = [], [], []
     for kind, subtle in plan(images, rng):
-        lam = base * rng.uniform(0.6, 1.6)
+        lam = expected_counts(shape.values, mean_count, rng)
         if kind is not None:
             lam, _ = inject(lam, kind, subtle, rng)
         counts = rng.poisson(np.clip(lam, 0.0, None)).astype(np.float64)

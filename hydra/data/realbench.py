@@ -266,17 +266,18 @@ def inject(
 
 
 # --------------------------------------------------------------- generation
-def _expected(source: Source, shape: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Expected counts of one image: the shape scaled so a populated bin holds ~``mean_count``."""
+def expected_counts(shape: np.ndarray, mean_count: float, rng: np.random.Generator) -> np.ndarray:
+    """Expected counts of one image: the shape scaled so a populated bin holds ~``mean_count``,
+    times the image's own luminosity (x0.6-1.6, as runs differ)."""
     pop = _populated(shape)
-    scale = source.mean_count / max(shape[pop].mean(), 1e-12)
+    scale = mean_count / max(shape[pop].mean(), 1e-12)
     return shape * scale * rng.uniform(0.6, 1.6)
 
 
 def _one(job: tuple[Source, Histogram, str, int, str | None, bool, int]) -> Record:
     source, shape, out, run, kind, subtle, seed = job
     rng = np.random.default_rng(seed)
-    lam = _expected(source, shape.values, rng)
+    lam = expected_counts(shape.values, source.mean_count, rng)
     where = None
     if kind is not None:
         lam, where = inject(lam, kind, subtle, rng)
