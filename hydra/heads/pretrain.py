@@ -29,6 +29,7 @@ import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -61,58 +62,57 @@ def _render(opts: PretrainOptions, size: tuple[int, int], channels: int, progres
     count = opts.types + opts.held_out
     job = partial(render_type, images=opts.images, input_size=size, channels=channels)
     seeds = [opts.seed * 100_000 + i for i in range(count)]
-    banks: list[TypeBank] = []
     task = progress.add_task("rendering made-up plot types", total=count)
-    if opts.workers > 1:
-        with ProcessPoolExecutor(opts.workers) as pool:
-            for bank in pool.map(job, seeds, chunksize=4):
-                banks.append(bank)
-                progress.advance(task)
-    else:
-        for s in seeds:
-            banks.append(job(s))
+    banks: list[TypeBank] = []
+    with ProcessPoolExecutor(opts.workers) if opts.workers > 1 else nullcontext() as pool:
+        for bank in pool.map(job, seeds, chunksize=4) if pool else map(job, seeds):
+            banks.append(bank)
             progress.advance(task)
     return banks
 
 
-def _batch(bank: TypeBank) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(bank.pixels), torch.tensor([LABELS.index(lab) for lab in bank.labels])
+@dataclass(frozen=True)
+class PlotTypeBatch:
+    """One made-up plot type as the head trains on it: all its images, their labels, its Good reference."""
+
+    images: torch.Tensor  # uint8 N x H x W x C
+    targets: torch.Tensor  # indices into LABELS
+    reference: tuple[torch.Tensor, torch.Tensor]  # the head's ref_median and ref_scale for this type
+
+    def use_reference(self, head: Any) -> None:
+        head.ref_median, head.ref_scale = self.reference
 
 
 @torch.no_grad()
-def _references(head: Any, banks: Sequence[TypeBank]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    refs = []
+def prepare_types(head: Any, banks: Sequence[TypeBank]) -> list[PlotTypeBatch]:
+    """Each bank as tensors, with the Good reference the head's own :meth:`fit_reference` gives it."""
+    out = []
     for bank in banks:
-        head.fit_reference([_batch(bank)])
-        refs.append((head.ref_median.clone(), head.ref_scale.clone()))
-    return refs
-
-
-def _use_reference(head: Any, ref: tuple[torch.Tensor, torch.Tensor]) -> None:
-    head.ref_median, head.ref_scale = ref
+        images = torch.from_numpy(bank.pixels)
+        targets = torch.tensor([LABELS.index(lab) for lab in bank.labels])
+        head.fit_reference([(images, targets)])
+        out.append(PlotTypeBatch(images, targets, (head.ref_median.clone(), head.ref_scale.clone())))
+    return out
 
 
 @torch.no_grad()
-def zero_shot(
-    head: Any, banks: Sequence[TypeBank], refs: Sequence[tuple[torch.Tensor, torch.Tensor]]
-) -> dict:
-    """Problem-vs-Good ROC AUC and accuracy of the head on each bank, as it is (no fine-tuning)."""
+def zero_shot(head: Any, types: Sequence[PlotTypeBatch]) -> dict:
+    """Problem-vs-Good ROC AUC and accuracy of the head on each plot type, as it is (no fine-tuning)."""
     from hydra.thresholds import roc_auc
 
     head.eval()
+    good = LABELS.index("Good")
     aucs, correct, total = [], 0, 0
-    for bank, ref in zip(banks, refs):
-        _use_reference(head, ref)
-        x, t = _batch(bank)
-        w = head.weights(head.preprocess(x))
-        problem = 1.0 - w[:, LABELS.index("Good")]
-        truth = (t != LABELS.index("Good")).numpy()
+    for t in types:
+        t.use_reference(head)
+        w = head.weights(head.preprocess(t.images))
+        truth = (t.targets != good).numpy()
         if 0 < truth.sum() < len(truth):
-            aucs.append(float(roc_auc(problem.numpy(), truth)))
-        correct += int((w.argmax(1) == t).sum())
-        total += len(t)
+            aucs.append(float(roc_auc((1.0 - w[:, good]).numpy(), truth)))
+        correct += int((w.argmax(1) == t.targets).sum())
+        total += len(t.targets)
     return {
-        "types": len(banks),
+        "types": len(types),
         "accuracy": round(correct / max(total, 1), 4),
         "roc_auc_median": round(float(np.median(aucs)), 4) if aucs else None,
         "roc_auc_min": round(float(np.min(aucs)), 4) if aucs else None,
@@ -134,19 +134,17 @@ def pretrain(out: str | Path, opts: PretrainOptions = PretrainOptions()) -> dict
     torch.manual_seed(opts.seed)
     torch.set_num_threads(opts.threads)
     head = create_from_preset(
-        opts.preset, labels=list(LABELS), problem_labels=["Bad", "NoData"], weights_file=None
+        opts.preset, labels=list(LABELS), problem_labels=list(LABELS[1:]), weights_file=None
     )
     if not head.uses_reference:
         raise ValueError(f"preset {opts.preset!r} gives its head no Good reference; pretraining expects one")
     size, channels = head.input_size, head.channels
     started = time.perf_counter()
     with Progress() as progress:
-        banks = _render(opts, size, channels, progress)
+        types = prepare_types(head, _render(opts, size, channels, progress))
         rendered = time.perf_counter() - started
-        refs = _references(head, banks)
-        train_banks, test_banks = banks[: opts.types], banks[opts.types :]
-        train_refs, test_refs = refs[: opts.types], refs[opts.types :]
-        before = zero_shot(head, test_banks, test_refs)
+        train_types, test_types = types[: opts.types], types[opts.types :]
+        before = zero_shot(head, test_types)
         per_type = -(-opts.images // opts.batch_size)
         steps = opts.epochs * opts.types * per_type
         opt = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=1e-4)
@@ -156,18 +154,18 @@ def pretrain(out: str | Path, opts: PretrainOptions = PretrainOptions()) -> dict
         head.train()
         losses: list[float] = []
         for _ in range(opts.epochs):
-            for t in torch.randperm(opts.types, generator=gen).tolist():
-                x, y = _batch(train_banks[t])
-                _use_reference(head, train_refs[t])
-                for idx in torch.randperm(len(y), generator=gen).split(opts.batch_size):
-                    loss = head.training_loss((x[idx], y[idx], None))
+            for i in torch.randperm(opts.types, generator=gen).tolist():
+                t = train_types[i]
+                t.use_reference(head)
+                for idx in torch.randperm(len(t.targets), generator=gen).split(opts.batch_size):
+                    loss = head.training_loss((t.images[idx], t.targets[idx], None))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     sched.step()
                     losses.append(float(loss))
                     progress.advance(task)
-        after = zero_shot(head, test_banks, test_refs)
+        after = zero_shot(head, test_types)
     report = {
         "options": asdict(opts),
         "input_size": list(size),

@@ -14,10 +14,15 @@ from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from hydra.heads.presets import create_from_preset, find_preset, read_preset  # noqa: E402
-from hydra.heads.pretrain import PretrainOptions, _references, pretrain, zero_shot  # noqa: E402
+from hydra.heads.pretrain import PretrainOptions, prepare_types, pretrain, zero_shot  # noqa: E402
 
 LABELS = ["Good", "Bad", "NoData"]
 PRESET = "classifier-cpu-pretrained"
+
+
+def _head(preset: str = PRESET, **overrides):
+    """A three-label head of ``preset`` (``weights_file=None``: from random weights)."""
+    return create_from_preset(preset, labels=LABELS, problem_labels=LABELS[1:], **overrides)
 
 
 def _shipped():
@@ -28,7 +33,7 @@ def _shipped():
 def test_the_pretrained_preset_names_a_backbone_shipped_beside_it():
     path = _shipped()
     assert path.startswith(str(find_preset(PRESET).parent))
-    head = create_from_preset(PRESET, labels=LABELS, problem_labels=["Bad", "NoData"])
+    head = _head()
     state = load_file(path)
     net = head.net.state_dict()
     assert set(state) == set(net)
@@ -48,12 +53,9 @@ def test_the_shipped_backbone_tells_faults_apart_on_plot_types_it_never_saw():
     assert report["options"] == asdict(PretrainOptions())
     trained = report["options"]["types"] + report["options"]["held_out"]
     banks = [render_type(seed, images=24) for seed in range(trained + 500, trained + 504)]
-    fresh = create_from_preset(
-        "classifier-cpu", labels=LABELS, problem_labels=["Bad", "NoData"], weights_file=None
-    )
-    shipped = create_from_preset(PRESET, labels=LABELS, problem_labels=["Bad", "NoData"])
-    untrained = zero_shot(fresh, banks, _references(fresh, banks))
-    pretrained = zero_shot(shipped, banks, _references(shipped, banks))
+    fresh, shipped = _head("classifier-cpu", weights_file=None), _head()
+    untrained = zero_shot(fresh, prepare_types(fresh, banks))
+    pretrained = zero_shot(shipped, prepare_types(shipped, banks))
     assert pretrained["roc_auc_median"] >= 0.85, pretrained
     assert pretrained["roc_auc_median"] > untrained["roc_auc_median"] + 0.2, (pretrained, untrained)
 
@@ -63,12 +65,11 @@ def test_pretraining_writes_the_backbone_and_its_report(tmp_path):
     opts = PretrainOptions(types=3, held_out=1, images=8, epochs=1, batch_size=8, workers=1, threads=1)
     report = pretrain(out, opts)
     assert report["options"]["types"] == 3 and report["held_out_after"]["types"] == 1
-    head = create_from_preset(
-        "classifier-cpu", labels=LABELS, problem_labels=["Bad", "NoData"], weights_file=None
-    )
+    torch.manual_seed(opts.seed)  # the weights the pretraining started from
+    start = _head("classifier-cpu", weights_file=None).net.state_dict()
     state = load_file(str(out))
-    assert set(state) == set(head.net.state_dict())
-    assert not torch.equal(state["features.0.0.weight"], head.net.state_dict()["features.0.0.weight"])
+    assert set(state) == set(start)
+    assert not torch.equal(state["features.0.0.weight"], start["features.0.0.weight"])  # it trained
     with safe_open(str(out), "pt") as f:
         assert json.loads(f.metadata()["hydra_pretrain"])["labels"] == LABELS
     assert not list(tmp_path.glob(".*.tmp"))  # written whole, then renamed
