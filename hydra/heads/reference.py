@@ -164,3 +164,38 @@ def widen_spread(spread: torch.Tensor, window: int) -> torch.Tensor:
     if window <= 1:
         return spread
     return F.max_pool2d(spread[None], window, stride=1, padding=window // 2)[0]
+
+
+def deviation_score(x: torch.Tensor, channels: int, top: int) -> torch.Tensor:
+    """How far each preprocessed image is from the Good reference, N: a shifter's "is it like the reference?".
+
+    The mean, over the ``top`` pixels that differ most, of each pixel's
+    largest deviation over the colour channels (in spreads, clipped at
+    :data:`Z_CLIP`). ``x`` is the network input of a reference-aware head:
+    the image's ``channels`` followed by its deviation map.
+    """
+    z = x[:, channels:].abs().amax(dim=1).flatten(1) * 4.0  # normalize() stores z / 4
+    return z.topk(min(top, z.shape[1]), dim=1).values.mean(dim=1)
+
+
+@torch.no_grad()
+def leave_one_out_deviation(
+    goods: torch.Tensor, pick: torch.Tensor, *, floor: float, window: int, top: int, chunk: int = 32
+) -> torch.Tensor:
+    """:func:`deviation_score` of Good images ``goods[pick]`` (N x C x H x W, [0, 1]), each against the
+    mean reference of all the others: what a new Good image scores, not one the reference has seen.
+    """
+    n = goods.shape[0]
+    if n < 2:
+        raise ValueError(f"a leave-one-out reference needs at least 2 Good images, got {n}")
+    total, squares = goods.sum(dim=0), goods.pow(2).sum(dim=0)
+    out = []
+    for idx in pick.split(chunk):
+        x = goods[idx]
+        centre = (total - x) / (n - 1)
+        spread = ((squares - x.pow(2)) / (n - 1) - centre.pow(2)).clamp_min(0.0).sqrt()
+        if window > 1:
+            spread = F.max_pool2d(spread, window, stride=1, padding=window // 2)
+        z = ((x - centre) / spread.clamp_min(floor)).clamp(-Z_CLIP, Z_CLIP)
+        out.append(deviation_score(torch.cat([x, z / 4.0], dim=1), x.shape[1], top))
+    return torch.cat(out)

@@ -11,7 +11,14 @@ from torch import nn
 
 from hydra.heads.base import Head
 from hydra.heads.faults import make_faulty
-from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, DEFAULT_WINDOW, GoodReference
+from hydra.heads.reference import (
+    DEFAULT_FLOOR,
+    DEFAULT_STAT,
+    DEFAULT_WINDOW,
+    GoodReference,
+    deviation_score,
+    leave_one_out_deviation,
+)
 from hydra.heads.siamese.torch_model import EmbeddingNet, center_loss, image_score, local_distances
 
 _FLOOR = -30.0  # log-weight of labels the head has no evidence for (weight ~1e-13)
@@ -57,6 +64,13 @@ class SiameseHead(GoodReference, Head):
         reference, reference_floor, reference_stat, reference_window, cam_guide: the embedding
             network also reads each pixel's deviation from the Good images'
             per-pixel reference (see :class:`hydra.heads.reference.GoodReference`).
+        reference_score: an image's distance to Good also counts how far it is from
+            that reference (:func:`hydra.heads.reference.deviation_score`): the
+            two are each measured in units of their spread over the Good
+            images (leave-one-out) and added. A one-bin fault that the
+            embedding's coarse grid blurs stays plain in the deviation.
+            Needs ``reference`` and ``reference_stat: mean``.
+        reference_top: the pixels that differ most, averaged by that deviation score.
         labels, problem_labels, input_size, channels, lr, weight_decay,
         max_epochs_hint, jitter: see :class:`hydra.heads.Head`.
     """
@@ -80,6 +94,8 @@ class SiameseHead(GoodReference, Head):
         reference_stat: str = DEFAULT_STAT,
         reference_window: int = DEFAULT_WINDOW,
         cam_guide: bool = False,
+        reference_score: bool = False,
+        reference_top: int = 50,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         max_epochs_hint: int = 0,
@@ -100,24 +116,37 @@ class SiameseHead(GoodReference, Head):
             raise ValueError(f"good_label {good_label!r} is not among the labels {self.labels}")
         self.good_index = good_index
         self.init_reference()
+        if reference_score and not (reference and reference_stat == "mean"):
+            raise ValueError("reference_score needs reference: true and reference_stat: mean")
+        if reference_top < 1:
+            raise ValueError(f"reference_top must be at least 1 pixel, got {reference_top!r}")
         self.net = EmbeddingNet(self.input_channels(), width, embed_dim)
         grid = [s for s in self.input_size]
         for _ in range(4):
             grid = [(s + 1) // 2 for s in grid]
         self.register_buffer("bank", torch.zeros(0, embed_dim, *grid))
         self.register_buffer("calib", torch.tensor([0.0, 0.5]))  # [log slope, offset]
+        # [centre, spread] of the embedding's and the deviation's scores over Good images (reference_score)
+        self.register_buffer("score_norm", torch.tensor([0.0, 1.0, 0.0, 1.0]))
         self.register_buffer("label_bank", torch.zeros(0, embed_dim))
         self.register_buffer("label_bank_idx", torch.zeros(0, dtype=torch.long))
 
     # ---------------------------------------------------------------- scoring
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Distance of each preprocessed image to the Good references, N."""
-        emb = self.net(x)
-        return image_score(local_distances(emb, self.bank, self.hparams.k))
+        return self._score(x, self.net(x))
+
+    def _score(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        dist = image_score(local_distances(emb, self.bank, self.hparams.k))
+        if not self.hparams.get("reference_score", False):
+            return dist
+        n = self.score_norm.to(dist.dtype)
+        dev = deviation_score(x, self.channels, int(self.hparams.reference_top)).to(dist.dtype)
+        return (dist - n[0]) / n[1] + (dev - n[2]) / n[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         emb = self.net(x)
-        score = image_score(local_distances(emb, self.bank, self.hparams.k))
+        score = self._score(x, emb)
         z = (score - self.calib[1]) * self.calib[0].exp()
         logits = torch.full((x.shape[0], self.num_labels), _FLOOR, device=x.device, dtype=score.dtype)
         logits[:, self.good_index] = F.logsigmoid(-z)
@@ -188,12 +217,12 @@ class SiameseHead(GoodReference, Head):
         was_training = self.training
         self.eval()
         gen = torch.Generator().manual_seed(seed)
-        good_imgs, other_emb, other_idx = [], [], []
+        good_imgs, other_imgs, other_idx = [], [], []
         for img, t in self.distinct_images(batches):
             if t == self.good_index:
                 good_imgs.append(img.cpu())
             else:
-                other_emb.append(self.net(self.preprocess(img[None].to(self.device))))
+                other_imgs.append(img.cpu())
                 other_idx.append(t)
         if len(good_imgs) < 2:
             raise ValueError(f"the reference bank needs at least 2 Good images, got {len(good_imgs)}")
@@ -202,13 +231,31 @@ class SiameseHead(GoodReference, Head):
         bank = torch.cat([self.net(self.preprocess(chunk.to(self.device))) for chunk in ref.split(64)])
         self.bank = bank
         good_scores = image_score(local_distances(bank, bank, self.hparams.k, exclude_self=True))
+        if self.hparams.get("reference_score", False):
+            good_dev = leave_one_out_deviation(
+                self.to_unit(torch.stack(good_imgs)).float(),
+                pick,
+                floor=float(self.hparams.reference_floor),
+                window=int(self.hparams.reference_window),
+                top=int(self.hparams.reference_top),
+            ).to(good_scores.device)
+            self.score_norm = torch.tensor(
+                [*_centre_spread(good_scores.float()), *_centre_spread(good_dev.float())], device=self.device
+            )
+            n = self.score_norm
+            good_scores = (good_scores - n[0]) / n[1] + (good_dev - n[2]) / n[3]
         neg_scores = [
             self.score(self.normalize(make_faulty(self.to_unit(c), gen).to(self.device)))
             for c in ref.split(64)
         ]
-        if other_emb:
-            emb = torch.cat(other_emb)
-            neg_scores.append(image_score(local_distances(emb, bank, self.hparams.k)))
+        if other_imgs:
+            emb, scores = [], []
+            for chunk in torch.stack(other_imgs).split(64):
+                x = self.preprocess(chunk.to(self.device))
+                emb.append(self.net(x))
+                scores.append(self._score(x, emb[-1]))
+            emb = torch.cat(emb)
+            neg_scores.append(torch.cat(scores))
             self.label_bank = F.normalize(emb.mean(dim=(2, 3)), dim=1)
             self.label_bank_idx = torch.tensor(other_idx, dtype=torch.long, device=self.device)
         bad_scores = torch.cat(neg_scores)
@@ -226,6 +273,8 @@ class SiameseHead(GoodReference, Head):
         for name in ("bank", "label_bank", "label_bank_idx"):
             if name in state:
                 setattr(self, name, torch.empty_like(state[name]))
+        # models saved before reference_score existed score by the embedding alone
+        state = {"score_norm": self.score_norm, **state}
         super().load_weights(self.with_reference(state))
 
     # ----------------------------------------------------------------- Grad-CAM
@@ -237,6 +286,13 @@ class SiameseHead(GoodReference, Head):
 
     def cam_targets(self, pred_idx: Sequence[int]) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         return [DistanceToGood() for _ in pred_idx]
+
+
+def _centre_spread(scores: torch.Tensor) -> tuple[float, float]:
+    """Median and scaled median absolute deviation of Good images' scores (a floor keeps it finite)."""
+    centre = scores.median()
+    spread = (scores - centre).abs().median() * 1.4826
+    return float(centre), max(float(spread), 1e-3)
 
 
 def _fit_logistic(good: torch.Tensor, bad: torch.Tensor, steps: int = 200) -> torch.Tensor:

@@ -217,3 +217,74 @@ def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(
     assert torch.equal(loaded.ref_median, head.ref_median)
     # a Siamese model saved before heads could have a reference loads with the neutral one
     assert not bool(old.ref_ready)
+
+
+def test_leave_one_out_deviation_is_each_good_image_against_a_reference_of_the_others():
+    from hydra.heads.reference import deviation_score, leave_one_out_deviation
+
+    images, labels = dataset(10, *SIZE, seed=6, bad_fraction=0.0)
+    goods = torch.from_numpy(images)
+    pick = torch.tensor([0, 3, 9])
+    got = leave_one_out_deviation(goods.permute(0, 3, 1, 2).float() / 255, pick, floor=0.02, window=3, top=7)
+    for i, score in zip(pick.tolist(), got.tolist(), strict=True):
+        # by hand: a reference fitted on the nine others, then the score of the one left out
+        head = _head(reference_window=3)
+        others = torch.cat([goods[:i], goods[i + 1 :]])
+        assert head.fit_reference([(others, torch.zeros(len(others), dtype=torch.long))]) == 9
+        expected = deviation_score(head.preprocess(goods[i : i + 1]), 3, 7)
+        assert score == pytest.approx(float(expected), rel=1e-4)
+    # a seen image reads closer to its reference than an unseen one
+    head = _head(reference_window=3)
+    head.fit_reference([(goods, torch.zeros(10, dtype=torch.long))])
+    assert float(deviation_score(head.preprocess(goods[:1]), 3, 7)) < got[0]
+
+
+def _siamese(**kw):
+    args = dict(labels=LABELS, problem_labels=["Bad", "NoData"], input_size=SIZE, width=4, embed_dim=8)
+    args |= dict(reference=True, reference_window=3, reference_score=True, reference_top=6, bank_size=64)
+    return create_head("siamese", **(args | kw))
+
+
+def test_reference_score_needs_a_mean_reference():
+    with pytest.raises(ValueError, match="reference_score needs reference"):
+        _siamese(reference=False)
+    with pytest.raises(ValueError, match="reference_score needs reference"):
+        _siamese(reference_stat="median")
+    with pytest.raises(ValueError, match="reference_top"):
+        _siamese(reference_top=0)
+
+
+def test_siamese_reference_score_flags_a_one_bin_fault_and_travels_with_the_weights(tmp_path):
+    """Good images only: a two-pixel dot (a hot bin's marker) outscores every unseen Good plot;
+    without reference_score, the embedding's coarse grid (2x3 cells here) lets some Good plot outscore it."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tests.helpers.heads import histogram_plot, make_trainer
+
+    rng = np.random.default_rng(8)
+    good = torch.from_numpy(np.stack([histogram_plot(*SIZE, rng) for _ in range(40)]))
+    torch.manual_seed(0)
+    head = _siamese()
+    loader = DataLoader(TensorDataset(good, torch.zeros(len(good), dtype=torch.long)), batch_size=8)
+    make_trainer(max_epochs=2).fit(head, loader)
+    centre_e, spread_e, centre_d, spread_d = head.score_norm.tolist()
+    assert spread_e > 0 and spread_d > 0 and centre_d > 0  # fitted on the Good images, leave-one-out
+    unseen = torch.from_numpy(np.stack([histogram_plot(*SIZE, rng) for _ in range(12)]))
+    hot = unseen.clone()
+    hot[:, 4:6, 20] = 0  # a two-pixel dot above the bars, where Good plots are always blank
+    head.eval()
+    with torch.no_grad():
+        good_p = head.weights(head.preprocess(unseen))[:, 1:].sum(dim=1)
+        hot_p = head.weights(head.preprocess(hot))[:, 1:].sum(dim=1)
+    assert float(hot_p.min()) > float(good_p.max()), (hot_p, good_p)
+    head.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert torch.equal(loaded.score_norm, head.score_norm)
+    with torch.no_grad():
+        assert torch.allclose(loaded.weights(loaded.preprocess(hot)), head.weights(head.preprocess(hot)))
+    # a model saved before reference_score existed loads and scores by the embedding alone
+    state = load_file(str(tmp_path / "m" / "model.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if k != "score_norm"}, str(tmp_path / "m" / "model.safetensors")
+    )
+    assert torch.equal(load_model(tmp_path / "m").score_norm, torch.tensor([0.0, 1.0, 0.0, 1.0]))
