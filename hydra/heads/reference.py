@@ -111,12 +111,7 @@ class GoodReference:
             self.ref_scale.device
         )
         self.ref_ready = torch.ones((), dtype=torch.bool, device=self.ref_ready.device)
-        self.reference_fitted(x)
         return len(goods)
-
-    def reference_fitted(self, goods: torch.Tensor) -> None:
-        """Called with the Good images (N x C x H x W in [0, 1]) once the reference is set; for heads
-        that keep more about them."""
 
     def on_train_start(self) -> None:
         if self.uses_reference and not bool(self.ref_ready):

@@ -20,14 +20,7 @@ from torch import nn
 from hydra.heads.base import Head, LogitBias
 from hydra.heads.classifier.torch_model import PlotNet, build_backbone, cam_layer, load_init_weights
 from hydra.heads.faults import make_faulty_with_kinds
-from hydra.heads.reference import (
-    DEFAULT_FLOOR,
-    DEFAULT_STAT,
-    DEFAULT_WINDOW,
-    GoodReference,
-    deviation_score,
-    leave_one_out_deviation,
-)
+from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, DEFAULT_WINDOW, GoodReference
 
 
 class ClassifierHead(GoodReference, LogitBias, Head):
@@ -59,13 +52,6 @@ class ClassifierHead(GoodReference, LogitBias, Head):
             synthetic fault (labelled with the problem label; an emptied plot
             as ``NoData`` where the plot type has it). 0: labelled images only.
         synth_weight: training weight of a synthetic fault.
-        reference_score: weight of how far an image is from the Good reference
-            (:func:`hydra.heads.reference.deviation_score`, in units of its
-            leave-one-out spread over the Good training images), added to
-            every problem label's logit after the network; the network
-            trains on its own. 0: the network's verdict alone. Needs
-            ``reference`` and ``reference_stat: mean``.
-        reference_top: the pixels that differ most, averaged by that deviation score.
         good_label: the label that means "nothing wrong" (the reference's images).
         labels, problem_labels, input_size, channels, lr, weight_decay,
         max_epochs_hint, jitter: see :class:`hydra.heads.Head`.
@@ -89,8 +75,6 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         cam_guide: bool = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,
-        reference_score: float = 0.0,
-        reference_top: int = 50,
         good_label: str = "Good",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -114,17 +98,6 @@ class ClassifierHead(GoodReference, LogitBias, Head):
             load_init_weights(self.net, weights_file)
         self.good_index = self.good_index_for(good_label) or 0
         self.init_reference()
-        if reference_score and not (reference and reference_stat == "mean"):
-            raise ValueError("reference_score needs reference: true and reference_stat: mean")
-        if reference_score < 0 or reference_top < 1:
-            raise ValueError(
-                f"reference_score must be >= 0 and reference_top >= 1, got {reference_score!r}, {reference_top!r}"
-            )
-        # [centre, spread] of the deviation score over the Good training images, leave-one-out
-        self.register_buffer("dev_norm", torch.tensor([0.0, 1.0]))
-        problems = torch.ones(len(self.labels))
-        problems[self.good_index] = 0.0
-        self.register_buffer("problem_mask", problems, persistent=False)
         self.init_logit_bias()
 
     # --------------------------------------------------------------- training
@@ -152,7 +125,7 @@ class ClassifierHead(GoodReference, LogitBias, Head):
                 targets = torch.cat([targets, synth_t])
                 synth_w = torch.full((len(kinds),), float(self.hparams.get("synth_weight", 0.5)))
                 weights = torch.cat([weights, synth_w.to(x01.device)])
-        logits = self.network_logits(self.normalize(x01))
+        logits = self(self.normalize(x01))
         return self.weighted_mean(F.cross_entropy(logits.float(), targets, reduction="none"), weights)
 
     @classmethod
@@ -161,43 +134,14 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         return {**hparams, "weights_file": None}
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
-        # models saved before the reference, the calibration or the reference score existed have
-        # none of them: they keep the neutral ones
+        # models saved before the reference or the calibration existed have neither: they keep the neutral ones
         state = self.with_reference(state)
-        super().load_weights({"logit_bias": self.logit_bias, "dev_norm": self.dev_norm, **state})
-
-    @torch.no_grad()
-    def reference_fitted(self, goods: torch.Tensor) -> None:
-        """With ``reference_score``: the deviation score's centre and spread over the Good images
-        (N x C x H x W in [0, 1]), each taken against a reference of the others."""
-        if not self.hparams.get("reference_score", 0.0) or len(goods) < 2:
-            return
-        pick = torch.randperm(len(goods), generator=torch.Generator().manual_seed(0))[:512]
-        dev = leave_one_out_deviation(
-            goods.float(),
-            pick,
-            floor=float(self.hparams.reference_floor),
-            window=int(self.hparams.reference_window),
-            top=int(self.hparams.reference_top),
-        )
-        centre = dev.median()
-        spread = max(float((dev - centre).abs().median() * 1.4826), 1e-3)
-        self.dev_norm = torch.tensor([float(centre), spread], device=self.dev_norm.device)
-
-    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's own logits for preprocessed images (what it trains on)."""
-        if isinstance(self.net, PlotNet):  # dense small convolutions run faster channels-last on CPUs too
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        super().load_weights({"logit_bias": self.logit_bias, **state})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.network_logits(x) + self.logit_bias.to(x.dtype)
-        weight = float(self.hparams.get("reference_score", 0.0))
-        if weight:
-            dev = deviation_score(x, self.channels, int(self.hparams.reference_top))
-            z = (dev - self.dev_norm[0]) / self.dev_norm[1]
-            logits = logits + weight * z.to(logits.dtype)[:, None] * self.problem_mask.to(logits.dtype)
-        return logits
+        if isinstance(self.net, PlotNet):  # dense small convolutions run faster channels-last on CPUs too
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x) + self.logit_bias.to(x.dtype)
 
     def cam_target_layers(self) -> list[nn.Module]:
         if isinstance(self.net, PlotNet):

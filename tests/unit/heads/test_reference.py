@@ -288,39 +288,3 @@ def test_siamese_reference_score_flags_a_one_bin_fault_and_travels_with_the_weig
         {k: v for k, v in state.items() if k != "score_norm"}, str(tmp_path / "m" / "model.safetensors")
     )
     assert torch.equal(load_model(tmp_path / "m").score_norm, torch.tensor([0.0, 1.0, 0.0, 1.0]))
-
-
-def test_classifier_reference_score_adds_the_standardised_deviation_to_every_problem_logit(tmp_path):
-    from hydra.heads.reference import deviation_score, leave_one_out_deviation
-
-    images, labels = dataset(24, *SIZE, seed=9)
-    head = _head(reference_window=3, reference_score=0.5, reference_top=6)
-    assert head.fit_reference([(torch.from_numpy(images), torch.from_numpy(labels))]) == int(
-        (labels == 0).sum()
-    )
-    goods = torch.from_numpy(images[labels == 0]).permute(0, 3, 1, 2).float() / 255
-    loo = leave_one_out_deviation(goods, torch.arange(len(goods)), floor=0.02, window=3, top=6)
-    centre = loo.median()
-    assert head.dev_norm.tolist() == pytest.approx(
-        [float(centre), float((loo - centre).abs().median() * 1.4826)], rel=1e-5
-    )
-    head.eval()
-    x = head.preprocess(torch.from_numpy(images[:6]))
-    with torch.no_grad():
-        added = head(x) - head.network_logits(x) - head.logit_bias
-        z = (deviation_score(x, 3, 6) - head.dev_norm[0]) / head.dev_norm[1]
-    assert torch.allclose(added[:, 0], torch.zeros(6), atol=1e-6)  # Good's logit is the network's
-    for j in (1, 2):  # Bad and NoData each get half the deviation, in Good spreads
-        assert torch.allclose(added[:, j], 0.5 * z, atol=1e-5)
-    # the weight travels with the model; one saved before the reference score loads with the neutral one
-    head.save(tmp_path / "m")
-    loaded = load_model(tmp_path / "m")
-    with torch.no_grad():
-        assert torch.allclose(loaded(x), head(x), atol=1e-5)
-    state = load_file(str(tmp_path / "m" / "model.safetensors"))
-    save_file({k: v for k, v in state.items() if k != "dev_norm"}, str(tmp_path / "m" / "model.safetensors"))
-    assert load_model(tmp_path / "m").dev_norm.tolist() == [0.0, 1.0]
-    with pytest.raises(ValueError, match="reference_score needs reference"):
-        _head(reference=False, reference_score=0.5)
-    with pytest.raises(ValueError, match="reference_score must be >= 0"):
-        _head(reference_score=-1.0)
