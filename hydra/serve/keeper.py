@@ -144,8 +144,10 @@ class Keeper:
     def _timeout_ms(self) -> int:
         if not len(self.batch):
             return 200
-        due = self.batch.since + self._window_s()
-        return max(0, int((max(due, self.retry_at) - time.monotonic()) * 1000))
+        due = max(self.batch.since + self._window_s(), self.retry_at)
+        if self.holding:  # while the backlog stays full its hold is said again on time, not after a retry
+            due = min(due, self.next_hold)
+        return max(0, int((due - time.monotonic()) * 1000))
 
     def _due(self) -> bool:
         if not len(self.batch) and not self.batch.beats:
