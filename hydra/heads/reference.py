@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 Z_CLIP = 8.0  # deviations beyond this many spreads all read the same
+Z_SCALE = 4.0  # the network reads deviations divided by this (so +-Z_CLIP becomes +-2)
 REFERENCE_STATS = ("mean", "median")
 REFERENCE_BUFFERS = ("ref_median", "ref_scale", "ref_ready")
 # the defaults of every head that mixes it in (see the class docstring for why the mean)
@@ -84,8 +85,12 @@ class GoodReference:
         scaled = super().normalize(x)
         if not self.uses_reference:
             return scaled
-        z = (x - self.ref_median.to(x.dtype)) / self.ref_scale.to(x.dtype)
-        return torch.cat([scaled, z.clamp(-Z_CLIP, Z_CLIP) / 4.0], dim=1)
+        z = deviation(x, self.ref_median.to(x.dtype), self.ref_scale.to(x.dtype))
+        return torch.cat([scaled, z / Z_SCALE], dim=1)
+
+    def deviation_score(self, x: torch.Tensor, top: int) -> torch.Tensor:
+        """:func:`top_deviation` of preprocessed images (the network input :meth:`normalize` gives), N."""
+        return top_deviation(x[:, self.channels :] * Z_SCALE, top)
 
     @torch.no_grad()
     def fit_reference(self, batches: Iterable[Any]) -> int:
@@ -103,8 +108,7 @@ class GoodReference:
         if self.hparams.get("reference_stat", DEFAULT_STAT) == "mean":
             centre, spread = x.mean(dim=0), x.std(dim=0, correction=0)
         else:
-            centre = x.median(dim=0).values
-            spread = (x - centre).abs().median(dim=0).values * 1.4826
+            centre, spread = median_spread(x)
         spread = widen_spread(spread, int(self.hparams.get("reference_window", DEFAULT_WINDOW)))
         self.ref_median = centre.to(self.ref_median.device)
         self.ref_scale = spread.clamp_min(float(self.hparams.get("reference_floor", DEFAULT_FLOOR))).to(
@@ -160,29 +164,41 @@ class GoodReference:
 
 
 def widen_spread(spread: torch.Tensor, window: int) -> torch.Tensor:
-    """Each pixel's spread (C x H x W) replaced by the largest within a ``window`` x ``window`` square."""
+    """Each pixel's spread (C x H x W, or N x C x H x W) replaced by the largest within a ``window`` x ``window`` square."""
     if window <= 1:
         return spread
-    return F.max_pool2d(spread[None], window, stride=1, padding=window // 2)[0]
+    batch = spread if spread.dim() == 4 else spread[None]
+    wide = F.max_pool2d(batch, window, stride=1, padding=window // 2)
+    return wide if spread.dim() == 4 else wide[0]
 
 
-def deviation_score(x: torch.Tensor, channels: int, top: int) -> torch.Tensor:
-    """How far each preprocessed image is from the Good reference, N: a shifter's "is it like the reference?".
+def deviation(x: torch.Tensor, centre: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """How many spreads each pixel is from the reference, clipped at :data:`Z_CLIP`."""
+    return ((x - centre) / spread).clamp(-Z_CLIP, Z_CLIP)
 
-    The mean, over the ``top`` pixels that differ most, of each pixel's
-    largest deviation over the colour channels (in spreads, clipped at
-    :data:`Z_CLIP`). ``x`` is the network input of a reference-aware head:
-    the image's ``channels`` followed by its deviation map.
+
+def median_spread(x: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median and median absolute deviation (scaled to a normal's standard deviation) along ``dim``."""
+    centre = x.median(dim=dim).values
+    return centre, (x - centre.unsqueeze(dim)).abs().median(dim=dim).values * 1.4826
+
+
+def top_deviation(z: torch.Tensor, top: int) -> torch.Tensor:
+    """How far each image is from the Good reference, N: a shifter's "is it like the reference?".
+
+    ``z`` is the deviation map N x C x H x W in spreads (:func:`deviation`);
+    the score is the mean, over the ``top`` pixels that differ most, of each
+    pixel's largest deviation over the colour channels.
     """
-    z = x[:, channels:].abs().amax(dim=1).flatten(1) * 4.0  # normalize() stores z / 4
-    return z.topk(min(top, z.shape[1]), dim=1).values.mean(dim=1)
+    per_pixel = z.abs().amax(dim=1).flatten(1)
+    return per_pixel.topk(min(top, per_pixel.shape[1]), dim=1).values.mean(dim=1)
 
 
 @torch.no_grad()
 def leave_one_out_deviation(
     goods: torch.Tensor, pick: torch.Tensor, *, floor: float, window: int, top: int, chunk: int = 32
 ) -> torch.Tensor:
-    """:func:`deviation_score` of Good images ``goods[pick]`` (N x C x H x W, [0, 1]), each against the
+    """:func:`top_deviation` of Good images ``goods[pick]`` (N x C x H x W, [0, 1]), each against the
     mean reference of all the others: what a new Good image scores, not one the reference has seen.
     """
     n = goods.shape[0]
@@ -194,8 +210,5 @@ def leave_one_out_deviation(
         x = goods[idx]
         centre = (total - x) / (n - 1)
         spread = ((squares - x.pow(2)) / (n - 1) - centre.pow(2)).clamp_min(0.0).sqrt()
-        if window > 1:
-            spread = F.max_pool2d(spread, window, stride=1, padding=window // 2)
-        z = ((x - centre) / spread.clamp_min(floor)).clamp(-Z_CLIP, Z_CLIP)
-        out.append(deviation_score(torch.cat([x, z / 4.0], dim=1), x.shape[1], top))
+        out.append(top_deviation(deviation(x, centre, widen_spread(spread, window).clamp_min(floor)), top))
     return torch.cat(out)

@@ -16,8 +16,8 @@ from hydra.heads.reference import (
     DEFAULT_STAT,
     DEFAULT_WINDOW,
     GoodReference,
-    deviation_score,
     leave_one_out_deviation,
+    median_spread,
 )
 from hydra.heads.siamese.torch_model import EmbeddingNet, center_loss, image_score, local_distances
 
@@ -65,7 +65,7 @@ class SiameseHead(GoodReference, Head):
             network also reads each pixel's deviation from the Good images'
             per-pixel reference (see :class:`hydra.heads.reference.GoodReference`).
         reference_score: an image's distance to Good also counts how far it is from
-            that reference (:func:`hydra.heads.reference.deviation_score`): the
+            that reference (:func:`hydra.heads.reference.top_deviation`): the
             two are each measured in units of their spread over the Good
             images (leave-one-out) and added. A one-bin fault that the
             embedding's coarse grid blurs stays plain in the deviation.
@@ -133,16 +133,20 @@ class SiameseHead(GoodReference, Head):
 
     # ---------------------------------------------------------------- scoring
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Distance of each preprocessed image to the Good references, N."""
+        """How far each preprocessed image is from Good, N: the embedding's distance to the Good
+        references (plus, with ``reference_score``, its deviation from the Good reference)."""
         return self._score(x, self.net(x))
 
     def _score(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         dist = image_score(local_distances(emb, self.bank, self.hparams.k))
         if not self.hparams.get("reference_score", False):
             return dist
+        return self._combined(dist, self.deviation_score(x, int(self.hparams.reference_top)))
+
+    def _combined(self, dist: torch.Tensor, dev: torch.Tensor) -> torch.Tensor:
+        """The embedding's distance and the deviation, each in units of its spread over Good images, added."""
         n = self.score_norm.to(dist.dtype)
-        dev = deviation_score(x, self.channels, int(self.hparams.reference_top)).to(dist.dtype)
-        return (dist - n[0]) / n[1] + (dev - n[2]) / n[3]
+        return (dist - n[0]) / n[1] + (dev.to(dist.dtype) - n[2]) / n[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         emb = self.net(x)
@@ -239,11 +243,15 @@ class SiameseHead(GoodReference, Head):
                 window=int(self.hparams.reference_window),
                 top=int(self.hparams.reference_top),
             ).to(good_scores.device)
-            self.score_norm = torch.tensor(
-                [*_centre_spread(good_scores.float()), *_centre_spread(good_dev.float())], device=self.device
+            (dist_c, dist_s), (dev_c, dev_s) = (
+                median_spread(good_scores.float()),
+                median_spread(good_dev.float()),
             )
-            n = self.score_norm
-            good_scores = (good_scores - n[0]) / n[1] + (good_dev - n[2]) / n[3]
+            spreads = [max(float(v), 1e-3) for v in (dist_s, dev_s)]  # a floor keeps the units finite
+            self.score_norm = torch.tensor(
+                [float(dist_c), spreads[0], float(dev_c), spreads[1]], device=self.device
+            )
+            good_scores = self._combined(good_scores, good_dev)
         neg_scores = [
             self.score(self.normalize(make_faulty(self.to_unit(c), gen).to(self.device)))
             for c in ref.split(64)
@@ -286,13 +294,6 @@ class SiameseHead(GoodReference, Head):
 
     def cam_targets(self, pred_idx: Sequence[int]) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         return [DistanceToGood() for _ in pred_idx]
-
-
-def _centre_spread(scores: torch.Tensor) -> tuple[float, float]:
-    """Median and scaled median absolute deviation of Good images' scores (a floor keeps it finite)."""
-    centre = scores.median()
-    spread = (scores - centre).abs().median() * 1.4826
-    return float(centre), max(float(spread), 1e-3)
 
 
 def _fit_logistic(good: torch.Tensor, bad: torch.Tensor, steps: int = 200) -> torch.Tensor:

@@ -21,6 +21,7 @@ from hydra.serve.feeder import Feeder, topics
 from hydra.serve.keeper import BACKOFF_S, Keeper
 from hydra.serve.messages import encode_message
 from hydra.serve.stage import Addresses, StopFlag
+from tests.helpers.serve import wait_until
 from tests.helpers.store import make_report, make_store
 
 DOWN = "mysql+pymysql://root@127.0.0.1:1/hydra"  # nothing listens on port 1: refused at once
@@ -101,10 +102,7 @@ def test_a_full_keeper_holds_the_feeder_until_a_commit_empties_its_backlog(sqlit
             assert not feeder.in_flight and not feeder.busy and list(feeder.ready) == waiting
             # the hold is said again while the backlog stays full (a Feeder that connects late learns it),
             # every second even once the Keeper retries the database only every 5 s
-            end = time.monotonic() + 15
-            while keeper.failures < len(BACKOFF_S) and time.monotonic() < end:
-                time.sleep(0.1)
-            assert keeper.failures >= len(BACKOFF_S), keeper.failures
+            wait_until(lambda: keeper.failures >= len(BACKOFF_S), 15, 0.1, "the Keeper's longest backoff")
             while raw.poll(0):  # what was said before: only the window below counts
                 raw.recv_multipart()
             said = []

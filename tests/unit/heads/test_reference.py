@@ -220,7 +220,7 @@ def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(
 
 
 def test_leave_one_out_deviation_is_each_good_image_against_a_reference_of_the_others():
-    from hydra.heads.reference import deviation_score, leave_one_out_deviation
+    from hydra.heads.reference import leave_one_out_deviation
 
     images, labels = dataset(10, *SIZE, seed=6, bad_fraction=0.0)
     goods = torch.from_numpy(images)
@@ -231,12 +231,12 @@ def test_leave_one_out_deviation_is_each_good_image_against_a_reference_of_the_o
         head = _head(reference_window=3)
         others = torch.cat([goods[:i], goods[i + 1 :]])
         assert head.fit_reference([(others, torch.zeros(len(others), dtype=torch.long))]) == 9
-        expected = deviation_score(head.preprocess(goods[i : i + 1]), 3, 7)
+        expected = head.deviation_score(head.preprocess(goods[i : i + 1]), 7)
         assert score == pytest.approx(float(expected), rel=1e-4)
     # a seen image reads closer to its reference than an unseen one
     head = _head(reference_window=3)
     head.fit_reference([(goods, torch.zeros(10, dtype=torch.long))])
-    assert float(deviation_score(head.preprocess(goods[:1]), 3, 7)) < got[0]
+    assert float(head.deviation_score(head.preprocess(goods[:1]), 7)) < got[0]
 
 
 def _siamese(**kw):
