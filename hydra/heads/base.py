@@ -138,6 +138,10 @@ class Head(pl.LightningModule):
         """Map [0, 1] to [-1, 1]: plots have no ImageNet statistics to borrow."""
         return x * 2.0 - 1.0
 
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The network input back to [0, 1] images (the inverse of :meth:`normalize`)."""
+        return (x + 1.0) / 2.0
+
     def preprocess(self, batch_uint8: torch.Tensor) -> torch.Tensor:
         """Raw pixels (uint8 N×H×W×C) to the network's float input N×C×H×W."""
         return self.normalize(self.to_unit(batch_uint8))
@@ -149,6 +153,10 @@ class Head(pl.LightningModule):
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Output weights (softmax over the labels, each row sums to 1)."""
         return torch.softmax(self(x).float(), dim=-1)
+
+    def cam_from_input(self, x: torch.Tensor) -> np.ndarray | None:
+        """A heat map (N×H×W in [0, 1]) the head draws from its input alone, or None for Grad-CAM."""
+        return None
 
     def cam_target_layers(self) -> list[nn.Module]:  # pragma: no cover - abstract
         """The layer(s) whose activations Grad-CAM weighs (usually the last conv stage)."""

@@ -5,6 +5,8 @@ output the targets read (``cam_model``: the logits, or the Siamese head's
 distance to its Good references) and what each image's target is
 (``cam_targets``); a head made of several (``cam_parts``: an ensemble) gets
 the mean of its members' maps. The maps come back at the model's input size.
+A head that explains its verdict from the input alone (``cam_from_input``: the
+deviation from its Good reference, ``cam_guide: deviation``) skips the gradients.
 
 Example:
     >>> maps = grad_cam(head, head.preprocess(batch_uint8), [1, 0])   # doctest: +SKIP
@@ -37,8 +39,11 @@ def grad_cam(head: Head, x: torch.Tensor, class_indices: Sequence[int]) -> np.nd
     parts = getattr(head, "cam_parts", None)
     if parts is not None:  # an ensemble: each member explains its own verdict, the maps are averaged
         return np.mean([grad_cam(member, inp, class_indices) for member, inp in parts(x)], axis=0)
-    was_training = head.training
     x = x.detach().float().contiguous()
+    own = head.cam_from_input(x)
+    if own is not None:  # a head that shows where its input differs, with no gradients to take
+        return np.clip(np.nan_to_num(np.asarray(own, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    was_training = head.training
     try:
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()  # a tensor made under inference_mode cannot join autograd

@@ -110,6 +110,9 @@ class EnsembleHead(LogitBias, Head):
         """[0, 1] images as they are: each member normalises them its own way (its own reference)."""
         return x
 
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([torch.softmax(m(m.normalize(x)).float(), dim=-1) for m in self.members]).mean(0)
         return torch.log(probs.clamp_min(1e-12)) + self.logit_bias

@@ -45,9 +45,11 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         reference_window: each pixel's spread is the largest within this
             square (odd, in input pixels), so a bar top one pixel beyond
             where the Good images put it is not read as a fault.
-        cam_guide: weigh Grad-CAM maps by the deviation from the reference
+        cam_guide: ``true`` weighs Grad-CAM maps by the deviation from the reference
             (:meth:`~hydra.heads.reference.GoodReference.refine_cam`), so a
-            heat map points at the bins that differ.
+            heat map points at the bins that differ; ``"deviation"`` draws
+            the deviation map itself, with no gradients
+            (:meth:`~hydra.heads.reference.GoodReference.cam_from_input`).
         synth_faults: share of each batch's Good images that also enter as a
             synthetic fault (labelled with the problem label; an emptied plot
             as ``NoData`` where the plot type has it). 0: labelled images only.
@@ -72,7 +74,7 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         reference_floor: float = DEFAULT_FLOOR,
         reference_stat: str = DEFAULT_STAT,
         reference_window: int = DEFAULT_WINDOW,
-        cam_guide: bool = False,
+        cam_guide: bool | str = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,
         good_label: str = "Good",

@@ -93,7 +93,7 @@ class SiameseHead(GoodReference, Head):
         reference_floor: float = DEFAULT_FLOOR,
         reference_stat: str = DEFAULT_STAT,
         reference_window: int = DEFAULT_WINDOW,
-        cam_guide: bool = False,
+        cam_guide: bool | str = False,
         reference_score: bool = False,
         reference_top: int = 50,
         lr: float = 1e-3,

@@ -190,6 +190,35 @@ def test_guided_cam_weighs_a_one_pixel_hot_bin_as_much_as_a_broad_change():
     assert c == 8 and 4 <= r < 28, (r, c)
 
 
+@pytest.mark.parametrize("name", ["classifier", "siamese"])
+def test_deviation_heat_map_peaks_on_the_largest_deviation_beyond_the_clip(name):
+    """``cam_guide: deviation``: the map is the unclipped deviation, no gradients. A broad change far
+    beyond the network's clip comes first in the image; the one bin that is further off is the peak."""
+    from hydra.heads.cam import grad_cam
+
+    kw = {"backbone": "plotnet"} if name == "classifier" else {"width": 4, "embed_dim": 8}
+    head = create_head(
+        name, labels=LABELS, problem_labels=["Bad", "NoData"], input_size=SIZE, reference=True,
+        reference_stat="mean", cam_guide="deviation", **kw,
+    )  # fmt: skip
+    good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
+    head.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+    faulty = good[:1].clone()
+    faulty[0, 2:10, 2:10] = 200  # 0.22 below the reference: 11 spreads (floor 0.02), past the clip of 8
+    faulty[0, 20, 30] = 0  # one bin 50 spreads off
+    x = head.preprocess(faulty)
+    maps = grad_cam(head, x, [1])
+    assert maps.shape == (1, *SIZE) and maps.max() == pytest.approx(1.0)
+    assert np.unravel_index(int(maps[0].argmax()), SIZE) == (20, 30)
+    assert maps[0, 5, 5] == pytest.approx(11 / 50, rel=0.05)  # the broad change, in proportion
+    assert not any(p.grad is not None for p in head.parameters())  # no gradients were taken
+    # the clipped deviation (what the network reads) ties the two, and the broad change comes first
+    clipped = x[:, 3:].abs().amax(dim=1)[0]
+    assert float(clipped[5, 5]) == pytest.approx(float(clipped[20, 30]))
+    with pytest.raises(ValueError, match="cam_guide must be true, false or 'deviation'"):
+        create_head(name, labels=LABELS, input_size=SIZE, reference=True, cam_guide="yes", **kw)
+
+
 def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
