@@ -71,7 +71,7 @@ class GoodReference:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1 or window % 2 == 0:
             raise ValueError(f"reference_window must be an odd whole number of pixels >= 1, got {window!r}")
         guide = self.hparams.get("cam_guide", False)
-        if guide not in CAM_GUIDES:
+        if type(guide) not in (bool, str) or guide not in CAM_GUIDES:  # 1 == True, yet not a yes
             raise ValueError(f"cam_guide must be true, false or 'deviation', got {guide!r}")
         h, w = self.input_size
         self.register_buffer("ref_median", torch.full((self.channels, h, w), 0.5))
@@ -188,8 +188,7 @@ class GoodReference:
         """
         if not (self.uses_reference and self.hparams.get("cam_guide", False) == "deviation"):
             return None
-        img = self.unnormalize(x).float()
-        z = (img - self.ref_median.float()) / self.ref_scale.float()
+        z = deviation(self.unnormalize(x).float(), self.ref_median.float(), self.ref_scale.float(), clip=None)
         return _peak_map(z.abs().amax(dim=1, keepdim=True))
 
 
@@ -209,9 +208,12 @@ def widen_spread(spread: torch.Tensor, window: int) -> torch.Tensor:
     return wide if spread.dim() == 4 else wide[0]
 
 
-def deviation(x: torch.Tensor, centre: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
-    """How many spreads each pixel is from the reference, clipped at :data:`Z_CLIP`."""
-    return ((x - centre) / spread).clamp(-Z_CLIP, Z_CLIP)
+def deviation(
+    x: torch.Tensor, centre: torch.Tensor, spread: torch.Tensor, clip: float | None = Z_CLIP
+) -> torch.Tensor:
+    """How many spreads each pixel is from the reference, clipped at ``clip`` (None: not clipped)."""
+    z = (x - centre) / spread
+    return z if clip is None else z.clamp(-clip, clip)
 
 
 def median_spread(x: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -207,16 +207,23 @@ def test_deviation_heat_map_peaks_on_the_largest_deviation_beyond_the_clip(name)
     faulty[0, 2:10, 2:10] = 200  # 0.22 below the reference: 11 spreads (floor 0.02), past the clip of 8
     faulty[0, 20, 30] = 0  # one bin 50 spreads off
     x = head.preprocess(faulty)
-    maps = grad_cam(head, x, [1])
+    forwards = []  # Grad-CAM runs the network forward (and back); the deviation map runs no module
+    hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: forwards.append(type(m)))
+    try:
+        maps = grad_cam(head, x, [1])
+    finally:
+        hook.remove()
+    assert not forwards, forwards
+    assert not any(p.grad is not None for p in head.parameters())
     assert maps.shape == (1, *SIZE) and maps.max() == pytest.approx(1.0)
     assert np.unravel_index(int(maps[0].argmax()), SIZE) == (20, 30)
     assert maps[0, 5, 5] == pytest.approx(11 / 50, rel=0.05)  # the broad change, in proportion
-    assert not any(p.grad is not None for p in head.parameters())  # no gradients were taken
     # the clipped deviation (what the network reads) ties the two, and the broad change comes first
     clipped = x[:, 3:].abs().amax(dim=1)[0]
     assert float(clipped[5, 5]) == pytest.approx(float(clipped[20, 30]))
-    with pytest.raises(ValueError, match="cam_guide must be true, false or 'deviation'"):
-        create_head(name, labels=LABELS, input_size=SIZE, reference=True, cam_guide="yes", **kw)
+    for bad in ("yes", 1):
+        with pytest.raises(ValueError, match="cam_guide must be true, false or 'deviation'"):
+            create_head(name, labels=LABELS, input_size=SIZE, reference=True, cam_guide=bad, **kw)
 
 
 def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(tmp_path):
