@@ -226,6 +226,66 @@ def test_deviation_heat_map_peaks_on_the_largest_deviation_beyond_the_clip(name)
             create_head(name, labels=LABELS, input_size=SIZE, reference=True, cam_guide=bad, **kw)
 
 
+def _framed(n: int, frame: bool = True) -> torch.Tensor:
+    """White plots (N x 32 x 40 x 3 uint8) with a black axes box from rows 4-27, columns 8-35."""
+    images = torch.full((n, *SIZE, 3), 255, dtype=torch.uint8)
+    if frame:
+        images[:, [4, 27], 8:36] = 0
+        images[:, 4:28, [8, 35]] = 0
+    return images
+
+
+@pytest.mark.parametrize(
+    ("name", "guide"), [("classifier", True), ("classifier", "deviation"), ("siamese", "deviation")]
+)
+def test_heat_maps_stay_inside_the_plot_frame_that_the_reference_shows(name, guide):
+    """A hot bin inside the axes box and a bigger change outside it (a tick label that moved): the
+    heat map's peak is the bin, nothing outside the box is drawn; without a box the change wins."""
+    from hydra.heads.cam import grad_cam
+    from hydra.heads.reference import plot_frame
+
+    kw = {"backbone": "plotnet"} if name == "classifier" else {"width": 4, "embed_dim": 8}
+    for framed in (True, False):
+        torch.manual_seed(0)
+        head = create_head(
+            name, labels=LABELS, problem_labels=["Bad", "NoData"], input_size=SIZE, reference=True,
+            reference_stat="mean", cam_guide=guide, **kw,
+        )  # fmt: skip
+        good = _framed(4, framed)
+        head.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+        assert plot_frame(head.ref_median) == ((4, 27, 8, 35) if framed else None)
+        faulty = good[:1].clone()
+        faulty[0, 15, 20] = 100  # a bin inside the box
+        faulty[0, 10:14, 1:5] = 0  # a tick label left of the box, further off and larger
+        maps = grad_cam(head, head.preprocess(faulty), [1])
+        peak = np.unravel_index(int(maps[0].argmax()), SIZE)
+        if framed:
+            assert 4 <= peak[0] <= 27 and 8 <= peak[1] <= 35, peak
+            assert maps[0, :, :8].max() == 0.0 and maps[0, :, 36:].max() == 0.0
+            assert maps[0].max() == pytest.approx(1.0)
+        elif (
+            guide == "deviation"
+        ):  # the Grad-CAM of an untrained net may peak anywhere; the deviation may not
+            assert peak[1] < 8, peak
+
+
+def test_a_plot_frame_is_a_closed_box_of_a_fair_size():
+    from hydra.heads.reference import plot_frame
+
+    box = _framed(1)[0].permute(2, 0, 1).float() / 255
+    assert plot_frame(box) == (4, 27, 8, 35)
+    open_box = box.clone()
+    open_box[:, 4:28, [8, 35]] = 1.0  # two horizontal lines, no sides
+    assert plot_frame(open_box) is None
+    small = torch.ones(3, *SIZE)
+    small[:, [4, 12], 8:36] = 0.0  # a closed box over a fifth of the image
+    small[:, 4:13, [8, 35]] = 0.0
+    assert plot_frame(small) is None
+    red = box.clone()
+    red[0] = 1.0  # a red box is dark in green and blue: still a frame
+    assert plot_frame(red) == (4, 27, 8, 35)
+
+
 def test_the_siamese_head_reads_the_reference_too_and_keeps_it_with_its_weights(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
