@@ -82,6 +82,7 @@ class GoodReference:
         self.register_buffer("ref_median", torch.full((self.channels, h, w), 0.5))
         self.register_buffer("ref_scale", torch.ones(self.channels, h, w))
         self.register_buffer("ref_ready", torch.zeros((), dtype=torch.bool))
+        self._member_sums: tuple[torch.Tensor, torch.Tensor, int] | None = None  # for training_input
 
     @property
     def uses_reference(self) -> bool:
@@ -103,6 +104,44 @@ class GoodReference:
         """The network input back to [0, 1] images (the deviation channels left out)."""
         return super().unnormalize(x[:, : self.channels])
 
+    def training_input(self, x: torch.Tensor, sources: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+        """:meth:`normalize` for a training batch: an image the reference rests on is not compared with itself.
+
+        ``x``: [0, 1] images as the network will see them (augmented, some
+        made faulty); ``sources``: the images they were made from, as the
+        reference saw them; ``member``: which of those the reference rests on
+        (the batch's Good images and the synthetic faults made from them).
+        Their deviation is taken against the reference of the other Good
+        images (:func:`leave_one_out`), so that a Good training image differs
+        from its reference as much as a new Good plot does. Compared with
+        itself, a Good image's rare features (an empty cell, a bar a pixel
+        higher than ever) read a few spreads smaller than on a new plot; the
+        network learned that any deviation means a fault, and new Good plots
+        raised false alarms. On the real-histogram benchmark with 40 labels
+        (``classifier-cpu``, seeds 0 / 1 / 2) Good false alarms fell from
+        0.109 / 0.073 / 0.052 to 0.068 / 0.052 / 0.029, problem recall went
+        from 0.935 / 0.921 / 0.916 to 0.921 / 0.914 / 0.904. With a
+        ``median`` reference, or before :meth:`fit_reference`, it is
+        :meth:`normalize`.
+        """
+        out = self.normalize(x)
+        sums = getattr(self, "_member_sums", None)
+        if not self.uses_reference or sums is None or not bool(member.any()):
+            return out
+        total, squares, n = (t.to(x.device) if torch.is_tensor(t) else t for t in sums)
+        rows = torch.nonzero(member).flatten()
+        centre, spread = leave_one_out(
+            total,
+            squares,
+            n,
+            sources[rows].to(x.dtype),
+            floor=float(self.hparams.get("reference_floor", DEFAULT_FLOOR)),
+            window=int(self.hparams.get("reference_window", DEFAULT_WINDOW)),
+        )
+        z = out[:, self.channels :].clone()
+        z[rows] = deviation(x[rows], centre, spread) / Z_SCALE
+        return torch.cat([out[:, : self.channels], z], dim=1)
+
     def deviation_score(self, x: torch.Tensor, top: int) -> torch.Tensor:
         """:func:`top_deviation` of preprocessed images (the network input :meth:`normalize` gives), N."""
         return top_deviation(x[:, self.channels :] * Z_SCALE, top)
@@ -122,8 +161,10 @@ class GoodReference:
         x = self.to_unit(torch.stack(goods))
         if self.hparams.get("reference_stat", DEFAULT_STAT) == "mean":
             centre, spread = x.mean(dim=0), x.std(dim=0, correction=0)
+            self._member_sums = (x.sum(dim=0), x.pow(2).sum(dim=0), len(x)) if len(x) >= 2 else None
         else:
             centre, spread = median_spread(x)
+            self._member_sums = None
         spread = widen_spread(spread, int(self.hparams.get("reference_window", DEFAULT_WINDOW)))
         self.ref_median = centre.to(self.ref_median.device)
         self.ref_scale = spread.clamp_min(float(self.hparams.get("reference_floor", DEFAULT_FLOOR))).to(
@@ -178,6 +219,11 @@ class GoodReference:
         a hot channel sets a new maximum) is a consequence, and the map's
         peak should not sit there. The frame is found in the Good reference
         (:func:`plot_frame`); a map with nothing inside it stays as it was.
+        On the real-histogram benchmark (``siamese-cpu``, Good only, 160
+        images, seeds 0 / 1 / 2) the share of flagged localised faults whose
+        heat-map peak lies in the fault rose from 0.82 / 0.82 / 0.79 to
+        0.88 / 0.89 / 0.87; on ``hpxpy``, where a hot cell rescales the colour
+        bar, from 0.50-0.67 to 0.90-0.94.
         """
         frame = plot_frame(self.ref_median) if bool(self.ref_ready) else None
         if frame is None or maps.shape[-2:] != tuple(self.ref_median.shape[-2:]):
@@ -318,7 +364,21 @@ def leave_one_out_deviation(
     out = []
     for idx in pick.split(chunk):
         x = goods[idx]
-        centre = (total - x) / (n - 1)
-        spread = ((squares - x.pow(2)) / (n - 1) - centre.pow(2)).clamp_min(0.0).sqrt()
-        out.append(top_deviation(deviation(x, centre, widen_spread(spread, window).clamp_min(floor)), top))
+        centre, spread = leave_one_out(total, squares, n, x, floor=floor, window=window)
+        out.append(top_deviation(deviation(x, centre, spread), top))
     return torch.cat(out)
+
+
+def leave_one_out(
+    total: torch.Tensor, squares: torch.Tensor, n: int, x: torch.Tensor, *, floor: float, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean reference (centre and spread, N x C x H x W) of ``n`` images without each of ``x``.
+
+    ``total`` and ``squares``: the sum and the sum of squares (C x H x W) of
+    the ``n`` images, ``x`` among them; the spread is the standard deviation
+    of the other ``n - 1``, widened over ``window`` and floored as the
+    reference's own.
+    """
+    centre = (total - x) / (n - 1)
+    spread = ((squares - x.pow(2)) / (n - 1) - centre.pow(2)).clamp_min(0.0).sqrt()
+    return centre, widen_spread(spread, window).clamp_min(floor)

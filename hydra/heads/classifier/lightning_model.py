@@ -36,7 +36,10 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         drop_rate: dropout before the classifier.
         reference: give the network the deviation from the Good reference
             (per-pixel mean of the Good training images, in units of their
-            spread) as extra input channels; :meth:`fit_reference` sets it.
+            spread) as extra input channels; :meth:`fit_reference` sets it. In
+            training a Good image (or a synthetic fault made from one) reads its
+            deviation from the reference of the other Good images
+            (:meth:`~hydra.heads.reference.GoodReference.training_input`).
         reference_floor: the smallest spread (in [0, 1] pixel units), so that
             pixels that never change in Good plots do not amplify noise.
         reference_stat: ``mean`` (the Good images' mean and standard
@@ -113,21 +116,25 @@ class ClassifierHead(GoodReference, LogitBias, Head):
 
     def training_loss(self, batch: Any) -> torch.Tensor:
         images, targets, sw = self.unpack(batch)
-        x01 = self.augment(self.to_unit(images))
+        sources = self.to_unit(images)  # as the Good reference saw them
+        x01 = self.augment(sources)
         targets = targets.long().to(x01.device)
+        member = targets == self.good_index  # the reference rests on these
         weights = torch.ones(len(targets), device=x01.device) if sw is None else sw.to(x01.device).float()
         share = float(self.hparams.get("synth_faults", 0.0))
         if share > 0 and self._synthetic_label("Bad") is not None:
-            good = torch.nonzero(targets == self.good_index).flatten()
+            good = torch.nonzero(member).flatten()
             pick = good[torch.rand(len(good), device=good.device) < share]
             if len(pick):
                 faulty, kinds = make_faulty_with_kinds(x01[pick].detach().cpu())
                 synth_t = torch.tensor([self._synthetic_label(k) for k in kinds], device=x01.device)
                 x01 = torch.cat([x01, faulty.to(x01.device)])
+                sources = torch.cat([sources, sources[pick]])
+                member = torch.cat([member, torch.ones(len(pick), dtype=torch.bool, device=member.device)])
                 targets = torch.cat([targets, synth_t])
                 synth_w = torch.full((len(kinds),), float(self.hparams.get("synth_weight", 0.5)))
                 weights = torch.cat([weights, synth_w.to(x01.device)])
-        logits = self(self.normalize(x01))
+        logits = self(self.training_input(x01, sources, member))
         return self.weighted_mean(F.cross_entropy(logits.float(), targets, reduction="none"), weights)
 
     @classmethod

@@ -268,6 +268,40 @@ def test_heat_maps_stay_inside_the_plot_frame_that_the_reference_shows(name, gui
             assert peak[1] < 8, peak
 
 
+def test_a_good_training_image_reads_its_deviation_from_a_reference_without_it():
+    """The classifier's training input: the batch's Good images (and the synthetic faults made from
+    them) against the reference of the *other* Good images, as a new Good plot would be; the
+    rest against the reference itself. Checked against references fitted by hand."""
+    images, labels = dataset(10, *SIZE, seed=7, bad_fraction=0.3)
+    images, labels = torch.from_numpy(images), torch.from_numpy(labels)
+    head = _head(reference_window=3)
+    head.fit_reference([(images, labels)])
+    goods = torch.nonzero(labels == 0).flatten()
+    x01 = head.to_unit(images)
+    faulty = 1.0 - x01[goods[:1]]  # a "synthetic fault" made from the first Good image
+    x = torch.cat([x01, faulty])
+    sources = torch.cat([x01, x01[goods[:1]]])
+    member = torch.cat([labels == 0, torch.tensor([True])])
+    got = head.training_input(x, sources, member)
+    for row in range(len(x)):
+        if bool(member[row]):
+            left_out = int(goods[0]) if row == len(images) else row
+            others = [i for i in goods.tolist() if i != left_out]
+            by_hand = _head(reference_window=3)
+            by_hand.fit_reference([(images[others], labels[others])])
+            want = by_hand.normalize(x[row : row + 1])
+        else:
+            want = head.normalize(x[row : row + 1])
+        torch.testing.assert_close(got[row : row + 1], want, rtol=1e-4, atol=1e-4)
+    # against itself a Good image reads closer to its reference than against the others
+    itself = head.normalize(x01[goods])[:, 3:].abs().sum()
+    assert float(got[goods][:, 3:].abs().sum()) > float(itself) * 1.05
+    # a median reference has no leave-one-out form: the input is normalize's
+    median = _head(reference_stat="median")
+    median.fit_reference([(images, labels)])
+    torch.testing.assert_close(median.training_input(x, sources, member), median.normalize(x))
+
+
 def test_a_plot_frame_is_a_closed_box_of_a_fair_size():
     from hydra.heads.reference import plot_frame
 
