@@ -294,7 +294,15 @@ def main() -> None:
     import multiprocessing as mp
 
     out = open(args.out, "w") if args.out else None  # noqa: SIM115 - written as the runs finish
-    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+    import signal
+
+    from hydra.serve.supervisor import die_with_parent
+
+    # a killed benchmark leaves no run behind (SIGKILL: Lightning catches SIGTERM and trains on)
+    pool = ProcessPoolExecutor(
+        args.jobs, mp_context=mp.get_context("spawn"), initializer=die_with_parent, initargs=(signal.SIGKILL,)
+    )
+    with pool:
         # written as each run finishes, so that a run cut short keeps what it measured
         for done in as_completed([pool.submit(run_one, job) for job in jobs]):
             run = done.result()

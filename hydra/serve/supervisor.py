@@ -196,10 +196,18 @@ class Supervisor:
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child
     os.setpgrp()
+    die_with_parent()
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have Linux send this process ``sig`` when its parent dies (``PR_SET_PDEATHSIG``); elsewhere nothing.
+
+    SIGKILL for a process whose libraries catch SIGTERM (Lightning's trainer does).
+    """
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
