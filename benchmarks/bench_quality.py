@@ -24,6 +24,7 @@ import csv
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -294,8 +295,6 @@ def main() -> None:
     import multiprocessing as mp
 
     out = open(args.out, "w") if args.out else None  # noqa: SIM115 - written as the runs finish
-    import signal
-
     from hydra.serve.supervisor import die_with_parent
 
     # a killed benchmark leaves no run behind (SIGKILL: Lightning catches SIGTERM and trains on)

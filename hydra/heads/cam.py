@@ -42,7 +42,7 @@ def grad_cam(head: Head, x: torch.Tensor, class_indices: Sequence[int]) -> np.nd
     x = x.detach().float().contiguous()
     own = head.cam_from_input(x)
     if own is not None:  # a head that shows where its input differs, with no gradients to take
-        return np.clip(np.nan_to_num(np.asarray(own, dtype=np.float32), nan=0.0), 0.0, 1.0)
+        return _unit(own)
     was_training = head.training
     try:
         with torch.inference_mode(False), torch.enable_grad():
@@ -52,8 +52,12 @@ def grad_cam(head: Head, x: torch.Tensor, class_indices: Sequence[int]) -> np.nd
     finally:
         head.zero_grad(set_to_none=True)
         head.train(was_training)
-    maps = np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0), 0.0, 1.0)
-    return np.clip(head.refine_cam(x.detach(), maps), 0.0, 1.0)
+    return _unit(head.refine_cam(x.detach(), _unit(maps)))
+
+
+def _unit(maps: object) -> np.ndarray:
+    """Heat maps as float32 in [0, 1], NaN (a flat map's 0/0) read as 0."""
+    return np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0), 0.0, 1.0)
 
 
 def heat_map(cam: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:

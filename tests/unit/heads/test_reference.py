@@ -263,6 +263,13 @@ def test_heat_maps_stay_inside_the_plot_frame_that_the_reference_shows(name, gui
             assert 4 <= peak[0] <= 27 and 8 <= peak[1] <= 35, peak
             assert maps[0, :, :8].max() == 0.0 and maps[0, :, 36:].max() == 0.0
             assert maps[0].max() == pytest.approx(1.0)
+            # the frame is found once per reference, and again when the reference changes
+            assert head.reference_frame() is head.reference_frame() == (4, 27, 8, 35)
+            state = {k: v.clone() for k, v in head.state_dict().items()}
+            head.fit_reference([(_framed(4, False), torch.zeros(4, dtype=torch.long))])  # a new tensor
+            assert head.reference_frame() is None
+            head.load_state_dict(state)  # copied in place
+            assert head.reference_frame() == (4, 27, 8, 35)
         elif guide == "deviation":
             # without a frame the larger change outside wins (an untrained net's Grad-CAM may peak anywhere)
             assert peak[1] < 8, peak
