@@ -20,6 +20,12 @@ distribution moved along x), ``noise`` (a flat background and bin-to-bin
 jitter), ``low_stats`` (a few percent of the usual entries) and ``empty``
 (label ``NoData``). About a third are *subtle*: narrow, weak or small.
 
+Every fault can be told from a Good plot of the type: a dead channel is a
+bin so full that no Good plot shows any hole that full in 1 % of images
+(on a sparse 2D map Poisson statistics leave a few cells empty), and a gain
+shift scales 20-80 % of the entries (scaling all of them is what a run with
+more or less luminosity looks like, and Good images vary x0.6-1.6).
+
 Needs the optional extras ``root`` and ``bench`` (uproot, matplotlib,
 mplhep, scikit-hep-testdata).
 
@@ -47,6 +53,10 @@ from hydra.data.root import Histogram, RenderStyle, RootError, render_histogram
 FAULTS = ("dead_channel", "dead_region", "hot_channel", "gain_shift", "timing_shift", "noise", "low_stats")
 NODATA = "empty"
 SUBTLE_FRACTION = 0.35
+# a dead bin is a fault only where a Good plot of the type shows so full a bin empty in under 1 % of images
+CHANCE_HOLE = 0.01
+# a gain shift scales part of the plot: 20-80 % of its entries (all of them would be a luminosity change)
+GAIN_SHARE = (0.2, 0.8)
 _SMALL = {"width_px": 320, "height_px": 240, "font_size": 7.0}
 _BOX1D = (0.15, 0.16, 0.80, 0.72)
 _BOX2D = (0.15, 0.16, 0.66, 0.72)
@@ -173,6 +183,40 @@ def _populated(lam: np.ndarray) -> np.ndarray:
     return lam > 0.05 * lam.max()
 
 
+def _telling(lam: np.ndarray, pop: np.ndarray) -> np.ndarray:
+    """Populated bins whose emptiness tells a fault from chance.
+
+    Poisson statistics empty a bin of ``lam`` expected entries with
+    probability ``exp(-lam)``; on a sparse 2D map a Good plot has a few such
+    holes. These are the bins at least as full as the emptiest one for which
+    a Good plot shows *any* hole that full in under :data:`CHANCE_HOLE` of
+    images.
+    """
+    values, times = np.unique(lam[pop], return_counts=True)
+    tail = np.cumsum((times * np.exp(-values))[::-1])[
+        ::-1
+    ]  # tail[i]: chance of a hole among lam >= values[i]
+    cut = values[int(np.argmax(tail <= CHANCE_HOLE))] if (tail <= CHANCE_HOLE).any() else np.inf
+    telling = pop & (lam >= cut)
+    return telling if telling.any() else lam == lam.max()
+
+
+def _gain_span(rng: np.random.Generator, lam: np.ndarray, pop_x: np.ndarray) -> tuple[int, int]:
+    """A range of 35-55 % of the x bins holding a :data:`GAIN_SHARE` of the entries (the closest of 200 tries)."""
+    per_x = lam.reshape(lam.shape[0], -1).sum(1)
+    total = max(per_x.sum(), 1e-12)
+    best, best_miss = (0, 1), np.inf
+    for _ in range(200):
+        x0, x1 = _span(rng, lam.shape[0], (0.35, 0.55), pop_x)
+        share = per_x[x0:x1].sum() / total
+        miss = max(GAIN_SHARE[0] - share, share - GAIN_SHARE[1], 0.0)
+        if miss < best_miss:
+            best, best_miss = (x0, x1), miss
+        if miss == 0.0:
+            break
+    return best
+
+
 def _span(rng: np.random.Generator, n: int, frac: tuple[float, float], inside: np.ndarray) -> tuple[int, int]:
     """A contiguous range of about ``frac`` of ``n`` bins, centred on a populated bin."""
     width = max(1, int(round(n * rng.uniform(*frac))))
@@ -194,17 +238,20 @@ def inject(
     nx = lam.shape[0]
     ny = lam.shape[1] if lam.ndim == 2 else None
     pop = _populated(lam)
+    telling = _telling(lam, pop)
     pop_x = pop if lam.ndim == 1 else pop.any(1)
     pop_y = None if ny is None else pop.any(0)
     whole = None
     if kind == "dead_channel":
         if lam.ndim == 1:
-            ranked = np.argsort(lam)[::-1][: max(1, int(pop.sum() * (0.8 if subtle else 0.4)))]
+            ranked = np.argsort(np.where(telling, lam, -1.0))[::-1][
+                : max(1, int(telling.sum() * (0.8 if subtle else 0.4)))
+            ]
             x = int(rng.choice(ranked))
             lam[x] = 0.0
             return lam, ((x, x + 1), None)
         if rng.random() < 0.5:  # a dead cell block (subtle: a single cell) or a dead row
-            xs, ys = np.nonzero(pop)
+            xs, ys = np.nonzero(telling)
             i = int(rng.integers(len(xs)))
             size = 1 if subtle else 2
             x0, y0 = min(int(xs[i]), nx - size), min(int(ys[i]), ny - size)
@@ -241,7 +288,7 @@ def inject(
             factor = rng.uniform(0.62, 0.72) if rng.random() < 0.5 else rng.uniform(1.4, 1.55)
         else:
             factor = rng.uniform(0.3, 0.5) if rng.random() < 0.5 else rng.uniform(1.9, 2.6)
-        x0, x1 = _span(rng, nx, (0.35, 0.55), pop_x)
+        x0, x1 = _gain_span(rng, lam, pop_x)
         lam[x0:x1] *= factor
         return lam, ((x0, x1), None if ny is None else (0, ny))
     if kind == "timing_shift":

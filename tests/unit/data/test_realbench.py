@@ -1,0 +1,58 @@
+"""The quality benchmark's faults are ones a person can tell from a Good plot of the type."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hydra.data.realbench import CHANCE_HOLE, GAIN_SHARE, _telling, inject
+
+
+def test_a_dead_bin_is_only_one_that_chance_leaves_empty_in_under_one_good_plot_in_a_hundred():
+    lam = np.array([0.1, 1.0, 3.0, 4.0, 5.0, 6.0, 30.0])
+    pop = lam > 0.5
+    telling = _telling(lam, pop)
+    # by hand: chance of some hole among the bins at least as full as each populated bin
+    #   from 1.0: e^-1 + e^-3 + e^-4 + e^-5 + e^-6 + e^-30 = 0.445;  from 4.0: 0.027;  from 5.0: 0.0092
+    assert math.exp(-4) + math.exp(-5) + math.exp(-6) > CHANCE_HOLE > math.exp(-5) + math.exp(-6)
+    assert telling.tolist() == [False, False, False, False, True, True, True]
+
+
+def _sparse_map() -> np.ndarray:
+    """A 2D map like a sparse occupancy: a dense core and a wide populated fringe of ~3 entries a cell."""
+    y, x = np.mgrid[0:30, 0:30]
+    return 3.0 + 40.0 * np.exp(-((x - 15) ** 2 + (y - 15) ** 2) / 40.0)
+
+
+def test_a_dead_cell_on_a_sparse_map_is_never_one_that_good_plots_also_leave_empty():
+    lam = _sparse_map()
+    assert np.exp(-lam[lam < 4]).sum() > 10  # a Good plot has holes in the fringe every time
+    for seed in range(200):
+        faulty, where = inject(lam, "dead_channel", subtle=seed % 2 == 0, rng=np.random.default_rng(seed))
+        (x0, x1), (y0, y1) = where
+        killed = lam[x0:x1, y0:y1]
+        assert (faulty[x0:x1, y0:y1] == 0).all()
+        # a Good plot shows a hole this full (a cell, a block or a row) in under 1 % of images
+        assert np.exp(-lam[lam >= killed.sum()]).sum() <= CHANCE_HOLE, (seed, where, killed.sum())
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        np.array([2000, 2000, 1000, 480, 380, 40, 36, 30, 30, 0, 0, 0, 30, 24, 12, 6, 6], float),  # a cutflow
+        np.exp(-((np.arange(60) - 30) ** 2) / 50.0) * 500 + 1,  # a peak
+    ],
+    ids=["cutflow", "peak"],
+)
+def test_a_gain_shift_scales_part_of_the_plot_not_all_of_it(shape):
+    """Scaling every entry is what a run with more or less luminosity looks like: not a fault."""
+    for seed in range(100):
+        faulty, ((x0, x1), _) = inject(
+            shape, "gain_shift", subtle=seed % 3 == 0, rng=np.random.default_rng(seed)
+        )
+        changed = ~np.isclose(faulty, shape)
+        assert not changed[:x0].any() and not changed[x1:].any()
+        share = shape[x0:x1].sum() / shape.sum()
+        assert GAIN_SHARE[0] <= share <= GAIN_SHARE[1], (seed, x0, x1, share)
