@@ -56,3 +56,24 @@ def test_a_gain_shift_scales_part_of_the_plot_not_all_of_it(shape):
         assert not changed[:x0].any() and not changed[x1:].any()
         share = shape[x0:x1].sum() / shape.sum()
         assert GAIN_SHARE[0] <= share <= GAIN_SHARE[1], (seed, x0, x1, share)
+
+
+def test_a_benchmark_folder_of_another_generator_seed_or_size_is_not_reused(tmp_path, monkeypatch):
+    import json
+
+    from hydra.data import realbench
+
+    args = {"plot_types": ["hpx", "cutflow"], "images": 240, "seed": 2026}
+    assert not realbench.is_current(tmp_path, **args)  # nothing generated yet
+    (tmp_path / "truth.json").write_text("[]")  # images of a generator that wrote no stamp
+    assert not realbench.is_current(tmp_path, **args)
+    (tmp_path / "generator.json").write_text(json.dumps(realbench._stamp(**args)))
+    assert realbench.is_current(tmp_path, **args)
+    assert not realbench.is_current(tmp_path, **{**args, "seed": 1})
+    assert not realbench.is_current(tmp_path, **{**args, "images": 40})
+    assert not realbench.is_current(tmp_path, **{**args, "plot_types": ["hpx"]})
+    monkeypatch.setattr(realbench, "GENERATOR_VERSION", realbench.GENERATOR_VERSION + 1)
+    assert not realbench.is_current(tmp_path, **args)  # the generator changed since
+    (tmp_path / "generator.json").write_text("{not json")
+    monkeypatch.undo()
+    assert not realbench.is_current(tmp_path, **args)
