@@ -56,6 +56,14 @@ def test_help_for_every_verb(words):
         assert len(result.output.strip().splitlines()) > 3
 
 
+def test_train_help_states_the_ensemble_size_training_uses():
+    from hydra.cli.ml_train import _ENSEMBLE
+    from hydra.services.training import ENSEMBLE_MIN_IMAGES
+
+    # the CLI module does not import the training service (a slow import); the two must agree
+    assert f"with {ENSEMBLE_MIN_IMAGES} labelled images or more" in _ENSEMBLE.help
+
+
 class _Result:
     def __init__(self, result):
         self.returncode = result.exit_code
