@@ -15,6 +15,8 @@ Usage:
     .venv/bin/python benchmarks/bench_quality.py [--data var/bench-quality] [--sizes 160,40]
         [--seeds 0,1,2] [--plot-types hpx,...] [--config classifier-cpu | --head siamese --good-only]
         [--jobs 1] [--threads 2] [--out results.json]
+    .venv/bin/python benchmarks/bench_quality.py --report results.json   # markdown tables
+    .venv/bin/python benchmarks/bench_quality.py --misses results.json   # every wrong verdict, explained
 """
 
 from __future__ import annotations
@@ -246,6 +248,32 @@ def markdown(path: str) -> str:
     return "\n".join(out)
 
 
+def misses(path: str, data: str) -> str:
+    """Every wrong verdict of a ``--out`` file (a Good plot flagged, a problem missed) beside what made
+    the image (:func:`hydra.data.realbench.explain`): a head's miss, or a fault nobody could see?"""
+    from hydra.data.realbench import explain
+
+    facts = explain(data)
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    out = [
+        "| plot type | labels | seed | image | truth | subtle | said (weight) | luminosity | fault bins "
+        "| entries there | share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in (r for r in rows if "outcomes" in r):
+        for o in run["outcomes"]:
+            if o["flagged"] != (o["truth"] == "Good"):
+                continue
+            f = facts.get(o["filename"], {})
+            said = f"{o['label']} ({o['problem_weight']:.2f}{'' if o['confirmed'] else ', unconfirmed'})"
+            out.append(
+                f"| {o['plot_type']} | {run['size']} | {run['seed']} | {o['filename']} "
+                f"| {o['fault'] or o['truth']} | {'yes' if o['subtle'] else ''} | {said} | {f.get('luminosity', '')} "
+                f"| {f.get('fault_bins', '')} | {f.get('fault_entries', '')} | {f.get('fault_share', '')} |"
+            )
+    return "\n".join(out)
+
+
 def main() -> None:
     from hydra.data.realbench import SOURCES, generate, is_current
 
@@ -275,7 +303,15 @@ def main() -> None:
         "--out", default=None, help="also write every run (with outcomes) here, one JSON line each"
     )
     parser.add_argument("--report", default=None, help="print markdown tables of an --out file and stop")
+    parser.add_argument(
+        "--misses",
+        default=None,
+        help="print every wrong verdict of an --out file with what made the image, and stop",
+    )
     args = parser.parse_args()
+    if args.misses:
+        print(misses(args.misses, args.data))
+        return
     if args.report:
         print(markdown(args.report))
         return

@@ -77,3 +77,29 @@ def test_a_benchmark_folder_of_another_generator_seed_or_size_is_not_reused(tmp_
     (tmp_path / "generator.json").write_text("{not json")
     monkeypatch.undo()
     assert not realbench.is_current(tmp_path, **args)
+
+
+def test_explain_replays_what_made_each_image_of_a_generated_folder(tmp_path):
+    """The replay is the generator itself: its fault bins are where the truth says the fault is drawn."""
+    pytest.importorskip("skhep_testdata", reason="needs scikit-hep-testdata 0.3.0 (the dev extra)")
+    from hydra.data.realbench import SOURCE_BY_NAME, explain, generate, template
+    from hydra.data.root import RootError
+
+    records = generate(tmp_path, plot_types=["cutflow", "hpxpy"], images=24, seed=5, first_run=7)
+    facts = explain(tmp_path)
+    assert set(facts) == {r.filename for r in records}
+    for r in records:
+        fact = facts[r.filename]
+        assert 0.6 <= fact["luminosity"] <= 1.6, fact
+        if r.fault is None or r.fault not in ("dead_channel", "dead_region", "hot_channel", "gain_shift"):
+            assert "fault_bins" not in fact, (r, fact)
+            continue
+        (x0, x1), ys = fact["fault_bins"]
+        drawn = SOURCE_BY_NAME[r.plot_type].style.bin_box(template(SOURCE_BY_NAME[r.plot_type]), (x0, x1), ys)
+        assert tuple(round(v, 4) for v in drawn) == r.region, (r, fact)
+        assert 0 < fact["fault_share"] <= 1 and fact["fault_entries"] > 0
+        if r.fault == "gain_shift":
+            assert GAIN_SHARE[0] - 0.01 <= fact["fault_share"] <= GAIN_SHARE[1] + 0.01, fact
+    (tmp_path / "generator.json").write_text('{"version": 1}')
+    with pytest.raises(RootError, match="generator version 1"):
+        explain(tmp_path)
