@@ -129,6 +129,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         engine.dispose()
     return {
         "plot_type": job["plot_type"],
+        "data_seed": job["data_seed"],
         "size": job["size"],
         "seed": job["seed"],
         "trained_on": len(train_set),
@@ -206,11 +207,15 @@ def report(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _read_runs(path: str) -> list[dict[str, Any]]:
+    """The runs of a ``--out`` file (its last line, the summary, left out)."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [r for r in rows if "plot_type" in r]
+
+
 def markdown(path: str) -> str:
     """Tables (per group and size, per plot type, per fault kind) from a ``--out`` file."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    runs = [r for r in rows if "plot_type" in r]
-    summary = report(runs)
+    summary = report(_read_runs(path))
     out = []
     fmt = lambda v: "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     out.append("| labels | plot types | accuracy | problem recall | Good false alarm | confirmed | ROC AUC "
@@ -251,16 +256,20 @@ def markdown(path: str) -> str:
 def misses(path: str, data: str) -> str:
     """Every wrong verdict of a ``--out`` file (a Good plot flagged, a problem missed) beside what made
     the image (:func:`hydra.data.realbench.explain`): a head's miss, or a fault nobody could see?"""
-    from hydra.data.realbench import explain
+    from hydra.data.realbench import explain, read_stamp
 
+    runs = _read_runs(path)
+    folder_seed = (read_stamp(data) or {}).get("seed")
+    seeds = {r["data_seed"] for r in runs if "data_seed" in r} - {folder_seed}
+    if seeds:  # the same file names, other images: the explanation would be of the wrong plots
+        raise SystemExit(f"{path} was measured on data seed {sorted(seeds)}; {data} holds seed {folder_seed}")
     facts = explain(data)
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     out = [
         "| plot type | labels | seed | image | truth | subtle | said (weight) | luminosity | fault bins "
         "| entries there | share |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for run in (r for r in rows if "outcomes" in r):
+    for run in runs:
         for o in run["outcomes"]:
             if o["flagged"] != (o["truth"] == "Good"):
                 continue
@@ -323,7 +332,7 @@ def main() -> None:
         generate(data, **stamp, workers=max(1, args.jobs, 2))
         print(json.dumps({"generated": str(data), "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     jobs = [
-        {"data": str(data), "plot_type": pt, "size": int(size), "seed": int(seed), "threads": args.threads,
+        {"data": str(data), "data_seed": args.data_seed, "plot_type": pt, "size": int(size), "seed": int(seed), "threads": args.threads,
          "config": args.config, "head": args.head, "good_only": args.good_only, "epochs": args.epochs, "folds": args.folds, "no_ensemble": args.no_ensemble,
          "ensemble_min_images": args.ensemble_min_images}
         for size in args.sizes.split(",")

@@ -83,6 +83,7 @@ class GoodReference:
         self.register_buffer("ref_scale", torch.ones(self.channels, h, w))
         self.register_buffer("ref_ready", torch.zeros((), dtype=torch.bool))
         self._member_sums: tuple[torch.Tensor, torch.Tensor, int] | None = None  # for training_input
+        self._frame_cache: tuple[torch.Tensor, int, tuple[int, int, int, int] | None] | None = None
 
     @property
     def uses_reference(self) -> bool:
@@ -219,7 +220,7 @@ class GoodReference:
         the tensor itself, so a new one can never pass for the old.
         """
         ref = self.ref_median
-        cached = getattr(self, "_frame_cache", None)
+        cached = self._frame_cache
         if cached is None or cached[0] is not ref or cached[1] != ref._version:
             frame = plot_frame(ref) if bool(self.ref_ready) else None
             cached = self._frame_cache = (ref, ref._version, frame)

@@ -91,7 +91,7 @@ def test_explain_replays_what_made_each_image_of_a_generated_folder(tmp_path):
     for r in records:
         fact = facts[r.filename]
         assert 0.6 <= fact["luminosity"] <= 1.6, fact
-        if r.fault is None or r.fault not in ("dead_channel", "dead_region", "hot_channel", "gain_shift"):
+        if r.fault not in ("dead_channel", "dead_region", "hot_channel", "gain_shift"):
             assert "fault_bins" not in fact, (r, fact)
             continue
         (x0, x1), ys = fact["fault_bins"]
