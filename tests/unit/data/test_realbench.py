@@ -43,8 +43,11 @@ def test_a_dead_cell_on_a_sparse_map_is_never_one_that_good_plots_also_leave_emp
     [
         np.array([2000, 2000, 1000, 480, 380, 40, 36, 30, 30, 0, 0, 0, 30, 24, 12, 6, 6], float),  # a cutflow
         np.exp(-((np.arange(60) - 30) ** 2) / 50.0) * 500 + 1,  # a peak
+        # a response: a narrow peak holding 72 % of the entries above a long tail too low to count as
+        # populated; a range centred on a populated bin holds the peak (> 80 %) or the first bin (< 20 %)
+        np.concatenate([[150.0], np.geomspace(0.5, 60.0, 60), [90, 160, 310, 730, 1030], np.zeros(34)]),
     ],
-    ids=["cutflow", "peak"],
+    ids=["cutflow", "peak", "response"],
 )
 def test_a_gain_shift_scales_part_of_the_plot_not_all_of_it(shape):
     """Scaling every entry is what a run with more or less luminosity looks like: not a fault."""
