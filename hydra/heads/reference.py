@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-Z_CLIP = 8.0  # deviations beyond this many spreads all read the same
-Z_SCALE = 4.0  # the network reads deviations divided by this (so +-Z_CLIP becomes +-2)
+Z_CLIP = 8.0  # the default reference_clip: deviations beyond this many spreads all read the same
+Z_RANGE = 2.0  # the network reads deviations scaled so that +-reference_clip becomes +-Z_RANGE
 REFERENCE_STATS = ("mean", "median")
 REFERENCE_BUFFERS = ("ref_median", "ref_scale", "ref_ready")
 # the defaults of every head that mixes it in (see the class docstring for why the mean)
@@ -49,7 +49,8 @@ class GoodReference:
     spread is measured (``reference_stat``: ``mean`` for the mean and standard
     deviation, ``median`` for the median and scaled median absolute
     deviation), its floor (``reference_floor``), the window over which the
-    spread is taken (``reference_window``) and its heat maps (``cam_guide``:
+    spread is taken (``reference_window``), where deviations stop counting
+    (``reference_clip``, in spreads) and its heat maps (``cam_guide``:
     see :meth:`refine_cam` and :meth:`cam_from_input`). On plots,
     where most pixels are canvas that a marker or a bin edge crosses now and
     then, the median deviation is zero almost everywhere, so every change
@@ -68,13 +69,17 @@ class GoodReference:
     """
 
     def init_reference(self) -> None:
-        """Check ``reference_stat`` and ``reference_window``; register the neutral reference (from the head's ``__init__``)."""
+        """Check ``reference_stat``, ``reference_window`` and ``reference_clip``; register the neutral
+        reference (from the head's ``__init__``)."""
         stat = self.hparams.get("reference_stat", DEFAULT_STAT)
         if stat not in REFERENCE_STATS:
             raise ValueError(f"reference_stat must be one of {', '.join(REFERENCE_STATS)}, got {stat!r}")
         window = self.hparams.get("reference_window", DEFAULT_WINDOW)
         if not isinstance(window, int) or isinstance(window, bool) or window < 1 or window % 2 == 0:
             raise ValueError(f"reference_window must be an odd whole number of pixels >= 1, got {window!r}")
+        clip = self.hparams.get("reference_clip", Z_CLIP)
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < float("inf"):
+            raise ValueError(f"reference_clip must be a number of spreads > 0, got {clip!r}")
         guide = self.hparams.get("cam_guide", False)
         if type(guide) not in (bool, str) or guide not in CAM_GUIDES:  # 1 == True, yet not a yes
             raise ValueError(f"cam_guide must be true, false or 'deviation', got {guide!r}")
@@ -89,6 +94,11 @@ class GoodReference:
     def uses_reference(self) -> bool:
         return bool(self.hparams.get("reference", False))
 
+    @property
+    def z_clip(self) -> float:
+        """Deviations beyond this many spreads read the same (``reference_clip``; saved models without it: 8)."""
+        return float(self.hparams.get("reference_clip", Z_CLIP))
+
     def input_channels(self) -> int:
         """Channels the network reads: the image's, twice over with a reference."""
         return self.channels * (2 if self.uses_reference else 1)
@@ -98,8 +108,8 @@ class GoodReference:
         scaled = super().normalize(x)
         if not self.uses_reference:
             return scaled
-        z = deviation(x, self.ref_median.to(x.dtype), self.ref_scale.to(x.dtype))
-        return torch.cat([scaled, z / Z_SCALE], dim=1)
+        z = deviation(x, self.ref_median.to(x.dtype), self.ref_scale.to(x.dtype), self.z_clip)
+        return torch.cat([scaled, z * (Z_RANGE / self.z_clip)], dim=1)
 
     def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
         """The network input back to [0, 1] images (the deviation channels left out)."""
@@ -140,12 +150,12 @@ class GoodReference:
             window=int(self.hparams.get("reference_window", DEFAULT_WINDOW)),
         )
         z = out[:, self.channels :].clone()
-        z[rows] = deviation(x[rows], centre, spread) / Z_SCALE
+        z[rows] = deviation(x[rows], centre, spread, self.z_clip) * (Z_RANGE / self.z_clip)
         return torch.cat([out[:, : self.channels], z], dim=1)
 
     def deviation_score(self, x: torch.Tensor, top: int) -> torch.Tensor:
         """:func:`top_deviation` of preprocessed images (the network input :meth:`normalize` gives), N."""
-        return top_deviation(x[:, self.channels :] * Z_SCALE, top)
+        return top_deviation(x[:, self.channels :] * (self.z_clip / Z_RANGE), top)
 
     @torch.no_grad()
     def fit_reference(self, batches: Iterable[Any]) -> int:
@@ -253,7 +263,7 @@ class GoodReference:
 
         Each pixel's deviation in spreads, the largest over the colour
         channels, *not* clipped (the network's input clips it at
-        :data:`Z_CLIP`, where a broad change and a hot bin tie and the map's
+        ``reference_clip``, where a broad change and a hot bin tie and the map's
         peak would fall on whichever comes first), widened as in
         :meth:`refine_cam`; N x H x W with a peak of 1. No gradients: for a
         head that scores by that deviation (the Siamese head's
@@ -367,7 +377,14 @@ def top_deviation(z: torch.Tensor, top: int) -> torch.Tensor:
 
 @torch.no_grad()
 def leave_one_out_deviation(
-    goods: torch.Tensor, pick: torch.Tensor, *, floor: float, window: int, top: int, chunk: int = 32
+    goods: torch.Tensor,
+    pick: torch.Tensor,
+    *,
+    floor: float,
+    window: int,
+    top: int,
+    clip: float = Z_CLIP,
+    chunk: int = 32,
 ) -> torch.Tensor:
     """:func:`top_deviation` of Good images ``goods[pick]`` (N x C x H x W, [0, 1]), each against the
     mean reference of all the others: what a new Good image scores, not one the reference has seen.
@@ -380,7 +397,7 @@ def leave_one_out_deviation(
     for idx in pick.split(chunk):
         x = goods[idx]
         centre, spread = leave_one_out(total, squares, n, x, floor=floor, window=window)
-        out.append(top_deviation(deviation(x, centre, spread), top))
+        out.append(top_deviation(deviation(x, centre, spread, clip), top))
     return torch.cat(out)
 
 

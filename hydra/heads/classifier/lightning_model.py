@@ -20,7 +20,7 @@ from torch import nn
 from hydra.heads.base import Head, LogitBias
 from hydra.heads.classifier.torch_model import PlotNet, build_backbone, cam_layer, load_init_weights
 from hydra.heads.faults import make_faulty_with_kinds
-from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, DEFAULT_WINDOW, GoodReference
+from hydra.heads.reference import DEFAULT_FLOOR, DEFAULT_STAT, DEFAULT_WINDOW, Z_CLIP, GoodReference
 
 
 class ClassifierHead(GoodReference, LogitBias, Head):
@@ -48,6 +48,8 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         reference_window: each pixel's spread is the largest within this
             square (odd, in input pixels), so a bar top one pixel beyond
             where the Good images put it is not read as a fault.
+        reference_clip: deviations beyond this many spreads read the same
+            (the network reads +-``reference_clip`` as +-2).
         cam_guide: ``true`` weighs Grad-CAM maps by the deviation from the reference
             (:meth:`~hydra.heads.reference.GoodReference.refine_cam`), so a
             heat map points at the bins that differ; ``"deviation"`` draws
@@ -77,6 +79,7 @@ class ClassifierHead(GoodReference, LogitBias, Head):
         reference_floor: float = DEFAULT_FLOOR,
         reference_stat: str = DEFAULT_STAT,
         reference_window: int = DEFAULT_WINDOW,
+        reference_clip: float = Z_CLIP,
         cam_guide: bool | str = False,
         synth_faults: float = 0.0,
         synth_weight: float = 0.5,

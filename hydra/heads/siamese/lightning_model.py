@@ -15,6 +15,7 @@ from hydra.heads.reference import (
     DEFAULT_FLOOR,
     DEFAULT_STAT,
     DEFAULT_WINDOW,
+    Z_CLIP,
     GoodReference,
     leave_one_out_deviation,
     median_spread,
@@ -61,7 +62,7 @@ class SiameseHead(GoodReference, Head):
         margin: squared distance that negatives are pushed beyond.
         k: nearest Good references averaged per position.
         bank_size: most Good references kept with the model.
-        reference, reference_floor, reference_stat, reference_window, cam_guide: the embedding
+        reference, reference_floor, reference_stat, reference_window, reference_clip, cam_guide: the embedding
             network also reads each pixel's deviation from the Good images'
             per-pixel reference (see :class:`hydra.heads.reference.GoodReference`).
         reference_score: an image's distance to Good also counts how far it is from
@@ -93,6 +94,7 @@ class SiameseHead(GoodReference, Head):
         reference_floor: float = DEFAULT_FLOOR,
         reference_stat: str = DEFAULT_STAT,
         reference_window: int = DEFAULT_WINDOW,
+        reference_clip: float = Z_CLIP,
         cam_guide: bool | str = False,
         reference_score: bool = False,
         reference_top: int = 50,
@@ -242,6 +244,7 @@ class SiameseHead(GoodReference, Head):
                 floor=float(self.hparams.reference_floor),
                 window=int(self.hparams.reference_window),
                 top=int(self.hparams.reference_top),
+                clip=self.z_clip,
             ).to(good_scores.device)
             (dist_c, dist_s), (dev_c, dev_s) = (
                 median_spread(good_scores.float()),

@@ -131,6 +131,41 @@ def test_mean_reference_keeps_sometimes_drawn_apart_from_never_drawn():
         _head(reference_stat="mode")
 
 
+def test_reference_clip_keeps_a_never_missing_bar_apart_from_an_often_missing_one(tmp_path):
+    """Beyond ``reference_clip`` spreads every deviation reads the same; a wider clip keeps them apart,
+    and a model saved before heads had the setting reads deviations as it was trained (clip 8)."""
+    import json
+
+    good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
+    good[:, -1, :4] = torch.eye(4, dtype=torch.uint8)[:, :, None] * 5 + 250  # four distinct images
+    good[:, 12:, 20] = 0  # a bar every Good plot draws
+    good[:3, 12:, 30] = 0  # and one that a Good plot now and then leaves out
+    probe = good[:1].clone()
+    probe[0, 12:, 20] = 255  # both missing
+    probe[0, 12:, 30] = 255
+    z = {}
+    for clip in (8.0, 16.0):
+        head = _head(reference_stat="mean", reference_floor=0.08, reference_clip=clip)
+        head.fit_reference([(good, torch.zeros(4, dtype=torch.long))])
+        z[clip] = head.preprocess(probe)[0, 3:] * (clip / 2.0)  # back to spreads
+    # by hand: the always-drawn bar is (1 - 0) / 0.08 = 12.5 spreads off; the other (1 - 0.25) / 0.433 = 1.73
+    assert float(z[8.0][0, 20, 20]) == 8.0 and abs(float(z[16.0][0, 20, 20]) - 12.5) < 1e-4
+    assert abs(float(z[8.0][0, 20, 30]) - 0.75 / 0.75**0.5 / 0.5) < 1e-4
+    assert abs(float(z[16.0][0, 20, 30]) - float(z[8.0][0, 20, 30])) < 1e-4
+    head.save(tmp_path)
+    assert abs(float(load_model(tmp_path).preprocess(probe)[0, 3, 20, 20]) - 12.5 * 2 / 16) < 1e-4
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["hparams"]["reference_clip"] == 16.0
+    del config["hparams"]["reference_clip"]  # a model saved before the setting existed
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    old = load_model(tmp_path)
+    assert old.z_clip == 8.0
+    assert float(old.preprocess(probe)[0, 3, 20, 20]) == 2.0  # 12.5 spreads clipped at 8, read as 2
+    for bad in (0, -1.0, True, "8", float("inf")):
+        with pytest.raises(ValueError, match="reference_clip must be a number of spreads > 0"):
+            _head(reference_clip=bad)
+
+
 def test_a_reference_window_forgives_a_bar_top_one_pixel_off_but_not_a_missing_bar():
     """With ``reference_window`` 5 a pixel next to where Good plots vary reads as ordinary variation."""
     good = torch.full((4, *SIZE, 3), 255, dtype=torch.uint8)
