@@ -7,12 +7,12 @@ reference (per pixel: median and scaled median absolute deviation, or mean
 and standard deviation, the latter also with each pixel's spread widened to
 the largest in a square window, ``reference_window``; a floor on the
 spread), and each held-out image is
-scored by the mean of its ``--top`` largest absolute deviations (clipped as
-the heads clip them). Prints the ROC AUC of that score per plot type and
+scored by the mean of its ``--top`` largest absolute deviations (clipped at
+``--clip`` spreads, by default where ``classifier-cpu`` clips them). Prints the ROC AUC of that score per plot type and
 statistic: the information the deviation channels hand a head.
 
 Usage:
-    .venv/bin/python benchmarks/bench_reference.py [--data var/bench-quality] [--floor 0.02] [--top 20] [--windows 1,5]
+    .venv/bin/python benchmarks/bench_reference.py [--data var/bench-quality] [--floor 0.02] [--top 20] [--windows 1,5] [--clip 16]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> None:
 
     from hydra.data.images import load_image, prepare
     from hydra.data.realbench import read_truth
+    from hydra.heads.presets import read_preset
     from hydra.heads.reference import DEFAULT_FLOOR, Z_CLIP, widen_spread
     from hydra.thresholds import roc_auc
 
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=DEFAULT_FLOOR, help="default: the heads' floor")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--windows", default="1,5", help="reference_window values for the mean reference")
+    clip = float(read_preset("classifier-cpu")[1].get("reference_clip", Z_CLIP))
+    parser.add_argument("--clip", type=float, default=clip, help="default: classifier-cpu's reference_clip")
     args = parser.parse_args()
     data = Path(args.data)
     records = read_truth(data)
@@ -65,7 +68,7 @@ def main() -> None:
             refs[f"mean_w{w}"] = (good.mean(axis=0), widen_spread(std, w).permute(1, 2, 0).numpy())
         out[pt] = {}
         for name, (centre, spread) in refs.items():
-            z = np.abs(np.clip((x - centre) / np.maximum(spread, args.floor), -Z_CLIP, Z_CLIP))
+            z = np.abs(np.clip((x - centre) / np.maximum(spread, args.floor), -args.clip, args.clip))
             score = np.sort(z.reshape(len(z), -1), axis=1)[:, -args.top :].mean(axis=1)
             out[pt][name] = round(float(roc_auc(score, faulty)), 3)
         print(json.dumps({"plot_type": pt, "roc_auc": out[pt]}), flush=True)
@@ -75,7 +78,14 @@ def main() -> None:
     }
     print(
         json.dumps(
-            {"summary": summary, "floor": args.floor, "top": args.top, "windows": windows, "size": SIZE}
+            {
+                "summary": summary,
+                "floor": args.floor,
+                "top": args.top,
+                "windows": windows,
+                "clip": args.clip,
+                "size": SIZE,
+            }
         )
     )
 

@@ -23,11 +23,11 @@ jitter), ``low_stats`` (a few percent of the usual entries) and ``empty``
 Faults are ones a person can tell from a Good plot of the type: a dead
 channel is a bin so full that no Good plot shows any hole that full in 1 %
 of images (on a sparse 2D map Poisson statistics leave a few cells empty),
-and a gain shift scales 20-80 % of the entries (scaling all of them is what a run with more or less luminosity looks
-like, and Good images vary x0.6-1.6; where the peak holds most entries, as
-on ``edep_response``, the range is centred on any bin with entries, not
-only a populated one). :func:`explain` replays what made each image of a
-generated folder.
+and a gain shift scales 20-80 % of the entries (scaling all of them is
+what a run with more or less luminosity looks like, and Good images vary
+x0.6-1.6; where the peak holds most entries, as on ``edep_response``, the
+range is centred on any bin with entries, not only a populated one).
+:func:`explain` replays what made each image of a generated folder.
 
 Needs the optional extras ``root`` and ``bench`` (uproot, matplotlib,
 mplhep, scikit-hep-testdata).

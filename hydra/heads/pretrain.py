@@ -20,6 +20,11 @@ tells faults apart on plot types it never saw, before any fine-tuning.
 Rebuild the shipped file (21 minutes on 2 cores, 16 of them rendering)::
 
     python -m hydra.heads.pretrain --out hydra/heads/presets/plotnet-pretrained.safetensors
+
+The shipped file was made with these defaults when ``classifier-cpu`` read
+deviations up to 8 spreads, as ``classifier-cpu-pretrained`` still does; a
+backbone made now learns ``classifier-cpu``'s 16 (its ``reference_clip``), so
+the preset that ships it must say 16 too.
 """
 
 from __future__ import annotations
@@ -77,10 +82,10 @@ class PlotTypeBatch:
 
     images: torch.Tensor  # uint8 N x H x W x C
     targets: torch.Tensor  # indices into LABELS
-    reference: tuple[torch.Tensor, torch.Tensor]  # the head's ref_median and ref_scale for this type
+    reference: tuple[Any, ...]  # the head's whole Good reference for this type (reference_state)
 
     def use_reference(self, head: Any) -> None:
-        head.ref_median, head.ref_scale = self.reference
+        head.use_reference_state(self.reference)
 
 
 @torch.no_grad()
@@ -91,7 +96,7 @@ def prepare_types(head: Any, banks: Sequence[TypeBank]) -> list[PlotTypeBatch]:
         images = torch.from_numpy(bank.pixels)
         targets = torch.tensor([LABELS.index(lab) for lab in bank.labels])
         head.fit_reference([(images, targets)])
-        out.append(PlotTypeBatch(images, targets, (head.ref_median.clone(), head.ref_scale.clone())))
+        out.append(PlotTypeBatch(images, targets, head.reference_state()))
     return out
 
 

@@ -108,8 +108,13 @@ class GoodReference:
         scaled = super().normalize(x)
         if not self.uses_reference:
             return scaled
-        z = deviation(x, self.ref_median.to(x.dtype), self.ref_scale.to(x.dtype), self.z_clip)
-        return torch.cat([scaled, z * (Z_RANGE / self.z_clip)], dim=1)
+        return torch.cat(
+            [scaled, self._deviation_input(x, self.ref_median.to(x.dtype), self.ref_scale.to(x.dtype))], dim=1
+        )
+
+    def _deviation_input(self, x: torch.Tensor, centre: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+        """The deviation channels the network reads: spreads clipped at ``reference_clip``, +-clip as +-Z_RANGE."""
+        return deviation(x, centre, spread, self.z_clip) * (Z_RANGE / self.z_clip)
 
     def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
         """The network input back to [0, 1] images (the deviation channels left out)."""
@@ -150,8 +155,22 @@ class GoodReference:
             window=int(self.hparams.get("reference_window", DEFAULT_WINDOW)),
         )
         z = out[:, self.channels :].clone()
-        z[rows] = deviation(x[rows], centre, spread, self.z_clip) * (Z_RANGE / self.z_clip)
+        z[rows] = self._deviation_input(x[rows], centre, spread)
         return torch.cat([out[:, : self.channels], z], dim=1)
+
+    def reference_state(self) -> tuple[Any, ...]:
+        """The whole Good reference: its buffers and the sums :meth:`training_input` reads.
+
+        Code that keeps several references and swaps them in (one per plot
+        type, as :mod:`hydra.heads.pretrain` does) must swap all of it: with
+        the buffers alone, training compares each plot type's Good images
+        with the leave-one-out reference of another plot type.
+        """
+        return (self.ref_median, self.ref_scale, self.ref_ready, self._member_sums)
+
+    def use_reference_state(self, state: tuple[Any, ...]) -> None:
+        """Make ``state`` (from :meth:`reference_state`) the head's reference."""
+        self.ref_median, self.ref_scale, self.ref_ready, self._member_sums = state
 
     def deviation_score(self, x: torch.Tensor, top: int) -> torch.Tensor:
         """:func:`top_deviation` of preprocessed images (the network input :meth:`normalize` gives), N."""

@@ -89,3 +89,21 @@ def test_a_site_presets_weights_file_is_read_beside_the_preset(tmp_path):
     assert read_preset(site / "abs.yaml")[1]["weights_file"] == str(tmp_path / "x.pt")
     with pytest.raises(FileNotFoundError, match="ours.safetensors does not exist"):
         create_from_preset(site / "mine.yaml", labels=["Good", "Bad"], problem_labels=["Bad"])
+
+
+def test_each_made_up_plot_type_trains_against_its_own_whole_reference():
+    """Swapping a plot type's reference in swaps all of it: its Good images read their leave-one-out
+    deviation from the other Good images of *that* type, as right after fitting it."""
+    from hydra.data.plotbank import render_type
+
+    head = _head(weights_file=None)
+    types = prepare_types(head, [render_type(seed, images=8) for seed in (1, 2)])
+    first = types[0]
+    fresh = _head(weights_file=None)
+    fresh.fit_reference([(first.images, first.targets)])
+    x = fresh.to_unit(first.images)
+    member = first.targets == LABELS.index("Good")
+    expected = fresh.training_input(x, x, member)
+    first.use_reference(head)  # the last type prepared was the other one
+    assert torch.allclose(head.training_input(x, x, member), expected)
+    assert torch.allclose(head.preprocess(first.images), fresh.preprocess(first.images))
