@@ -99,7 +99,7 @@ _ENSEMBLE = typer.Option(
     True,
     "--ensemble/--no-ensemble",
     help="A classifier with 100 labelled images or more: serve the fold models together (default), "
-    "or fit one more model on all images.",
+    "or fit one more model on all images (and the preset's companion, if it has one).",
 )
 _THREADS = typer.Option(
     None,

@@ -30,6 +30,10 @@ from torch import nn
 
 from hydra.heads.base import Head, LogitBias, to_jsonable
 
+# Arguments that change only how a member trains, never what it computes once trained: members that
+# differ in these alone (a preset's companion: another starting point, another learning rate) serve together.
+TRAINING_ONLY = ("weights_file", "lr", "weight_decay", "synth_faults", "synth_weight", "drop_rate", "jitter")
+
 
 class EnsembleHead(LogitBias, Head):
     """The mean of its members' softmax weights (as log-probabilities, plus its own logit bias).
@@ -37,8 +41,9 @@ class EnsembleHead(LogitBias, Head):
     Args:
         member: the registered head name of every member (a classifier).
         member_hparams: the members' constructor arguments (one set: they
-            differ only in their weights and Good references); labels,
-            input size and channels default to the ensemble's.
+            differ only in their weights, their Good references and how they
+            trained, :data:`TRAINING_ONLY`); labels, input size and channels
+            default to the ensemble's.
         size: how many members.
         labels, problem_labels, input_size, channels: as the members'.
     """
@@ -91,8 +96,11 @@ class EnsembleHead(LogitBias, Head):
     def of(cls, heads: Sequence[Head]) -> EnsembleHead:
         """An ensemble holding copies of ``heads`` (fitted heads of one class and config)."""
         first = heads[0]
-        if any(type(h) is not type(first) or dict(h.hparams) != dict(first.hparams) for h in heads):
-            raise ValueError("an ensemble's members must be heads of one class with one config")
+        if any(type(h) is not type(first) or _served(h) != _served(first) for h in heads):
+            raise ValueError(
+                "an ensemble's members must be heads of one class with one config "
+                f"(they may differ only in {', '.join(TRAINING_ONLY)})"
+            )
         out = cls(
             member=first.registered_name(),
             member_hparams=to_jsonable(dict(first.hparams)),
@@ -132,3 +140,8 @@ class EnsembleHead(LogitBias, Head):
 
     def cam_target_layers(self) -> list[nn.Module]:
         return [layer for m in self.members for layer in m.cam_target_layers()]
+
+
+def _served(head: Head) -> dict[str, Any]:
+    """A head's arguments that matter once it is trained."""
+    return {k: v for k, v in dict(head.hparams).items() if k not in TRAINING_ONLY}

@@ -8,7 +8,10 @@ Lightning on the other folds and weigh the fold's images through
 models then serve together when they learned from enough images
 (:mod:`hydra.heads.ensemble`: the thresholds are chosen on the weights of
 the models that serve); otherwise, for other heads, or with
-``ensemble=False``, one more model is fitted on all labelled images. The
+``ensemble=False``, one more model is fitted on all labelled images. A
+preset's ``companion`` (:mod:`hydra.heads.presets`) is fitted beside every
+one of these models, and each serves with it (a fold's out-of-fold weights
+are the pair's). The
 out-of-fold weights of every labelled image set the max-F1 thresholds, fill
 the enhanced confusion matrix and the Training report, so none of them
 rests on a small test split and no label is kept from the models. The training set, the model, its
@@ -123,6 +126,11 @@ class _Context:
     folds: int = 0
     head_name: str = ""  # resolved once: the preset's head and its arguments (None: the parent)
     head_kwargs: dict[str, Any] | None = None
+    companion: dict[str, Any] | None = None  # the arguments of the preset's companion model, if any
+
+    def variants(self) -> list[dict[str, Any] | None]:
+        """The arguments of each model one fit makes: the preset's head, then its companion (if any)."""
+        return [self.head_kwargs] + ([self.companion] if self.companion is not None else [])
 
 
 def _gpu_available() -> bool:
@@ -446,7 +454,12 @@ def _resolve(ctx: _Context, opts: TrainOptions) -> TrainOptions:
     """Resolve the head once (preset or parent) into ``ctx``; the options with their epochs settled.
 
     Epochs: ``--epochs``, else the preset's (or the parent's) ``max_epochs_hint``, else 30.
+    A preset's ``companion`` (:mod:`hydra.heads.presets`) is fitted beside every model;
+    a parent is fine-tuned alone.
     """
+    from hydra.heads import load_head
+    from hydra.heads.presets import COMPANION
+
     if ctx.parent is not None:
         hparams = (ctx.parent.config or {}).get("hparams", {})
         ctx.head_name, ctx.head_kwargs = ctx.parent.head, None
@@ -455,6 +468,13 @@ def _resolve(ctx: _Context, opts: TrainOptions) -> TrainOptions:
         hint = hparams.get("max_epochs_hint")
     else:
         ctx.head_name, ctx.head_kwargs = resolve_head(opts, ctx.labels, ctx.problem_labels)
+        companion = ctx.head_kwargs.pop(COMPANION, None)
+        if companion is not None:
+            if not hasattr(load_head(ctx.head_name), "set_logit_bias"):
+                raise TrainError(
+                    f"a preset's {COMPANION} needs a classifier head; {ctx.head_name!r} is not one"
+                )
+            ctx.companion = {**ctx.head_kwargs, **companion}
         hint = ctx.head_kwargs.get("max_epochs_hint")
     return replace(opts, epochs=opts.epochs or hint or DEFAULT_EPOCHS)
 
@@ -495,10 +515,12 @@ def apply_logit_bias(weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _new_head(ctx: _Context) -> Any:
-    """A fresh head of the resolved preset, or the parent model to fine-tune."""
+def _new_head(ctx: _Context, kwargs: dict[str, Any] | None = None) -> Any:
+    """A fresh head of the resolved preset (``kwargs``: a companion's arguments), or the parent model to fine-tune."""
     from hydra.heads import create_head, load_model
 
+    if kwargs is not None:
+        return create_head(ctx.head_name, **kwargs)
     if ctx.head_kwargs is None:
         head = load_model(ctx.parent.path)
         if hasattr(head, "first_member"):
@@ -552,12 +574,12 @@ class _Fits:
             self._progress.update(self._task, completed=self.done * self.opts.epochs)
 
 
-def _fit_one(ctx, opts, fits, members, val, base, where, seed, what):  # noqa: ANN001 - internal
-    """Seed, build and fit one head on ``members`` (validating on ``val`` if any)."""
+def _fit_one(ctx, opts, fits, members, val, base, where, seed, what, kwargs=None):  # noqa: ANN001 - internal
+    """Seed, build and fit one head on ``members`` (validating on ``val`` if any); ``kwargs``: see :func:`_new_head`."""
     import pytorch_lightning as pl
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    head_name, head = ctx.head_name, _new_head(ctx)
+    head_name, head = ctx.head_name, _new_head(ctx, kwargs)
     train_dl = _loader(base, where, members, opts, True, seed)
     val_dl = _loader(base, where, val, opts, False, seed) if val else None
     with tempfile.TemporaryDirectory(prefix="hydra-train-") as work:
@@ -593,24 +615,28 @@ def _cross_validate(ctx, opts, fits, base, where, tmp: Path, keep: bool) -> _Fol
         out_idx = [i for i, m in enumerate(trained) if m.fold == fold]
         if not out_idx:
             continue
-        _, head, trainer, info = _fit_one(
-            ctx, opts, fits, inside, [], base, where, opts.seed + 1000 * (fold + 1), f"fold {fold + 1}"
+        made, trainer, fold_infos = _fit_variants(
+            ctx, opts, fits, inside, base, where, opts.seed + 1000 * (fold + 1), f"fold {fold + 1}"
         )
         if keep:
-            heads.append(head)
-        infos.append(info)
+            heads.extend(made)
+        infos.extend(fold_infos)
         if trainer.is_global_zero:
-            head.save(tmp / f"fold{fold}")
+            _together(made).save(tmp / f"fold{fold}")
             weights[out_idx] = evaluate(
                 tmp / f"fold{fold}", [trained[i] for i in out_idx], base, where, ctx.labels
             )
             shutil.rmtree(tmp / f"fold{fold}", ignore_errors=True)
-    info = {
+    return _Folds(trained, weights, heads, trainer, _fit_summary(infos))
+
+
+def _fit_summary(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """Epochs (the most), fit seconds (all together) and threads of several fits."""
+    return {
         "epochs": max((i["epochs"] for i in infos), default=0),
         "fit_seconds": sum(i["fit_seconds"] for i in infos),
         "threads": infos[-1]["threads"] if infos else None,
     }
-    return _Folds(trained, weights, heads, trainer, info)
 
 
 def _serves_folds(ctx: _Context, opts: TrainOptions) -> bool:
@@ -677,13 +703,51 @@ class _Fitted:
     oof: np.ndarray  # their weights (N x L)
 
 
+def _fit_variants(ctx, opts, fits, members, base, where, seed, what, val=()):  # noqa: ANN001 - internal
+    """Fit the preset's head and its companion (if any) on ``members``: the heads, the last trainer, their infos."""
+    heads, infos, trainer = [], [], None
+    for i, kwargs in enumerate(ctx.variants()):
+        label = what if i == 0 else f"{what}, companion"
+        _, head, trainer, info = _fit_one(
+            ctx,
+            opts,
+            fits,
+            members,
+            list(val),
+            base,
+            where,
+            seed + 100 * i,
+            label,
+            kwargs=kwargs if i else None,
+        )
+        heads.append(head)
+        infos.append(info)
+    return heads, trainer, infos
+
+
+def _fit_served(ctx, opts, fits, members, val, base, where, what):  # noqa: ANN001 - internal
+    """Fit the model that serves on ``members``: one head, or with a companion both as an ensemble."""
+    if ctx.companion is None:
+        return _fit_one(ctx, opts, fits, members, val, base, where, opts.seed, what)
+    heads, trainer, infos = _fit_variants(ctx, opts, fits, members, base, where, opts.seed, what, val)
+    return ENSEMBLE, _together(heads), trainer, {**_fit_summary(infos), "members": len(heads)}
+
+
+def _together(heads: list[Any]) -> Any:
+    """One head, or several served together as an ensemble."""
+    from hydra.heads.ensemble import EnsembleHead
+
+    return heads[0] if len(heads) == 1 else EnsembleHead.of(heads)
+
+
 def _fit_models(ctx: _Context, opts: TrainOptions, base: Any, where: dict[int, int], tmp: Path) -> _Fitted:
     """Fit the cross-validation folds (if any), then the model that serves, under one progress bar."""
     from hydra.heads.ensemble import EnsembleHead
 
     splits = ctx.plan.splits
     ensemble = _serves_folds(ctx, opts)
-    with _Fits(opts, (ctx.folds or 0) + (0 if ensemble else 1)) as fits:
+    per_fit = len(ctx.variants())
+    with _Fits(opts, ((ctx.folds or 0) + (0 if ensemble else 1)) * per_fit) as fits:
         if ctx.folds:
             folds = _cross_validate(ctx, opts, fits, base, where, tmp, keep=ensemble)
             checked, oof = folds.checked, folds.oof
@@ -691,12 +755,12 @@ def _fit_models(ctx: _Context, opts: TrainOptions, base: Any, where: dict[int, i
                 head_name, head, trainer = ENSEMBLE, EnsembleHead.of(folds.heads), folds.trainer
                 fit_info = {**folds.info, "members": len(folds.heads)}
             else:
-                head_name, head, trainer, fit_info = _fit_one(
-                    ctx, opts, fits, splits["train"], [], base, where, opts.seed, "final model"
+                head_name, head, trainer, fit_info = _fit_served(
+                    ctx, opts, fits, splits["train"], [], base, where, "final model"
                 )
         else:
-            head_name, head, trainer, fit_info = _fit_one(
-                ctx, opts, fits, splits["train"], splits["val"], base, where, opts.seed, "model"
+            head_name, head, trainer, fit_info = _fit_served(
+                ctx, opts, fits, splits["train"], splits["val"], base, where, "model"
             )
             checked, oof = [], np.zeros((0, len(ctx.labels)))
     return _Fitted(head_name, head, trainer, fit_info, checked, oof)

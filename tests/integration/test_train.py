@@ -78,9 +78,10 @@ def test_train_registers_an_accurate_model_with_cross_validated_thresholds(train
     assert 1 <= metrics["threads"] <= len(os.sched_getaffinity(0))
     with session_scope(engine) as s:
         model = s.get(Model, summary["model_id"])
-        # the fold models serve together: the thresholds were chosen on their weights
+        # the fold models (and the preset's companion of each) serve together: the thresholds
+        # were chosen on their weights
         assert model.active and model.head == "ensemble" and model.labels == ["Good", "Bad", "NoData"]
-        assert model.config["hparams"]["size"] == 3 == metrics["members"]
+        assert model.config["hparams"]["size"] == 6 == metrics["members"]
         assert (model.input_height, model.input_width) == (120, 160)
         assert model.path.startswith(str(cfg.path("models"))) and model.config["seed"] == 0
         thresholds = {t.label: t for t in s.exec(select(Threshold).where(Threshold.model_id == model.id))}
@@ -224,14 +225,15 @@ def test_the_fold_models_serve_together_and_a_new_training_starts_from_one(hydra
 
     cfg, engine = _ingest_synthetic(tmp_path, "bcal_timing", 40, seed=4)
     few = TrainOptions("bcal_timing", epochs=1, folds=2, progress=False)  # fewer images than it takes
-    assert train(few, cfg=cfg, engine=engine).head == "classifier"
+    alone = train(few, cfg=cfg, engine=engine)  # one model on all images, with classifier-cpu's companion
+    assert alone.head == "ensemble" and alone.metrics["members"] == 2
     first = train(
         TrainOptions("bcal_timing", epochs=2, folds=2, ensemble_min_images=40, progress=False),
         cfg=cfg,
         engine=engine,
     )
-    assert first.head == "ensemble" and first.metrics["members"] == 2
-    assert [type(m).__name__ for m in load_model(first.path).members] == ["ClassifierHead"] * 2
+    assert first.head == "ensemble" and first.metrics["members"] == 4
+    assert [type(m).__name__ for m in load_model(first.path).members] == ["ClassifierHead"] * 4
     child = train(
         TrainOptions(
             "bcal_timing", epochs=1, folds=2, parent=first.model_id, ensemble_min_images=40, progress=False
@@ -240,6 +242,7 @@ def test_the_fold_models_serve_together_and_a_new_training_starts_from_one(hydra
         engine=engine,
     )
     assert child.head == "ensemble" and child.parent_id == first.model_id
+    assert child.metrics["members"] == 2  # a parent's member is fine-tuned alone, without a companion
     single = train(
         TrainOptions(
             "bcal_timing", epochs=1, folds=2, ensemble=False, ensemble_min_images=40, progress=False
@@ -247,7 +250,61 @@ def test_the_fold_models_serve_together_and_a_new_training_starts_from_one(hydra
         cfg=cfg,
         engine=engine,
     )
-    assert single.head == "classifier" and "members" not in single.metrics
+    assert single.head == "ensemble" and single.metrics["members"] == 2
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_preset_companion_trains_beside_every_model_and_serves_with_it(hydra_home, tmp_path):
+    """Each fit also fits the companion (from its own start, at its own learning rate); both serve."""
+    import torch
+    from safetensors.torch import save_file
+
+    from hydra.heads import create_head, load_model
+    from hydra.services.training import TrainOptions, train
+
+    cfg, engine = _ingest_synthetic(tmp_path, "bcal_timing", 40, seed=5)
+    shape = {
+        "labels": ["Good", "Bad"],
+        "problem_labels": ["Bad"],
+        "backbone": "plotnet",
+        "input_size": [48, 64],
+    }
+    torch.manual_seed(11)
+    start = {
+        k: v.contiguous()
+        for k, v in create_head("classifier", reference=True, **shape).net.state_dict().items()
+    }
+    save_file(start, str(tmp_path / "start.safetensors"))
+    preset = tmp_path / "pair.yaml"
+    preset.write_text(
+        "head: classifier\nbackbone: plotnet\ninput_size: [48, 64]\nreference: true\nlr: 0.003\n"
+        "companion:\n  weights_file: start.safetensors\n  lr: 0.0001\n"
+    )
+    folds = train(
+        TrainOptions(
+            "bcal_timing", config=str(preset), epochs=1, folds=2, ensemble_min_images=40, progress=False
+        ),
+        cfg=cfg,
+        engine=engine,
+    )
+    assert folds.head == "ensemble" and folds.metrics["members"] == 4  # each fold's model and its companion
+    members = load_model(folds.path).members
+    for own, companion in (members[0:2], members[2:4]):
+        mine, theirs = dict(own.net.named_parameters()), dict(companion.net.named_parameters())
+        shared = [k for k in theirs if theirs[k].shape == start[k].shape]  # not the classifier layer
+        assert len(shared) > 10
+        moved = max(float((theirs[k] - start[k]).abs().max()) for k in shared)
+        elsewhere = max(float((mine[k] - start[k]).abs().max()) for k in shared)
+        assert moved < 0.05 < elsewhere  # the companion started there and took small steps
+    one = train(
+        TrainOptions(
+            "bcal_timing", config=str(preset), epochs=1, folds=2, progress=False
+        ),  # too few for folds
+        cfg=cfg,
+        engine=engine,
+    )
+    assert one.head == "ensemble" and one.metrics["members"] == 2
     engine.dispose()
 
 

@@ -110,6 +110,7 @@ assert root not in home.parents, home
 name, kwargs = read_preset("classifier-cpu")
 weights = Path(read_preset("classifier-cpu-pretrained")[1]["weights_file"])
 assert weights.is_file() and weights.parent == home / "heads" / "presets", weights
+assert Path(kwargs["companion"]["weights_file"]) == weights, kwargs  # the default's companion starts there
 print(json.dumps({
     "package": str(home), "preset": str(find_preset("classifier-cpu")), "head": name,
     "backbone": kwargs["backbone"], "app": str(app_script()), "migrations": str(MIGRATIONS),

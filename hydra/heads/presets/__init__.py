@@ -1,7 +1,10 @@
 """Head presets: YAML files that hold a head's name and constructor arguments.
 
 A preset is ``head: NAME`` plus the keyword arguments of that head's
-constructor, nothing else (one config system: the signature). Hydra's own
+constructor, nothing else (one config system: the signature), and optionally
+``companion``: what a second model, trained beside each one ``hydra train``
+fits, does differently (only how it trains: its starting weights, learning
+rate, ...); the two are then served together as an ensemble. Hydra's own
 presets are package data of this package (``hydra/heads/presets/*.yaml``), so
 a checkout and an installed wheel find the same files through
 :mod:`importlib.resources`; a site may add presets, or override one by its
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from hydra.heads.base import Head
 
 SITE_DIR = Path("configs") / "heads"  # relative to the working directory
+COMPANION = "companion"  # the preset key that is not a constructor argument (see above)
 
 
 class PresetError(RuntimeError):
@@ -102,16 +106,39 @@ def read_preset(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
     kwargs = dict(data)
     name = str(kwargs.pop("head"))
     cls = load_head(name)
-    accepted = _init_params(cls)
+    accepted = _init_params(cls) | {COMPANION}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise ValueError(
             f"head preset {path}: {unknown} are not arguments of head {name!r}; expected some of {sorted(accepted)}"
         )
+    _shipped_beside(kwargs, path)
+    if COMPANION in kwargs:
+        kwargs[COMPANION] = _companion(kwargs[COMPANION], path)
+    return name, kwargs
+
+
+def _shipped_beside(kwargs: dict[str, Any], path: Path) -> None:
     weights = kwargs.get("weights_file")
     if isinstance(weights, str) and weights and not Path(weights).is_absolute():
         kwargs["weights_file"] = str(path.parent / weights)  # shipped beside the preset, like its YAML
-    return name, kwargs
+
+
+def _companion(value: Any, path: Path) -> dict[str, Any]:
+    """A preset's ``companion``: checked, its ``weights_file`` found beside the preset."""
+    from hydra.heads.ensemble import TRAINING_ONLY
+
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"head preset {path}: {COMPANION} must be a mapping of arguments, got {value!r}")
+    other = sorted(set(value) - set(TRAINING_ONLY))
+    if other:
+        raise ValueError(
+            f"head preset {path}: a {COMPANION} may change only how its member trains ({', '.join(TRAINING_ONLY)}); "
+            f"not {other}"
+        )
+    out = dict(value)
+    _shipped_beside(out, path)
+    return out
 
 
 def create_from_preset(name_or_path: str | Path, **overrides: Any) -> Head:
@@ -119,6 +146,7 @@ def create_from_preset(name_or_path: str | Path, **overrides: Any) -> Head:
     from hydra.heads.registry import create_head
 
     name, kwargs = read_preset(name_or_path)
+    kwargs.pop(COMPANION, None)  # a second model that training fits beside this one
     kwargs.update(overrides)
     return create_head(name, **kwargs)
 

@@ -80,3 +80,17 @@ def test_members_of_another_kind_or_config_are_refused(members):
         EnsembleHead(member="siamese", member_hparams={}, labels=LABELS, problem_labels=["Bad"])
     with pytest.raises(ValueError, match="at least one member"):
         EnsembleHead(member="classifier", size=0, labels=LABELS, problem_labels=["Bad"])
+
+
+def test_members_that_trained_differently_serve_together_and_others_are_refused(members):
+    """A preset's companion: another starting point and learning rate, the same model once trained."""
+
+    def member(**kw):
+        return create_head("classifier", labels=LABELS, problem_labels=["Bad", "NoData"], input_size=SIZE,
+                           backbone="plotnet", reference=True, cam_guide=True, **kw)  # fmt: skip
+
+    companion = member(lr=0.0123, weight_decay=0.0, synth_faults=0.5, drop_rate=0.2)
+    both = EnsembleHead.of([members[0], companion])
+    assert len(both.members) == 2 and both.hparams["member_hparams"]["lr"] == members[0].hparams["lr"]
+    with pytest.raises(ValueError, match="differ only in weights_file, lr"):
+        EnsembleHead.of([members[0], member(reference_clip=16)])  # it reads its input otherwise

@@ -37,5 +37,26 @@ def test_presets_hold_only_constructor_arguments():
         assert head.labels == ["Good", "Bad"]
 
 
+def test_a_companion_may_change_only_how_its_member_trains(tmp_path):
+    """``companion``: what a second model trained beside each one does differently (tests/integration/test_train.py)."""
+    (tmp_path / "start.safetensors").write_bytes(b"")
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "head: classifier\nbackbone: plotnet\nlr: 0.003\n"
+        "companion:\n  weights_file: start.safetensors\n  lr: 0.001\n"
+    )
+    name, kwargs = read_preset(path)
+    assert name == "classifier" and kwargs["lr"] == 0.003
+    assert kwargs["companion"] == {"weights_file": str(tmp_path / "start.safetensors"), "lr": 0.001}
+    head = create_from_preset(path, labels=["Good", "Bad"], problem_labels=["Bad"])  # the head alone
+    assert "companion" not in head.hparams and head.hparams["lr"] == 0.003
+    path.write_text("head: classifier\ncompanion:\n  backbone: resnet18\n  lr: 0.001\n")
+    with pytest.raises(ValueError, match=r"may change only how its member trains .*not \['backbone'\]"):
+        read_preset(path)
+    path.write_text("head: classifier\ncompanion: 3\n")
+    with pytest.raises(ValueError, match="companion must be a mapping"):
+        read_preset(path)
+
+
 def test_head_load_error_is_an_import_error():
     assert issubclass(HeadLoadError, ImportError)
