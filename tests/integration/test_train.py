@@ -297,6 +297,7 @@ def test_a_preset_companion_trains_beside_every_model_and_serves_with_it(hydra_h
         moved = max(float((theirs[k] - start[k]).abs().max()) for k in shared)
         elsewhere = max(float((mine[k] - start[k]).abs().max()) for k in shared)
         assert moved < 0.05 < elsewhere  # the companion started there and took small steps
+    _out_of_fold_weights_are_the_pairs(engine, folds, members)
     one = train(
         TrainOptions(
             "bcal_timing", config=str(preset), epochs=1, folds=2, progress=False
@@ -306,6 +307,42 @@ def test_a_preset_companion_trains_beside_every_model_and_serves_with_it(hydra_h
     )
     assert one.head == "ensemble" and one.metrics["members"] == 2
     engine.dispose()
+
+
+def _out_of_fold_weights_are_the_pairs(engine, result, members) -> None:
+    """Each labelled image's out-of-fold weights are those of its fold's model and companion together."""
+    import torch
+
+    from hydra.data.datasets import DatasetItem, PlotImageDataset
+    from hydra.db.engine import session_scope
+    from hydra.db.models import Image, ModelClassification
+    from hydra.heads.ensemble import EnsembleHead
+
+    with session_scope(engine) as s:
+        query = select(ModelClassification, Image.path).join(Image)
+        rows = s.exec(query.where(ModelClassification.model_id == result.model_id)).all()
+        oof = np.array([[mc.weights[lab] for lab in result.labels] for mc, _ in rows])
+        paths = [p for _, p in rows]
+    base = PlotImageDataset([DatasetItem(p, 0) for p in paths], tuple(members[0].input_size))
+    pixels = torch.from_numpy(np.stack([base.pixels(i) for i in range(len(paths))]))
+    bias = _ensemble_bias(result.path)
+
+    def weights(heads) -> np.ndarray:
+        together = EnsembleHead.of(heads)
+        together.set_logit_bias(bias)
+        with torch.inference_mode():
+            return together.weights(together.preprocess(pixels)).numpy()
+
+    close = [np.abs(weights(pair) - oof).max(axis=1) < 1e-4 for pair in (members[0:2], members[2:4])]
+    assert len(oof) == 40 and (close[0] | close[1]).all()
+    assert close[0].sum() >= 10 and close[1].sum() >= 10  # each pair weighs its own fold
+    assert (np.abs(weights(members) - oof).max(axis=1) > 1e-4).any()  # not all four together
+
+
+def _ensemble_bias(path: str) -> np.ndarray:
+    from hydra.heads import load_model
+
+    return load_model(path).logit_bias.numpy()
 
 
 @pytest.mark.slow
