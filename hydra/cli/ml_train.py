@@ -90,7 +90,7 @@ _SEED = typer.Option(
     0, "--seed", help="Seed of the folds, the sampling and the weights (the same seed, the same weights)."
 )
 _FOLDS = typer.Option(
-    3,
+    4,
     "--folds",
     min=0,
     help="Cross-validation folds for thresholds and the report (0: a fixed test split).",

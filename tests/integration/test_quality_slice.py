@@ -46,7 +46,7 @@ def test_a_slice_of_the_benchmark_finds_every_fault_kind(hydra_home, tmp_path):
     ingest(train_dir, engine=engine, labels_csv=train_dir / "labels.csv")
     ensure_problem_labels(engine, PLOT_TYPE)  # an empty plot is a problem too
     result = train(TrainOptions(PLOT_TYPE, seed=0, activate=True, progress=False), cfg=cfg, engine=engine)
-    assert result.metrics["folds"] == 3 and "logit_bias" in result.metrics
+    assert result.metrics["folds"] == 4 and "logit_bias" in result.metrics
     with session_scope(engine) as s:
         loaded = ServingModel.load(s, result.model_id, cfg.path("models"))
     summary = summarize(score(loaded, held, data))
