@@ -79,7 +79,7 @@ class EnsembleHead(LogitBias, Head):
         if size < 1:
             raise ValueError(f"an ensemble needs at least one member, got size {size}")
         cls = load_head(member)
-        if not hasattr(cls, "set_logit_bias"):
+        if not can_serve_together(cls):
             raise ValueError(f"an ensemble's members must be classifiers; {member!r} heads are not")
         shape = {"labels": self.labels, "problem_labels": self.problem_labels,
                  "input_size": list(self.input_size), "channels": self.channels}  # fmt: skip
@@ -140,6 +140,11 @@ class EnsembleHead(LogitBias, Head):
 
     def cam_target_layers(self) -> list[nn.Module]:
         return [layer for m in self.members for layer in m.cam_target_layers()]
+
+
+def can_serve_together(cls: type) -> bool:
+    """Whether heads of ``cls`` can be members of an ensemble: classifiers, calibrated by a logit bias."""
+    return hasattr(cls, "set_logit_bias")
 
 
 def _served(head: Head) -> dict[str, Any]:

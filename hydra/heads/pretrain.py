@@ -6,9 +6,10 @@ what a dead strip looks like next to its reference. This module teaches
 that once, on hundreds of plot types made up by :mod:`hydra.data.plotbank`
 (random histograms, random styles, faults injected into the histograms),
 and writes the backbone's weights as one safetensors file. Hydra ships the
-result with the ``classifier-cpu-pretrained`` preset (``weights_file``), so a
-plot type trained with it fine-tunes from it, as from a parent model;
-nothing is downloaded.
+result beside its presets: ``classifier-cpu``'s companion and
+``classifier-cpu-pretrained`` start from it (``weights_file``), so a plot
+type trained with them fine-tunes from it, as from a parent model; nothing
+is downloaded.
 
 Each batch holds the images of one made-up plot type, given to the network
 exactly as :class:`hydra.heads.classifier.ClassifierHead` gives it a real
@@ -17,14 +18,14 @@ the head's own :meth:`fit_reference`), with the head's synthetic faults
 mixed in. Plot types held back from training report how well the backbone
 tells faults apart on plot types it never saw, before any fine-tuning.
 
-Rebuild the shipped file (21 minutes on 2 cores, 16 of them rendering)::
+Rebuild the shipped file (8 minutes on 2 cores, 6 of them rendering, on
+2026-11-29)::
 
     python -m hydra.heads.pretrain --out hydra/heads/presets/plotnet-pretrained.safetensors
 
-The shipped file was made with these defaults when ``classifier-cpu`` read
-deviations up to 8 spreads, as ``classifier-cpu-pretrained`` still does; a
-backbone made now learns ``classifier-cpu``'s 16 (its ``reference_clip``), so
-the preset that ships it must say 16 too.
+The backbone learns to read the deviation as ``--preset`` (``classifier-cpu``)
+gives it (its ``reference_clip``, 16 spreads), so a preset that starts from
+it must read it so too, as ``classifier-cpu-pretrained`` does.
 """
 
 from __future__ import annotations

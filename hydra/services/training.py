@@ -128,9 +128,10 @@ class _Context:
     head_kwargs: dict[str, Any] | None = None
     companion: dict[str, Any] | None = None  # the arguments of the preset's companion model, if any
 
-    def variants(self) -> list[dict[str, Any] | None]:
-        """The arguments of each model one fit makes: the preset's head, then its companion (if any)."""
-        return [self.head_kwargs] + ([self.companion] if self.companion is not None else [])
+    def fit_arguments(self) -> list[dict[str, Any] | None]:
+        """What each model of one fit is built from (:func:`_new_head`): the preset's head (or the
+        parent, ``None``), then the companion's arguments, if any."""
+        return [None] if self.companion is None else [None, self.companion]
 
 
 def _gpu_available() -> bool:
@@ -458,6 +459,7 @@ def _resolve(ctx: _Context, opts: TrainOptions) -> TrainOptions:
     a parent is fine-tuned alone.
     """
     from hydra.heads import load_head
+    from hydra.heads.ensemble import can_serve_together
     from hydra.heads.presets import COMPANION
 
     if ctx.parent is not None:
@@ -470,7 +472,7 @@ def _resolve(ctx: _Context, opts: TrainOptions) -> TrainOptions:
         ctx.head_name, ctx.head_kwargs = resolve_head(opts, ctx.labels, ctx.problem_labels)
         companion = ctx.head_kwargs.pop(COMPANION, None)
         if companion is not None:
-            if not hasattr(load_head(ctx.head_name), "set_logit_bias"):
+            if not can_serve_together(load_head(ctx.head_name)):
                 raise TrainError(
                     f"a preset's {COMPANION} needs a classifier head; {ctx.head_name!r} is not one"
                 )
@@ -645,11 +647,10 @@ def _serves_folds(ctx: _Context, opts: TrainOptions) -> bool:
     A classifier's, with folds, when each fold model learns from enough images (``ensemble_min_images``).
     """
     from hydra.heads import load_head
+    from hydra.heads.ensemble import can_serve_together
 
     enough = len(ctx.plan.splits["train"]) >= opts.ensemble_min_images
-    return bool(
-        opts.ensemble and ctx.folds and enough and hasattr(load_head(ctx.head_name), "set_logit_bias")
-    )
+    return bool(opts.ensemble and ctx.folds and enough and can_serve_together(load_head(ctx.head_name)))
 
 
 def train(opts: TrainOptions, *, cfg: HydraConfig, engine: Engine) -> TrainResult | None:
@@ -706,19 +707,10 @@ class _Fitted:
 def _fit_variants(ctx, opts, fits, members, base, where, seed, what, val=()):  # noqa: ANN001 - internal
     """Fit the preset's head and its companion (if any) on ``members``: the heads, the last trainer, their infos."""
     heads, infos, trainer = [], [], None
-    for i, kwargs in enumerate(ctx.variants()):
-        label = what if i == 0 else f"{what}, companion"
+    for i, kwargs in enumerate(ctx.fit_arguments()):
+        label = what if kwargs is None else f"{what}, companion"
         _, head, trainer, info = _fit_one(
-            ctx,
-            opts,
-            fits,
-            members,
-            list(val),
-            base,
-            where,
-            seed + 100 * i,
-            label,
-            kwargs=kwargs if i else None,
+            ctx, opts, fits, members, list(val), base, where, seed + 100 * i, label, kwargs
         )
         heads.append(head)
         infos.append(info)
@@ -727,9 +719,9 @@ def _fit_variants(ctx, opts, fits, members, base, where, seed, what, val=()):  #
 
 def _fit_served(ctx, opts, fits, members, val, base, where, what):  # noqa: ANN001 - internal
     """Fit the model that serves on ``members``: one head, or with a companion both as an ensemble."""
-    if ctx.companion is None:
-        return _fit_one(ctx, opts, fits, members, val, base, where, opts.seed, what)
     heads, trainer, infos = _fit_variants(ctx, opts, fits, members, base, where, opts.seed, what, val)
+    if len(heads) == 1:
+        return ctx.head_name, heads[0], trainer, infos[0]
     return ENSEMBLE, _together(heads), trainer, {**_fit_summary(infos), "members": len(heads)}
 
 
@@ -746,7 +738,7 @@ def _fit_models(ctx: _Context, opts: TrainOptions, base: Any, where: dict[int, i
 
     splits = ctx.plan.splits
     ensemble = _serves_folds(ctx, opts)
-    per_fit = len(ctx.variants())
+    per_fit = len(ctx.fit_arguments())
     with _Fits(opts, ((ctx.folds or 0) + (0 if ensemble else 1)) * per_fit) as fits:
         if ctx.folds:
             folds = _cross_validate(ctx, opts, fits, base, where, tmp, keep=ensemble)

@@ -289,7 +289,8 @@ def test_a_preset_companion_trains_beside_every_model_and_serves_with_it(hydra_h
         engine=engine,
     )
     assert folds.head == "ensemble" and folds.metrics["members"] == 4  # each fold's model and its companion
-    members = load_model(folds.path).members
+    served = load_model(folds.path)
+    members = served.members
     for own, companion in (members[0:2], members[2:4]):
         mine, theirs = dict(own.net.named_parameters()), dict(companion.net.named_parameters())
         shared = [k for k in theirs if theirs[k].shape == start[k].shape]  # not the classifier layer
@@ -297,7 +298,7 @@ def test_a_preset_companion_trains_beside_every_model_and_serves_with_it(hydra_h
         moved = max(float((theirs[k] - start[k]).abs().max()) for k in shared)
         elsewhere = max(float((mine[k] - start[k]).abs().max()) for k in shared)
         assert moved < 0.05 < elsewhere  # the companion started there and took small steps
-    _out_of_fold_weights_are_the_pairs(engine, folds, members)
+    _out_of_fold_weights_are_the_pairs(engine, folds, served)
     one = train(
         TrainOptions(
             "bcal_timing", config=str(preset), epochs=1, folds=2, progress=False
@@ -309,7 +310,7 @@ def test_a_preset_companion_trains_beside_every_model_and_serves_with_it(hydra_h
     engine.dispose()
 
 
-def _out_of_fold_weights_are_the_pairs(engine, result, members) -> None:
+def _out_of_fold_weights_are_the_pairs(engine, result, served) -> None:
     """Each labelled image's out-of-fold weights are those of its fold's model and companion together."""
     import torch
 
@@ -323,9 +324,10 @@ def _out_of_fold_weights_are_the_pairs(engine, result, members) -> None:
         rows = s.exec(query.where(ModelClassification.model_id == result.model_id)).all()
         oof = np.array([[mc.weights[lab] for lab in result.labels] for mc, _ in rows])
         paths = [p for _, p in rows]
-    base = PlotImageDataset([DatasetItem(p, 0) for p in paths], tuple(members[0].input_size))
+    members = served.members
+    base = PlotImageDataset([DatasetItem(p, 0) for p in paths], tuple(served.input_size))
     pixels = torch.from_numpy(np.stack([base.pixels(i) for i in range(len(paths))]))
-    bias = _ensemble_bias(result.path)
+    bias = served.logit_bias.numpy()
 
     def weights(heads) -> np.ndarray:
         together = EnsembleHead.of(heads)
@@ -337,12 +339,6 @@ def _out_of_fold_weights_are_the_pairs(engine, result, members) -> None:
     assert len(oof) == 40 and (close[0] | close[1]).all()
     assert close[0].sum() >= 10 and close[1].sum() >= 10  # each pair weighs its own fold
     assert (np.abs(weights(members) - oof).max(axis=1) > 1e-4).any()  # not all four together
-
-
-def _ensemble_bias(path: str) -> np.ndarray:
-    from hydra.heads import load_model
-
-    return load_model(path).logit_bias.numpy()
 
 
 @pytest.mark.slow
